@@ -1,0 +1,63 @@
+"""Domain exceptions: each message names the culprit and, where there is one, the valid choices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class RnnbenchError(Exception):
+    """Base class of every error rnnbench raises on purpose."""
+
+
+class PluginError(RnnbenchError):
+    """A plugin could not be loaded or registered something it should not have."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to import, or one of its hooks raised."""
+
+
+class InvalidRegistrationError(PluginError):
+    """A plugin registered something malformed (bad name, not callable, missing metadata)."""
+
+
+class DuplicateNameError(PluginError):
+    """Two plugins registered the same name for the same kind of thing."""
+
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        self.kind, self.name, self.first, self.second = kind, name, first, second
+        super().__init__(
+            f"{kind} {name!r} is registered twice: first by plugin {first}, "
+            f"again by plugin {second}. Rename one of them or uninstall one plugin."
+        )
+
+
+class UnknownNameError(RnnbenchError, LookupError):
+    """A name was looked up that no plugin registered."""
+
+    kind = "name"
+
+    def __init__(self, name: str, valid: Iterable[str]) -> None:
+        self.name = name
+        self.valid = sorted(valid)
+        choices = ", ".join(self.valid) if self.valid else "(none registered)"
+        super().__init__(f"unknown {self.kind} {name!r}; valid {self.kind}s: {choices}")
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return str(self.args[0])
+
+
+class UnknownCellError(UnknownNameError):
+    kind = "cell"
+
+
+class UnknownTaskError(UnknownNameError):
+    kind = "task"
+
+
+class UnknownSearchSpaceError(UnknownNameError):
+    kind = "search space"
+
+
+class CellContractError(RnnbenchError, ValueError):
+    """A cell was built with invalid arguments or returned something that breaks the cell contract."""
