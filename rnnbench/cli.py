@@ -163,7 +163,9 @@ def check_cell_command(
         for r in report.results:
             table.add_row(r.check, styles[r.status], escape(r.detail))
         console.print(table)
-        verdict = "[green]passed[/]" if report.passed else f"[bold red]failed {len(report.failures)} check(s)[/]"
+        verdict = (
+            "[green]passed[/]" if report.passed else f"[bold red]failed {len(report.failures)} check(s)[/]"
+        )
         console.print(f"cell {name!r} {verdict}")
     if not report.passed:
         raise typer.Exit(EXIT_FAILED)

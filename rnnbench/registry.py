@@ -107,9 +107,7 @@ class Registry(Generic[S]):
         self._plugin = "(direct call)"
         self._labels: dict[str, str] = {self._plugin: self._plugin}  # plugin name -> how errors name it
 
-    def __call__(
-        self, name: str, function: Callable[..., Any], *, description: str, reference: str
-    ) -> None:
+    def __call__(self, name: str, function: Callable[..., Any], *, description: str, reference: str) -> None:
         self._specs[name] = self._validate(name, function, description, reference)
 
     def _validate(self, name: Any, function: Any, description: Any, reference: Any) -> S:

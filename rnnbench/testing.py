@@ -216,7 +216,9 @@ def _check_device(ctx: _Context) -> str:
     if moved.device.type != device.type:
         raise CheckFailed(f"model moved to {device} returned its output on {moved.device}")
     if not torch.allclose(moved.cpu(), expected, atol=1e-4, rtol=1e-3):
-        raise CheckFailed(f"outputs on {device} differ from the CPU by {(moved.cpu() - expected).abs().max():.2e}")
+        raise CheckFailed(
+            f"outputs on {device} differ from the CPU by {(moved.cpu() - expected).abs().max():.2e}"
+        )
     return f"runs on {device} and matches the CPU"
 
 
@@ -287,7 +289,12 @@ def check_cell(
     """
     spec = _as_spec(cell)
     ctx = _Context(
-        spec, input_size, hidden_size, num_layers, dropout, seed,
+        spec,
+        input_size,
+        hidden_size,
+        num_layers,
+        dropout,
+        seed,
         torch.device(device) if device is not None else None,
     )
     report = ConformanceReport(cell=spec.name)
@@ -305,7 +312,9 @@ def check_cell(
     return report
 
 
-def assert_cell_conforms(cell: str | CellSpec | Callable[..., torch.nn.Module], **options: Any) -> ConformanceReport:
+def assert_cell_conforms(
+    cell: str | CellSpec | Callable[..., torch.nn.Module], **options: Any
+) -> ConformanceReport:
     """``check_cell`` for a test suite: raises AssertionError listing every failed check."""
     report = check_cell(cell, **options)
     if not report.passed:

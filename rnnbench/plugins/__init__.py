@@ -10,7 +10,6 @@ import sys
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import pluggy
@@ -151,8 +150,7 @@ def _load_entry_point(entry_point: EntryPoint) -> None:
         plugin = entry_point.load()
     except Exception as exc:
         raise PluginLoadError(
-            f"plugin {entry_point.name!r} (entry point {where}) failed to import: "
-            f"{type(exc).__name__}: {exc}"
+            f"plugin {entry_point.name!r} (entry point {where}) failed to import: {type(exc).__name__}: {exc}"
         ) from exc
     register_plugin(plugin, name=entry_point.name, source="entry point", location=where, version=version)
 
@@ -181,8 +179,7 @@ def register_plugin(
         if pm.is_registered(plugin):
             pm.unregister(plugin)
         raise PluginLoadError(
-            f"plugin {info.label} has an invalid hook: {exc}. "
-            f"Valid hooks: {', '.join(hook_names())}"
+            f"plugin {info.label} has an invalid hook: {exc}. Valid hooks: {', '.join(hook_names())}"
         ) from exc
     if not pm.get_hookcallers(plugin):
         pm.unregister(plugin)
@@ -233,8 +230,7 @@ def _collect() -> Registries:
                     raise
                 except Exception as exc:
                     raise PluginLoadError(
-                        f"plugin {info.label}: hook {hook_name} raised "
-                        f"{type(exc).__name__}: {exc}"
+                        f"plugin {info.label}: hook {hook_name} raised {type(exc).__name__}: {exc}"
                     ) from exc
             if added:
                 info.registered.setdefault(registry.kind, []).extend(added)

@@ -21,7 +21,7 @@ class MGULayer(nn.Module):
         x_f, x_h = self.x2h(x).chunk(2, dim=-1)
         h = x.new_zeros(x.size(0), self.hidden_size)
         outputs = []
-        for xf_t, xh_t in zip(x_f.unbind(1), x_h.unbind(1)):
+        for xf_t, xh_t in zip(x_f.unbind(1), x_h.unbind(1), strict=True):
             f = torch.sigmoid(xf_t + self.h2f(h))
             h = (1 - f) * h + f * torch.tanh(xh_t + self.h2h(f * h))
             outputs.append(h)
