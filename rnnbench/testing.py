@@ -183,7 +183,11 @@ def _check_determinism(ctx: _Context) -> str:
         outs.append(model(x))
     if not torch.equal(*outs):
         raise CheckFailed(f"two forward passes under seed {ctx.seed} differ")
-    return f"same parameters and outputs under seed {ctx.seed}"
+    first.eval()
+    with torch.no_grad():
+        if not torch.equal(first(x), first(x)):
+            raise CheckFailed("the same input twice gives different outputs (state kept between calls?)")
+    return f"same parameters and outputs under seed {ctx.seed}; no state kept between calls"
 
 
 def _check_state_dict(ctx: _Context) -> str:

@@ -100,11 +100,9 @@ def load_plugins(paths: tuple[str | os.PathLike[str], ...] | list[Any] = ()) -> 
             if entry_point.name not in _infos:
                 _load_entry_point(entry_point)
         _defaults_loaded = True
-    for path in [*env_plugin_paths(), *paths]:
-        load_plugin_file(path)
-    files = [info.location for info in _infos.values() if info.source == "file"]
-    if files:
-        os.environ[PLUGINS_ENV] = os.pathsep.join(files)
+    requested = [load_plugin_file(path).location for path in [*env_plugin_paths(), *paths]]
+    if paths:
+        os.environ[PLUGINS_ENV] = os.pathsep.join(dict.fromkeys(requested))
 
 
 def env_plugin_paths() -> list[str]:
@@ -198,8 +196,11 @@ def unregister_plugin(name: str) -> None:
     if plugin is None:
         raise PluginError(f"no plugin named {name!r} is registered")
     pm.unregister(plugin)
-    _infos.pop(name, None)
+    info = _infos.pop(name, None)
     _registries = None
+    if info is not None and info.source == "file":  # so that child processes do not load it either
+        remaining = [p for p in env_plugin_paths() if Path(p).expanduser().resolve() != Path(info.location)]
+        os.environ[PLUGINS_ENV] = os.pathsep.join(remaining)
 
 
 def hook_names() -> list[str]:

@@ -1,0 +1,1 @@
+"""Built-in benchmark tasks, each an ordinary plugin registered through ``register_tasks``."""

@@ -1,0 +1,67 @@
+"""Shared fixtures: test plugins registered and unregistered around a test, and a CLI runner."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+# Tests never reach the Hugging Face hub.
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+TEST_PLUGINS = Path(__file__).parent / "plugins"
+REPO = Path(__file__).parent.parent
+
+
+def import_test_plugin(name: str) -> ModuleType:
+    """Import tests/plugins/<name>.py as a module named ``rnnbench_test_<name>``."""
+    spec = importlib.util.spec_from_file_location(f"rnnbench_test_{name}", TEST_PLUGINS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def use_plugin() -> Iterator[Callable[[object, str], None]]:
+    """Register plugin objects for one test; they are unregistered when it ends, even on failure."""
+    from rnnbench.plugins import _infos, load_plugins, register_plugin, unregister_plugin
+
+    load_plugins()
+    added: list[str] = []
+
+    def register(plugin: object, name: str) -> None:
+        register_plugin(plugin, name=name)
+        added.append(name)
+
+    yield register
+    for name in reversed(added):
+        if name in _infos:
+            unregister_plugin(name)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed ``rnnbench`` console script in a fresh process (plugins load from scratch)."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {k: v for k, v in os.environ.items() if k != "RNNBENCH_PLUGINS"}
+        full_env.update(env or {})
+        script = Path(sys.executable).parent / "rnnbench"
+        return subprocess.run(
+            [str(script), *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    return run

@@ -1,0 +1,113 @@
+"""The command line: listings, check-cell verdicts and exit codes, help text everywhere."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import rnnbench
+from rnnbench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_plugins_json_lists_the_four_builtin_cells():
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    cells = sorted(n for p in json.loads(result.stdout) for n in p["registered"].get("cell", []))
+    assert cells == ["gru", "lstm", "peephole", "rnn"]
+
+
+def test_plugins_table():
+    result = invoke("plugins")
+    assert result.exit_code == 0
+    for name in ("rnnbench.plugins.lstm", "rnnbench.plugins.peephole", "cell: gru", rnnbench.__version__):
+        assert name in result.stdout
+
+
+def test_cells_shows_description_reference_and_plugin():
+    result = invoke("cells", "--json")
+    cells = {c["name"]: c for c in json.loads(result.stdout)}
+    assert set(cells) == {"lstm", "gru", "rnn", "peephole"}
+    assert cells["peephole"]["reference"].startswith("Gers & Schmidhuber 2000")
+    assert cells["gru"]["plugin"] == "rnnbench.plugins.gru"
+    table = invoke("cells").stdout
+    assert "Minimal" not in table and "Cho et al. 2014" in table
+    assert "c[t-1]" in table, "rich markup must not eat the brackets in descriptions"
+
+
+def test_check_cell_passes_for_peephole():
+    result = invoke("check-cell", "peephole")
+    assert result.exit_code == 0, result.output
+    assert "cell 'peephole' passed" in result.stdout
+    assert "gradient to every parameter" in result.stdout
+
+
+def test_check_cell_json():
+    result = invoke("check-cell", "rnn", "--json", "--hidden-size", "4", "--num-layers", "1")
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["cell"] == "rnn"
+    assert {c["check"] for c in report["checks"]} >= {"output shape", "device move"}
+
+
+def _broken_build(input_size, hidden_size, num_layers, dropout):
+    import torch
+
+    class LastStepOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.GRU(input_size, hidden_size, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0][:, -1]
+
+    return LastStepOnly()
+
+
+def test_check_cell_fails_with_exit_code_1_and_reasons(use_plugin):
+    plugin = types.SimpleNamespace(
+        register_cells=rnnbench.hookimpl(
+            lambda register: register("laststep", _broken_build, description="broken", reference="none")
+        )
+    )
+    use_plugin(plugin, "broken-plugin")
+    result = invoke("check-cell", "laststep")
+    assert result.exit_code == 1
+    assert "FAIL" in result.stdout and "expected (1, 1, 5)" in result.stdout
+    assert "cell 'laststep' failed" in result.stdout
+
+
+def test_check_cell_unknown_name_exits_2_listing_choices():
+    result = invoke("check-cell", "lstn")
+    assert result.exit_code == 2
+    assert "unknown cell 'lstn'; valid cells: gru, lstm, peephole, rnn" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and rnnbench.__version__ in result.stdout
+
+
+def _commands() -> list[tuple[str, object]]:
+    group = typer.main.get_command(app)
+    return [("rnnbench", group), *group.commands.items()]
+
+
+@pytest.mark.parametrize(("name", "command"), _commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_command_and_option_has_help(name, command):
+    assert (command.help or "").strip(), f"command {name} has no help text"
+    for param in command.params:
+        if param.name == "help":
+            continue
+        assert (getattr(param, "help", None) or "").strip(), f"{name}: {param.name} has no help text"
+    result = invoke(*([] if name == "rnnbench" else [name]), "--help")
+    assert result.exit_code == 0
