@@ -171,5 +171,181 @@ def check_cell_command(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _task_row(spec: Any) -> dict[str, Any]:
+    task = spec.build()
+    try:
+        chance: float | None = task.chance
+    except RnnbenchError:  # known only once the data is loaded (the generic hf task)
+        chance = None
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "reference": spec.reference,
+        "plugin": spec.plugin,
+        "output": task.output,
+        "head": task.head,
+        "encoding": task.encoding,
+        "default_length": task.length or None,
+        "default_sizes": task.sizes.__dict__,
+        "chance": chance,
+        "data_version": task.data_version,
+    }
+
+
+@app.command()
+@reports_errors
+def tasks(as_json: JsonOption = False) -> None:
+    """List the registered tasks with their description, reference and defaults."""
+    from rnnbench.plugins import registries
+
+    rows = [_task_row(spec) for spec in registries().tasks]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="rnnbench tasks", show_lines=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("description, reference and defaults", overflow="fold")
+    for row in rows:
+        sizes = "/".join(str(v or "all") for v in row["default_sizes"].values())
+        kind = f"{row['output']} at {'every step' if row['head'] == 'sequence' else 'the last step'}"
+        chance = "from data" if row["chance"] is None else f"{row['chance']:.4g}"
+        length = row["default_length"] or "from data"
+        details = (
+            f"{escape(row['description'])}\n[dim]{escape(row['reference'])}[/]\n"
+            f"{kind}, {row['encoding']} inputs; length {length}; train/validation/test {sizes}; "
+            f"chance {chance}; data {row['data_version']}"
+        )
+        table.add_row(escape(row["name"]), details)
+    console.print(table)
+
+
+@app.command("train")
+@reports_errors
+def train_command(
+    cell: Annotated[str, typer.Option(help="Cell to train, as `rnnbench cells` lists it.")],
+    task: Annotated[str, typer.Option(help="Task to train on, as `rnnbench tasks` lists it.")],
+    depth: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
+    width: Annotated[int, typer.Option(help="Hidden units per layer.")] = 64,
+    clip: Annotated[
+        float, typer.Option(help="Gradient-norm clipping threshold; 0 turns clipping off.")
+    ] = 1.0,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 3e-3,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (passes over the training split).")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Examples per training step.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batch order.")] = 0,
+    data_seed: Annotated[
+        int, typer.Option(help="Seed of the task's data (keep it fixed to compare runs).")
+    ] = 0,
+    length: Annotated[
+        int | None, typer.Option(help="Sequence length T of the task (the task's default if not given).")
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option(help="Training examples (task default if not given).")
+    ] = None,
+    validation_size: Annotated[
+        int | None, typer.Option(help="Validation examples (task default if not given).")
+    ] = None,
+    test_size: Annotated[int | None, typer.Option(help="Test examples (task default if not given).")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="A task option KEY=VALUE, repeatable (for example -o path=data.csv).",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="adam, sgd (with momentum) or rmsprop.")] = "adam",
+    momentum: Annotated[float, typer.Option(help="Momentum for sgd and rmsprop.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
+    dropout: Annotated[float, typer.Option(help="Dropout between stacked layers.")] = 0.0,
+    input_noise: Annotated[
+        float, typer.Option(help="Std of Gaussian noise added to real-valued inputs in training.")
+    ] = 0.0,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without a better validation loss; 0: never.")
+    ] = 10,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."
+        ),
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "rnnbench",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Task data cache (default: $RNNBENCH_CACHE_DIR or ~/.cache/rnnbench).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train one configuration, evaluate it on test, and record it as one MLflow run."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rnnbench.run import TrainingFailed, parse_option, run_tracked
+    from rnnbench.training import TrainConfig
+
+    task_options = dict(parse_option(o) for o in option or [])
+    for key, value in (
+        ("length", length),
+        ("train_size", train_size),
+        ("validation_size", validation_size),
+        ("test_size", test_size),
+    ):
+        if value is not None:
+            task_options[key] = value
+    config = TrainConfig(
+        cell=cell, task=task, depth=depth, width=width, clip=clip or None, lr=lr, epochs=epochs,
+        batch_size=batch_size, seed=seed, data_seed=data_seed, optimizer=optimizer, momentum=momentum,
+        weight_decay=weight_decay, dropout=dropout, input_noise=input_noise, patience=patience,
+        threads=threads, device=device, task_options=task_options,
+        cache_dir=str(cache_dir) if cache_dir else None,
+    )  # fmt: skip
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+        console=err_console, disable=as_json, transient=False,
+    )  # fmt: skip
+    with progress:
+        bar = progress.add_task(f"{cell} on {task}", total=epochs, status="loading data")
+
+        def on_step(step: int, loss: float) -> None:
+            if step % 10 == 0:
+                progress.update(bar, status=f"step {step} loss {loss:.4f}")
+
+        def on_epoch(report: Any) -> None:
+            progress.update(
+                bar, completed=report.epoch,
+                status=f"epoch {report.epoch}: val loss {report.val_loss:.4f}, val acc {report.val_accuracy:.3f}",
+            )  # fmt: skip
+
+        try:
+            run = run_tracked(config, tracking_uri, experiment, on_epoch=on_epoch, on_step=on_step)
+        except TrainingFailed as exc:
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+    result = run.result
+    summary = {
+        "run_id": run.run_id,
+        "tracking_uri": run.tracking_uri,
+        "experiment_id": run.experiment_id,
+        "status": result.status,
+        **result.final_metrics(),
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"{cell} on {task}: {result.status}", show_header=False)
+    for key, value in summary.items():
+        if isinstance(value, float):
+            text = str(int(value)) if value.is_integer() else f"{value:.4g}"
+        else:
+            text = escape(str(value))
+        table.add_row(key, text)
+    console.print(table)
+    if result.lrd is not None:
+        curve = ", ".join(f"{b.low}-{b.high - 1}: {b.skill:.2f}" for b in result.lrd.buckets)
+        console.print(f"LRD skill by distance bucket: {curve}", highlight=False)
+
+
 def main() -> None:
     app()

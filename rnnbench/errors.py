@@ -61,3 +61,11 @@ class UnknownSearchSpaceError(UnknownNameError):
 
 class CellContractError(RnnbenchError, ValueError):
     """A cell was built with invalid arguments or returned something that breaks the cell contract."""
+
+
+class TaskOptionError(RnnbenchError, ValueError):
+    """A task was given an invalid option (size, length, file, column)."""
+
+
+class TrainingConfigError(RnnbenchError, ValueError):
+    """A training configuration value is out of range."""

@@ -111,3 +111,14 @@ def test_every_command_and_option_has_help(name, command):
         assert (getattr(param, "help", None) or "").strip(), f"{name}: {param.name} has no help text"
     result = invoke(*([] if name == "rnnbench" else [name]), "--help")
     assert result.exit_code == 0
+
+
+def test_tasks_lists_builtins_with_defaults():
+    rows = {r["name"]: r for r in json.loads(invoke("tasks", "--json").stdout)}
+    assert set(rows) >= {"adding", "copy", "temporal_order", "digits", "hf"}
+    assert rows["adding"]["default_length"] == 100 and rows["adding"]["chance"] == pytest.approx(0.0784)
+    assert rows["copy"]["head"] == "sequence" and rows["copy"]["encoding"] == "one-hot"
+    assert rows["digits"]["default_sizes"] == {"train": 1297, "validation": 250, "test": 250}
+    assert rows["hf"]["chance"] is None
+    table = invoke("tasks").stdout
+    assert "Arjovsky" in table and "temporal_order" in table

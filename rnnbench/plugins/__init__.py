@@ -23,6 +23,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rnnbench.plugins.gru",
     "rnnbench.plugins.rnn",
     "rnnbench.plugins.peephole",
+    "rnnbench.tasks.adding",
+    "rnnbench.tasks.copy",
+    "rnnbench.tasks.temporal_order",
+    "rnnbench.tasks.digits",
+    "rnnbench.tasks.hf",
 )
 ENTRY_POINT_GROUP = "rnnbench"
 PLUGINS_ENV = "RNNBENCH_PLUGINS"

@@ -1,0 +1,107 @@
+"""One tracked training run: check the inputs, open an MLflow run, train, record the outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.tracking import DEFAULT_EXPERIMENT, RunRecorder, run_params
+from rnnbench.training import EpochReport, TrainConfig, TrainResult, build_task, train
+
+
+class TrainingFailed(RnnbenchError):
+    """Training raised; the MLflow run is marked FAILED with the error."""
+
+    def __init__(self, run_id: str, error: BaseException) -> None:
+        self.run_id, self.error = run_id, error
+        super().__init__(
+            f"training failed ({type(error).__name__}: {error}); MLflow run {run_id} is marked FAILED"
+        )
+
+
+@dataclass
+class TrackedRun:
+    run_id: str
+    tracking_uri: str
+    experiment_id: str
+    result: TrainResult
+
+
+def run_tracked(
+    config: TrainConfig,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrackedRun:
+    """Train ``config`` and record it as one MLflow run.
+
+    Bad input (unknown cell or task, invalid sizes or options, unusable store) raises before any
+    run is created; an error during training marks the run FAILED and raises TrainingFailed.
+    """
+    import rnnbench
+    from rnnbench.plugins import plugin_infos
+
+    config.validate()
+    cell = rnnbench.get_cell(config.cell)
+    task = build_task(config)
+    splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)  # bad files fail here, before a run
+    recorder = RunRecorder(tracking_uri, experiment)
+    versions = {info.name: info.version for info in plugin_infos()}
+    tags = {
+        "status": "running",
+        "rnnbench_version": rnnbench.__version__,
+        "task_data_version": task.data_version,
+        "cell": config.cell,
+        "task": config.task,
+        **(extra_tags or {}),
+    }
+    name = run_name or f"{config.cell}-{config.task}-d{config.depth}w{config.width}-s{config.seed}"
+    run_id = recorder.start(
+        name,
+        run_params(config, task.options(), cell.plugin, versions.get(cell.plugin)),
+        tags,
+        parent_run_id=parent_run_id,
+        description=f"{cell.name} ({cell.description}) on {config.task} ({task.description})",
+    )
+
+    def epoch_done(report: EpochReport) -> None:
+        recorder.log_epoch(report)
+        if on_epoch is not None:
+            on_epoch(report)
+
+    try:
+        result = train(config, on_epoch=epoch_done, on_step=on_step, task=task, splits=splits)
+        recorder.finish(result)
+    except BaseException as exc:
+        recorder.fail(exc)
+        if isinstance(exc, (KeyboardInterrupt, RnnbenchError)):
+            raise
+        raise TrainingFailed(run_id, exc) from exc
+    return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, result)
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` with value read as int, float, true/false/none, or else kept as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RnnbenchError(f"task option {text!r} must look like KEY=VALUE")
+    value: Any = raw
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        value = lowered == "true"
+    elif lowered in ("none", "null"):
+        value = None
+    else:
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+    return key.strip(), value

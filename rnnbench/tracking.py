@@ -1,0 +1,213 @@
+"""MLflow records of training runs: params, per-epoch and final metrics, the LRD curve, status tags."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from rnnbench.errors import RnnbenchError
+
+if TYPE_CHECKING:
+    from rnnbench.lrd import LRDResult
+    from rnnbench.training import EpochReport, TrainConfig, TrainResult
+
+DEFAULT_EXPERIMENT = "rnnbench"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+class TrackingError(RnnbenchError):
+    """The MLflow tracking store cannot be used (bad URI, unwritable location, server down)."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The URI given, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory
+    (made absolute, so that worker processes in other directories write to the same file)."""
+    uri = uri or os.environ.get(TRACKING_ENV) or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts beside a sqlite file (``mlartifacts/``), so the store is one folder to copy."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail early, naming the URI, when the store cannot be written or reached."""
+    parsed = urlparse(uri)
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise TrackingError(f"tracking URI {uri}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise TrackingError(f"tracking URI {uri}: the folder {folder} is not writable")
+    elif parsed.scheme in ("http", "https"):
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+        except OSError as exc:
+            raise TrackingError(f"tracking URI {uri}: no MLflow server answers ({exc})") from None
+
+
+class RunRecorder:
+    """One MLflow run, written through the client API in batches (no global MLflow state)."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema set-up chatter on a new store
+
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        check_tracking_uri(self.tracking_uri)
+        try:
+            self.client = MlflowClient(self.tracking_uri)
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (
+                found.experiment_id
+                if found is not None
+                else self.client.create_experiment(
+                    experiment, artifact_location=_artifact_root(self.tracking_uri)
+                )
+            )
+        except Exception as exc:
+            raise TrackingError(f"tracking URI {self.tracking_uri}: {type(exc).__name__}: {exc}") from exc
+        self.run_id: str | None = None
+
+    def start(
+        self,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        description: str | None = None,
+    ) -> str:
+        from mlflow.entities import Param
+
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        if description:
+            all_tags["mlflow.note.content"] = description
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        self.run_id = run.info.run_id
+        self.client.log_batch(
+            self.run_id, params=[Param(k, _param_value(v)) for k, v in params.items() if v is not None]
+        )
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self._id(), metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+        )
+
+    def log_epoch(self, report: EpochReport) -> None:
+        self.log_metrics(
+            {
+                "train_loss": report.train_loss,
+                "val_loss": report.val_loss,
+                "val_accuracy": report.val_accuracy,
+                "epoch_seconds": report.seconds,
+            },
+            step=report.epoch,
+        )
+
+    def finish(self, result: TrainResult) -> None:
+        from mlflow.entities import RunTag
+
+        step = result.epochs_run
+        self.log_metrics(result.final_metrics(), step=step)
+        tags = {"status": result.status}
+        if result.diverged_step is not None:
+            tags["diverged_step"] = str(result.diverged_step)
+        self.client.log_batch(self._id(), tags=[RunTag(k, v) for k, v in tags.items()])
+        if result.lrd is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                for path in write_lrd_artifacts(result.lrd, Path(folder), title=_title(result.config)):
+                    self.client.log_artifact(self._id(), str(path))
+        self.client.set_terminated(self._id(), "FINISHED")
+
+    def fail(self, error: BaseException) -> None:
+        from mlflow.entities import RunTag
+
+        text = f"{type(error).__name__}: {error}"
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        self.client.log_batch(
+            self._id(),
+            tags=[
+                RunTag("status", "failed" if status == "FAILED" else "killed"),
+                RunTag("error", text[:5000]),
+            ],
+        )
+        self.client.set_terminated(self._id(), status)
+
+    def _id(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("start() the run first")
+        return self.run_id
+
+
+def _param_value(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _title(config: TrainConfig) -> str:
+    return f"{config.cell} on {config.task}: depth {config.depth}, width {config.width}"
+
+
+def run_params(
+    config: TrainConfig, task_options: dict[str, Any], plugin: str, plugin_version: str | None
+) -> dict[str, Any]:
+    """The MLflow params of a training run: the configuration, the task's options, the plugin."""
+    params = {k: v for k, v in config.params().items() if k not in ("task_options", "cache_dir")}
+    params["clip"] = config.clip or "none"
+    params.update({f"task.{k}": v for k, v in task_options.items()})
+    if "length" in task_options:
+        params["length"] = task_options["length"]
+    params["plugin"] = plugin
+    params["plugin_version"] = plugin_version or "unknown"
+    return params
+
+
+def write_lrd_artifacts(lrd: LRDResult, folder: Path, title: str) -> list[Path]:
+    """The LRD curve as a table (lrd_curve.csv) and a plot (lrd_curve.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = folder / "lrd_curve.csv"
+    rows = lrd.rows()
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    centres = [max(b.low, 1) for b in lrd.buckets]
+    axis.plot(centres, [b.skill for b in lrd.buckets], marker="o", label="normalised skill")
+    axis.plot(centres, [b.accuracy for b in lrd.buckets], marker=".", linestyle=":", label="accuracy")
+    axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--", label="horizon threshold (0.9)")
+    axis.set_xscale("log", base=2)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("distance (steps, log2 buckets: lower edge)")
+    axis.set_ylabel("skill above chance")
+    axis.set_title(f"{title}\nLRD score {lrd.score:.3f}, horizon {lrd.horizon}", fontsize=9)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    plot = folder / "lrd_curve.png"
+    figure.savefig(plot)
+    plt.close(figure)
+    return [table, plot]

@@ -1,0 +1,72 @@
+"""The LRD score on hand-made predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnbench.lrd import lrd_score
+
+DISTANCES = np.arange(1, 257).repeat(8)  # buckets 1, 2-3, 4-7, ..., 128-255, 256
+
+
+def test_perfect_model_scores_one():
+    result = lrd_score(DISTANCES, np.ones_like(DISTANCES), chance=0.25)
+    assert result.score == 1.0
+    assert result.horizon == 256
+    assert [b.low for b in result.buckets] == [0, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert all(b.skill == 1.0 for b in result.buckets)
+
+
+def test_chance_model_scores_about_zero():
+    rng = np.random.default_rng(0)
+    scores = rng.random(DISTANCES.size) < 0.25  # right a quarter of the time, at every distance
+    result = lrd_score(DISTANCES, scores, chance=0.25)
+    assert result.score < 0.08
+    assert result.horizon == 0
+
+
+def test_worse_than_chance_is_clipped_to_zero():
+    result = lrd_score(DISTANCES, np.zeros_like(DISTANCES), chance=0.5)
+    assert result.score == 0.0 and all(b.skill == 0.0 for b in result.buckets)
+
+
+@pytest.mark.parametrize(("fails_beyond", "horizon"), [(64, 63), (50, 31), (4, 3), (300, 256)])
+def test_model_that_fails_beyond_a_distance_gets_the_matching_horizon(fails_beyond, horizon):
+    rng = np.random.default_rng(1)
+    guesses = rng.random(DISTANCES.size) < 0.5
+    scores = np.where(DISTANCES < fails_beyond, 1.0, guesses)
+    result = lrd_score(DISTANCES, scores, chance=0.5)
+    assert result.horizon == horizon
+    passing = [b for b in result.buckets if b.skill >= 0.9]
+    assert all(b.max_distance < fails_beyond for b in passing)
+
+
+def test_score_is_the_mean_of_bucket_skills():
+    distances = np.array([1, 1, 2, 3, 4, 5, 6, 7])
+    scores = np.array([1, 1, 1, 0, 0.5, 0.5, 0.5, 0.5])  # fractional scores (symbols recalled)
+    result = lrd_score(distances, scores, chance=0.5)
+    assert [b.accuracy for b in result.buckets] == [1.0, 0.5, 0.5]
+    assert [b.skill for b in result.buckets] == [1.0, 0.0, 0.0]
+    assert result.score == pytest.approx(1 / 3)
+    assert result.horizon == 1
+
+
+def test_per_example_chance_is_averaged_within_a_bucket():
+    result = lrd_score(np.array([8, 9]), np.array([1.0, 0.0]), chance=np.array([0.2, 0.0]))
+    assert result.buckets[0].chance == pytest.approx(0.1)
+    assert result.buckets[0].skill == pytest.approx((0.5 - 0.1) / 0.9)
+
+
+@pytest.mark.parametrize(
+    ("distances", "scores", "chance", "message"),
+    [
+        ([], [], 0.5, "at least one example"),
+        ([1, 2], [1.0], 0.5, "1 scores for 2 distances"),
+        ([-1], [1.0], 0.5, "non-negative"),
+        ([1], [1.0], 1.0, "chance must be in"),
+    ],
+)
+def test_bad_input(distances, scores, chance, message):
+    with pytest.raises(ValueError, match=message):
+        lrd_score(np.array(distances), np.array(scores), chance)
