@@ -203,7 +203,7 @@ def write_lrd_artifacts(lrd: LRDResult, folder: Path, title: str) -> list[Path]:
     axis.set_xscale("log", base=2)
     axis.set_ylim(-0.02, 1.02)
     axis.set_xlabel("distance (steps, log2 buckets: lower edge)")
-    axis.set_ylabel("skill above chance")
+    axis.set_ylabel("normalised skill, accuracy")
     axis.set_title(f"{title}\nLRD score {lrd.score:.3f}, horizon {lrd.horizon}", fontsize=9)
     axis.legend(fontsize=8)
     figure.tight_layout()
