@@ -347,5 +347,158 @@ def train_command(
         console.print(f"LRD skill by distance bucket: {curve}", highlight=False)
 
 
+@app.command("sweep")
+@reports_errors
+def sweep_command(
+    sweep_file: Annotated[
+        Path | None, typer.Argument(help="A TOML sweep file with the same keys as the flags (flags win).")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Task to sweep on (default adding).")] = None,
+    cells: Annotated[
+        str | None,
+        typer.Option(help="Cells to compare: comma-separated names or 'all' (the four built-ins)."),
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials per cell (default 8).")] = None,
+    space: Annotated[
+        str | None, typer.Option(help="Search space (default 'default'; 'greff' for Greff et al.).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the samplers and of every trial's initialisation.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs per trial (default 10).")] = None,
+    length: Annotated[int | None, typer.Option(help="Sequence length T of the task.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="A task option KEY=VALUE, repeatable.", metavar="KEY=VALUE"),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float | None, typer.Option(help="CPUs per trial (default 1); also its torch threads.")
+    ] = None,
+    gpus_per_trial: Annotated[
+        float | None,
+        typer.Option(
+            help="GPUs per trial; fractions pack trials on one GPU (default 1 when the cluster has GPUs)."
+        ),
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Most trials at once (default: what resources allow).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (HOST:PORT) instead of starting Ray here.")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name (default rnnbench).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Sweep name (default TASK-DATE-TIME); names its folder and runs.")
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="Validation metric for TPE and ASHA: val_loss (default) or val_accuracy."),
+    ] = None,
+    sweeps_dir: Annotated[
+        str | None,
+        typer.Option(help="Folder of sweep state (settings, Optuna journal); default ./rnnbench-sweeps."),
+    ] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="Task data cache shared by the trials.")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue the interrupted sweep NAME to its requested trial counts.", metavar="NAME"
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="No live display; print the result as JSON.")
+    ] = False,
+) -> None:
+    """Sweep cells with Optuna (TPE) on Ray Tune (ASHA), one MLflow run per trial; print the best per cell."""
+    from rich.live import Live
+
+    from rnnbench.run import parse_option
+    from rnnbench.sweep import SweepInterrupted, load_state, run_sweep
+    from rnnbench.sweep_config import SweepSettings, check_values, load_sweep_file, validate
+
+    flags = {
+        "task": task, "cells": cells, "trials": trials, "space": space, "seed": seed, "epochs": epochs,
+        "length": length, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
+        "max_concurrent": max_concurrent, "address": address, "tracking_uri": tracking_uri,
+        "experiment": experiment, "name": name, "metric": metric, "sweeps_dir": sweeps_dir, "cache_dir": cache_dir,
+    }  # fmt: skip
+    given = check_values({k: v for k, v in flags.items() if v is not None}, "command line")
+    if resume is not None:
+        state = load_state(resume, sweeps_dir or SweepSettings.sweeps_dir)
+        values = dict(state["settings"])
+        values.update({k: v for k, v in given.items() if k in ("address", "tracking_uri")})
+        settings = SweepSettings(**values)
+    else:
+        values = load_sweep_file(sweep_file) if sweep_file is not None else {}
+        where = f"sweep file {sweep_file}" if sweep_file else "command line"
+        values.update(given)
+        if option:
+            values["task_options"] = {
+                **values.get("task_options", {}),
+                **dict(parse_option(o) for o in option),
+            }
+        settings = SweepSettings(**values)
+        validate(settings, where)
+
+    if as_json:
+        listener = None
+        live = None
+    else:
+        live = Live(console=err_console, refresh_per_second=2, transient=False)
+        listener = lambda progress: live.update(progress.render())  # noqa: E731
+    try:
+        if live is not None:
+            live.start()
+        result = run_sweep(settings, resume=resume is not None, listener=listener)
+    except SweepInterrupted as exc:
+        if live is not None:
+            live.stop()
+        err_console.print(f"[yellow]{escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(130) from None
+    finally:
+        if live is not None:
+            live.stop()
+    summary = {
+        "name": result.name,
+        "folder": str(result.folder),
+        "tracking_uri": result.tracking_uri,
+        "experiment_id": result.experiment_id,
+        "parent_run_id": result.parent_run_id,
+        "counts": result.counts,
+        "best": result.best,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"sweep {result.name}: best trial per cell (chosen on validation, reported on test)")
+    for column in ("cell", "test acc", "LRD", "horizon", "params", "configuration", "done/pruned/div/fail"):
+        table.add_column(column, justify="left" if column in ("cell", "configuration") else "right")
+    for cell, counts in result.counts.items():
+        row = result.best.get(cell)
+        tally = "/".join(str(counts[s]) for s in ("completed", "pruned", "diverged", "failed"))
+        if row is None:
+            table.add_row(cell, "-", "-", "-", "-", "no completed trial", tally)
+            continue
+        config = row["config"]
+        described = " ".join(
+            f"{k} {float(v):.2g}" if k in ("lr", "clip") and v not in (None, "none") else f"{k} {v}"
+            for k, v in config.items()
+        )
+        table.add_row(
+            cell, f"{row['test_accuracy']:.4f}", f"{row['lrd_score']:.3f}", f"{row['lrd_horizon']:.0f}",
+            f"{row['param_count']:.0f}", described, tally,
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"Results: MLflow {result.tracking_uri} (experiment id {result.experiment_id}, sweep run "
+        f"{result.parent_run_id}); sweep state in {result.folder}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
 def main() -> None:
     app()

@@ -28,6 +28,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rnnbench.tasks.temporal_order",
     "rnnbench.tasks.digits",
     "rnnbench.tasks.hf",
+    "rnnbench.search_spaces.default",
+    "rnnbench.search_spaces.greff",
 )
 ENTRY_POINT_GROUP = "rnnbench"
 PLUGINS_ENV = "RNNBENCH_PLUGINS"

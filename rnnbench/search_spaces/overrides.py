@@ -1,0 +1,111 @@
+"""Narrow or fix any define-by-run space's parameters by name, from a sweep file's [space] table.
+
+[space]
+depth = 2                                  # fixed: not searched
+width = { low = 32, high = 128 }           # narrowed (log scale kept from the space)
+lr = { low = 1e-3, high = 1e-2, log = true }
+clipping = { choices = ["norm"] }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.registry import SearchSpaceSpec
+
+RANGE_KEYS = {"low", "high", "log", "step", "choices"}
+DISCOVERY_SAMPLES = 64
+
+
+class SpaceOverrideError(RnnbenchError, ValueError):
+    """A [space] override names no parameter of the space, or gives an invalid range."""
+
+
+class OverriddenTrial:
+    """An Optuna trial whose suggest_* calls apply the overrides; everything else is delegated."""
+
+    def __init__(self, trial: Any, overrides: dict[str, Any]) -> None:
+        self._trial = trial
+        self._overrides = overrides
+        self.seen: set[str] = set()
+
+    def _range(self, name: str, **defaults: Any) -> tuple[bool, Any]:
+        self.seen.add(name)
+        override = self._overrides.get(name)
+        if override is None:
+            return False, defaults
+        if not isinstance(override, dict):
+            return True, override
+        return False, {**defaults, **{k: v for k, v in override.items() if k in defaults}}
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
+        fixed, args = self._range(name, low=low, high=high, step=step, log=log)
+        return args if fixed else self._trial.suggest_int(name, **args)
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> Any:
+        fixed, args = self._range(name, low=low, high=high, step=step, log=log)
+        return args if fixed else self._trial.suggest_float(name, **args)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        fixed, args = self._range(name, choices=list(choices))
+        return args if fixed else self._trial.suggest_categorical(name, args["choices"])
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._trial, item)
+
+
+def apply_overrides(space: SearchSpaceSpec, overrides: dict[str, Any]) -> Any:
+    """The space as a define-by-run function with the overrides applied."""
+    if not overrides:
+        return space.suggest
+
+    def overridden(trial: Any) -> dict[str, Any]:
+        return space.suggest(OverriddenTrial(trial, overrides))
+
+    overridden.__name__ = f"{space.name}_overridden"
+    return overridden
+
+
+def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: str) -> None:
+    """Fail, naming the key, on an override that is malformed, out of range or names no parameter.
+
+    Parameters are discovered by sampling the space at random (conditional ones included).
+    """
+    import optuna
+
+    for name, override in overrides.items():
+        if isinstance(override, dict):
+            unknown = set(override) - RANGE_KEYS
+            if unknown:
+                raise SpaceOverrideError(
+                    f"{where}, key 'space.{name}': unknown field(s) {', '.join(sorted(unknown))}; "
+                    f"use {', '.join(sorted(RANGE_KEYS))}, or a single value to fix the parameter"
+                )
+            if "choices" in override and not (isinstance(override["choices"], list) and override["choices"]):
+                raise SpaceOverrideError(f"{where}, key 'space.{name}': choices must be a non-empty list")
+        elif not isinstance(override, (int, float, str, bool)):
+            raise SpaceOverrideError(
+                f"{where}, key 'space.{name}': must be a value or a table, got {override!r}"
+            )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: set[str] = set()
+    for _ in range(DISCOVERY_SAMPLES):
+        trial = study.ask()
+        wrapped = OverriddenTrial(trial, overrides)
+        try:
+            space.suggest(wrapped)
+        except (ValueError, TypeError) as exc:
+            culprit = next((n for n in overrides if n in wrapped.seen), "?")
+            raise SpaceOverrideError(f"{where}, key 'space.{culprit}': {exc}") from None
+        seen |= wrapped.seen
+        study.tell(trial, 0.0)
+    unknown = sorted(set(overrides) - seen)
+    if unknown:
+        raise SpaceOverrideError(
+            f"{where}, key 'space.{unknown[0]}': search space {space.name!r} has no parameter "
+            f"{unknown[0]!r}; its parameters: {', '.join(sorted(seen))}"
+        )

@@ -1,0 +1,192 @@
+"""Sweep settings: from flags or a TOML sweep file, validated with errors that name file, key and value."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+BUILTIN_CELLS = ("lstm", "gru", "peephole", "rnn")
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# TrainConfig fields a sweep may fix for every trial (the space samples the rest).
+TRAIN_KEYS = {
+    "batch_size": int, "patience": int, "data_seed": int, "optimizer": str, "momentum": float,
+    "weight_decay": float, "dropout": float, "input_noise": float, "clip": float, "lr": float,
+    "depth": int, "width": int,
+}  # fmt: skip
+
+
+class SweepConfigError(RnnbenchError, ValueError):
+    """A sweep file or flag is malformed: the message names the file, the key and the problem."""
+
+
+@dataclass
+class SweepSettings:
+    """Everything a sweep needs; ``rnnbench sweep`` flags and sweep-file keys share these names."""
+
+    task: str = "adding"
+    cells: list[str] = field(default_factory=lambda: list(BUILTIN_CELLS))
+    trials: int = 8  # per cell
+    space: str = "default"
+    seed: int = 0
+    epochs: int = 10
+    length: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    max_concurrent: int | None = None  # None: as many as the resources allow
+    address: str | None = None  # None: start Ray locally
+    tracking_uri: str | None = None
+    experiment: str = "rnnbench"
+    name: str | None = None
+    metric: str = "val_loss"  # minimised by TPE and ASHA; val_accuracy is maximised
+    grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: int = 3
+    max_failures: int = 2  # Ray retries of a trial whose worker died
+    sweeps_dir: str = "rnnbench-sweeps"
+    cache_dir: str | None = None
+    task_options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig values for every trial
+    space_overrides: dict[str, Any] = field(default_factory=dict)  # the sweep file's [space] table
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.metric.endswith("accuracy") else "min"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SCALARS: dict[str, tuple[type, ...]] = {
+    "task": (str,), "trials": (int,), "space": (str,), "seed": (int,), "epochs": (int,),
+    "length": (int,), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
+    "max_concurrent": (int,), "address": (str,), "tracking_uri": (str,), "experiment": (str,),
+    "name": (str,), "metric": (str,), "grace_period": (int,), "reduction_factor": (int,),
+    "max_failures": (int,), "sweeps_dir": (str,), "cache_dir": (str,),
+}  # fmt: skip
+TABLES = {"task_options": "task_options", "train": "train", "space": "space_overrides"}
+METRICS = ("val_loss", "val_accuracy")
+
+
+def parse_cells(value: Any, where: str) -> list[str]:
+    """``all``, ``lstm,gru`` or a list of names."""
+    if isinstance(value, str):
+        names = list(BUILTIN_CELLS) if value.strip() == "all" else [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    else:
+        raise SweepConfigError(
+            f"{where}: cells must be 'all', a comma-separated string or a list of names, got {value!r}"
+        )
+    if not names or any(not n for n in names):
+        raise SweepConfigError(f"{where}: cells has an empty name in {value!r}")
+    if len(set(names)) != len(names):
+        raise SweepConfigError(f"{where}: cells lists a name twice in {value!r}")
+    return names
+
+
+def load_sweep_file(path: str | Path) -> dict[str, Any]:
+    """Read and check a TOML sweep file; returns the SweepSettings keyword arguments it sets."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepConfigError(f"sweep file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SweepConfigError(f"sweep file {path} is not valid TOML: {exc}") from None
+    return check_values(raw, f"sweep file {path}")
+
+
+def check_values(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check keys and value types of a sweep file (or flags); ``where`` names the source in errors."""
+    valid = sorted([*SCALARS, "cells", *TABLES])
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        at = f"{where}, key {key!r}"
+        if key == "cells":
+            values["cells"] = parse_cells(value, at)
+        elif key in TABLES:
+            if not isinstance(value, dict):
+                raise SweepConfigError(f"{at}: must be a table ([{key}]), got {type(value).__name__}")
+            values[TABLES[key]] = dict(value)
+        elif key in SCALARS:
+            types = SCALARS[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                expected = " or ".join(
+                    "integer" if t is int else "number" if t is float else "string" for t in types
+                )
+                raise SweepConfigError(f"{at}: must be {expected}, got {value!r}")
+            values[key] = value
+        else:
+            raise SweepConfigError(f"{at}: unknown key; valid keys: {', '.join(valid)}")
+    if "train" in values:
+        for key, value in values["train"].items():
+            if key not in TRAIN_KEYS:
+                raise SweepConfigError(
+                    f"{where}, key 'train.{key}': unknown; valid keys: {', '.join(sorted(TRAIN_KEYS))}"
+                )
+            kind = TRAIN_KEYS[key]
+            ok = (
+                isinstance(value, str)
+                if kind is str
+                else isinstance(value, (int, float)) and not isinstance(value, bool)
+            )
+            if kind is int:
+                ok = ok and float(value).is_integer()
+            if not ok:
+                raise SweepConfigError(f"{where}, key 'train.{key}': must be {kind.__name__}, got {value!r}")
+    return values
+
+
+def validate(settings: SweepSettings, where: str = "sweep") -> None:
+    """Range checks that need no plugin, cluster or store."""
+
+    def fail(key: str, rule: str) -> None:
+        raise SweepConfigError(f"{where}, key {key!r}: must be {rule}, got {getattr(settings, key)!r}")
+
+    for key in ("trials", "epochs", "grace_period", "max_failures"):
+        value = getattr(settings, key)
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < (0 if key == "max_failures" else 1)
+        ):
+            fail(key, "a non-negative integer" if key == "max_failures" else "a positive integer")
+    if settings.reduction_factor < 2:
+        fail("reduction_factor", "an integer >= 2")
+    if settings.length is not None and settings.length < 1:
+        fail("length", "a positive integer")
+    if not (isinstance(settings.cpus_per_trial, (int, float)) and math.isfinite(settings.cpus_per_trial)
+            and settings.cpus_per_trial > 0):  # fmt: skip
+        fail("cpus_per_trial", "a positive number")
+    if settings.gpus_per_trial is not None and not (
+        math.isfinite(settings.gpus_per_trial) and settings.gpus_per_trial >= 0
+    ):
+        fail("gpus_per_trial", "a non-negative number (fractions pack trials on one GPU)")
+    if (
+        settings.gpus_per_trial
+        and settings.gpus_per_trial > 1
+        and not float(settings.gpus_per_trial).is_integer()
+    ):
+        fail("gpus_per_trial", "a fraction up to 1, or a whole number of GPUs")
+    if settings.max_concurrent is not None and settings.max_concurrent < 1:
+        fail("max_concurrent", "a positive integer")
+    if settings.metric not in METRICS:
+        fail("metric", f"one of {', '.join(METRICS)}")
+    if settings.name is not None and not SWEEP_NAME.match(settings.name):
+        fail("name", "letters, digits, '.', '_' or '-' (a folder name)")
+    if not settings.cells:
+        fail("cells", "at least one cell")
+
+
+def fields_of_settings() -> set[str]:
+    return {f.name for f in fields(SweepSettings)}

@@ -1,0 +1,81 @@
+"""Ray Tune's OptunaSearch, made resumable and honest about pruned, diverged and failed trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def journal_storage(path: str) -> optuna.storages.BaseStorage:
+    """Optuna's journal file storage: safe for one writer, appends only, survives a killed driver."""
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(path))
+
+
+class SweepSearch(OptunaSearch):
+    """OptunaSearch over a persistent study.
+
+    * Trials the study holds as RUNNING (their driver was killed) are handed out again first,
+      with their sampled parameters, and told under their own trial number: a resumed sweep
+      ends with exactly the requested number of trials.
+    * A trial stopped by the scheduler (no final report) is told PRUNED; a diverged one FAIL;
+      a completed one COMPLETE with its best validation metric.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._interrupted: list[int] | None = None
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        assert self._ot_study is not None
+        self._interrupted = [
+            t._trial_id for t in self._ot_study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING
+        ]
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self._interrupted and trial_id not in self._ot_trials:
+            self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, self._interrupted.pop(0))
+        return super().suggest(trial_id)
+
+    # The study lives in its journal file: nothing to checkpoint, and the storage holds locks
+    # that do not pickle (Tune pickles the search algorithm with the experiment).
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("_storage", "_ot_study", "_ot_trials", "_sampler")
+        }
+
+    def optuna_number(self, trial_id: str) -> int | None:
+        trial = self._ot_trials.get(trial_id)
+        return None if trial is None else trial.number
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        if error or result is None:
+            state, value = TrialState.FAIL, None
+        elif result.get("status") == "diverged":
+            state, value = TrialState.FAIL, None
+        elif not result.get("final"):
+            state, value = TrialState.PRUNED, None
+        else:
+            state, value = TrialState.COMPLETE, result.get(self.metric)
+            if value is None:
+                state = TrialState.FAIL
+        self._ot_study.tell(ot_trial, value, state=state)
+        self._completed_trials.add(trial_id)
