@@ -40,7 +40,7 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except RnnbenchError as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper  # type: ignore[return-value]

@@ -237,7 +237,7 @@ def _make_callback(**kwargs: Any) -> Any:
                 return
             now = int(time.time() * 1000)
             tags = [RunTag("status", status)]
-            for key in ("gpu_ids", "cuda_visible_devices", "node_ip", "device"):
+            for key in ("gpu_ids", "cuda_visible_devices", "node_ip", "node_id", "device"):
                 if key in result:
                     tags.append(RunTag(key, str(result[key])))
             if error:

@@ -56,7 +56,7 @@ class SweepSettings:
     cache_dir: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig values for every trial
-    space_overrides: dict[str, Any] = field(default_factory=dict)  # the sweep file's [space] table
+    space_overrides: dict[str, Any] = field(default_factory=dict)  # the sweep file's [space_overrides]
 
     @property
     def mode(self) -> str:
@@ -73,7 +73,7 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "name": (str,), "metric": (str,), "grace_period": (int,), "reduction_factor": (int,),
     "max_failures": (int,), "sweeps_dir": (str,), "cache_dir": (str,),
 }  # fmt: skip
-TABLES = {"task_options": "task_options", "train": "train", "space": "space_overrides"}
+TABLES = {"task_options": "task_options", "train": "train", "space_overrides": "space_overrides"}
 METRICS = ("val_loss", "val_accuracy")
 
 

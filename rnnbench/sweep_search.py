@@ -28,9 +28,7 @@ class SweepSearch(OptunaSearch):
       a completed one COMPLETE with its best validation metric.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._interrupted: list[int] | None = None
+    _interrupted: list[int] | None = None  # set when the study is set up (inside OptunaSearch.__init__)
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)

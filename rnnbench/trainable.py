@@ -43,6 +43,7 @@ def run_trial(config: dict[str, Any], fixed: dict[str, Any]) -> None:
         "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "node_ip": ray.util.get_node_ip_address(),
+        "node_id": ray.get_runtime_context().get_node_id(),
         "pid": os.getpid(),
     }
 

@@ -65,3 +65,18 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for every in-process sweep test (ray.init costs seconds)."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+TINY_TASK = {"length": 16, "train_size": 256, "validation_size": 64, "test_size": 128}

@@ -19,7 +19,7 @@ DISCOVERY_SAMPLES = 64
 
 
 class SpaceOverrideError(RnnbenchError, ValueError):
-    """A [space] override names no parameter of the space, or gives an invalid range."""
+    """A [space_overrides] entry names no parameter of the space, or gives an invalid range."""
 
 
 class OverriddenTrial:
@@ -81,14 +81,16 @@ def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: st
             unknown = set(override) - RANGE_KEYS
             if unknown:
                 raise SpaceOverrideError(
-                    f"{where}, key 'space.{name}': unknown field(s) {', '.join(sorted(unknown))}; "
+                    f"{where}, key 'space_overrides.{name}': unknown field(s) {', '.join(sorted(unknown))}; "
                     f"use {', '.join(sorted(RANGE_KEYS))}, or a single value to fix the parameter"
                 )
             if "choices" in override and not (isinstance(override["choices"], list) and override["choices"]):
-                raise SpaceOverrideError(f"{where}, key 'space.{name}': choices must be a non-empty list")
+                raise SpaceOverrideError(
+                    f"{where}, key 'space_overrides.{name}': choices must be a non-empty list"
+                )
         elif not isinstance(override, (int, float, str, bool)):
             raise SpaceOverrideError(
-                f"{where}, key 'space.{name}': must be a value or a table, got {override!r}"
+                f"{where}, key 'space_overrides.{name}': must be a value or a table, got {override!r}"
             )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -100,12 +102,12 @@ def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: st
             space.suggest(wrapped)
         except (ValueError, TypeError) as exc:
             culprit = next((n for n in overrides if n in wrapped.seen), "?")
-            raise SpaceOverrideError(f"{where}, key 'space.{culprit}': {exc}") from None
+            raise SpaceOverrideError(f"{where}, key 'space_overrides.{culprit}': {exc}") from None
         seen |= wrapped.seen
         study.tell(trial, 0.0)
     unknown = sorted(set(overrides) - seen)
     if unknown:
         raise SpaceOverrideError(
-            f"{where}, key 'space.{unknown[0]}': search space {space.name!r} has no parameter "
+            f"{where}, key 'space_overrides.{unknown[0]}': search space {space.name!r} has no parameter "
             f"{unknown[0]!r}; its parameters: {', '.join(sorted(seen))}"
         )

@@ -1,0 +1,240 @@
+"""Sweeps on a real local Ray with a real MLflow store and a real Optuna journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rnnbench.sweep import SweepError, run_sweep
+from rnnbench.sweep_config import SweepSettings
+from rnnbench.sweep_search import FINISHED, journal_storage
+from tests.conftest import TINY_TASK
+
+pytestmark = pytest.mark.slow
+
+
+def settings(tmp_path: Path, **overrides) -> SweepSettings:
+    values = dict(
+        task="adding", cells=["lstm", "gru"], trials=3, epochs=3, task_options=dict(TINY_TASK),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", sweeps_dir=str(tmp_path / "sweeps"),
+        cache_dir=str(tmp_path / "cache"), name="s1", train={"batch_size": 32},
+    )  # fmt: skip
+    values.update(overrides)
+    return SweepSettings(**values)
+
+
+def trial_runs(uri: str, sweep: str, cell: str | None = None) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("rnnbench")
+    query = f"tags.sweep = '{sweep}' and tags.optuna_trial != ''" + (
+        f" and tags.cell = '{cell}'" if cell else ""
+    )
+    return client.search_runs([experiment.experiment_id], query)
+
+
+def optuna_trials(folder: Path, study: str) -> list:
+    return optuna.load_study(study_name=study, storage=journal_storage(str(folder / "optuna.journal"))).trials
+
+
+def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
+    seen = []
+    s = settings(tmp_path, space_overrides={"depth": 1, "width": {"low": 8, "high": 16}})
+    result = run_sweep(s, listener=lambda p: seen.append(p.as_dict()))
+    client = MlflowClient(result.tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "s1"
+    for cell in ("lstm", "gru"):
+        runs = trial_runs(result.tracking_uri, "s1", cell)
+        assert len(runs) == 3, "one nested run per trial"
+        assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2]
+        for run in runs:
+            assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+            assert run.data.tags["status"] in ("completed", "pruned", "diverged", "failed")
+            assert run.info.status == ("FAILED" if run.data.tags["status"] == "failed" else "FINISHED")
+            params = run.data.params
+            assert params["cell"] == cell and params["task"] == "adding" and params["space"] == "default"
+            assert params["depth"] == "1" and 8 <= int(params["width"]) <= 16, "the space overrides apply"
+            assert params["plugin"] == f"rnnbench.plugins.{cell}" and params["seed"] == "0"
+            assert "lr" in params and "clip" in params and params["length"] == "16"
+            assert run.data.tags["rnnbench_version"] and run.data.tags["task_data_version"] == "adding-1"
+            if run.data.tags["status"] == "completed":
+                for key in ("test_accuracy", "lrd_score", "lrd_horizon", "param_count", "train_seconds"):
+                    assert key in run.data.metrics
+                assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+                    "lrd_curve.png",
+                    "lrd_curve.csv",
+                }
+        states = [t.state for t in optuna_trials(result.folder, f"s1:{cell}")]
+        assert len(states) == 3 and all(state in FINISHED for state in states)
+        assert result.optuna_counts[cell] == 3
+        assert sum(result.counts[cell].values()) == 3
+        assert cell in result.best and result.best[cell]["test_accuracy"] is not None
+    final = seen[-1]["cells"]
+    assert {cell: final[cell]["running"] for cell in final} == {"lstm": 0, "gru": 0}
+    assert sum(final["lstm"][s] for s in ("completed", "pruned", "diverged", "failed")) == 3
+
+
+def test_existing_name_without_resume_is_refused(tmp_path, ray_session):
+    folder = tmp_path / "sweeps" / "s1"
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text("{}")
+    with pytest.raises(SweepError, match="rnnbench sweep --resume s1"):
+        run_sweep(settings(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"cells": ["lstm", "lstn"]}, "UnknownCellError", "unknown cell 'lstn'"),
+        ({"task": "adds"}, "UnknownTaskError", "unknown task 'adds'"),
+        ({"space": "wide"}, "UnknownSearchSpaceError", "valid search spaces: default, greff"),
+        ({"cpus_per_trial": 64}, "SweepError", "cpus_per_trial 64 is more than any node"),
+        ({"gpus_per_trial": 1}, "SweepError", "gpus_per_trial 1 cannot be given: the cluster has no GPU"),
+        (
+            {"space_overrides": {"widht": 8}},
+            "SpaceOverrideError",
+            "has no parameter 'widht'; its parameters: clip, clipping, depth, lr, width",
+        ),
+        (
+            {"space_overrides": {"width": {"low": 64, "high": 8}}},
+            "SpaceOverrideError",
+            "key 'space_overrides.width'",
+        ),
+        ({"space_overrides": {"width": {"min": 8}}}, "SpaceOverrideError", "unknown field(s) min"),
+        ({"trials": 0}, "SweepConfigError", "key 'trials': must be a positive integer, got 0"),
+        (
+            {"tracking_uri": "sqlite:////nonexistent/dir/m.db"},
+            "TrackingError",
+            "the folder /nonexistent/dir does not exist",
+        ),
+        ({"task_options": {**TINY_TASK, "length": 2}}, "TaskOptionError", "length 2 is too short"),
+    ],
+)
+def test_bad_input_fails_before_any_trial(tmp_path, ray_session, overrides, error, message):
+    with pytest.raises(Exception) as info:
+        run_sweep(settings(tmp_path, **overrides))
+    assert type(info.value).__name__ == error
+    assert message in str(info.value)
+    assert not (tmp_path / "sweeps" / "s1" / "optuna.journal").exists()
+    if (tmp_path / "mlflow.db").exists():
+        assert not trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "s1")
+
+
+def test_unreachable_ray_address(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SweepError, match=f"Ray address 127.0.0.1:{port}: no Ray head answers there"):
+        from rnnbench.sweep import check_address
+
+        check_address(f"127.0.0.1:{port}")
+    with pytest.raises(SweepError, match="must look like HOST:PORT"):
+        check_address("not-an-address")
+
+
+# --- through the command line, in its own process -------------------------------------------------
+
+
+def cli(tmp_path: Path, *args: str, **kwargs) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("RNNBENCH_PLUGINS", "MLFLOW_TRACKING_URI")}
+    env["RNNBENCH_CACHE_DIR"] = str(tmp_path / "cache")
+    script = Path(sys.executable).parent / "rnnbench"
+    return subprocess.Popen([str(script), *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)  # fmt: skip
+
+
+def test_sweep_file_and_flags(tmp_path):
+    (tmp_path / "sweep.toml").write_text(
+        'task = "temporal_order"\ncells = ["rnn"]\ntrials = 2\nepochs = 2\nname = "fromfile"\n'
+        "[task_options]\nlength = 16\ntrain_size = 128\nvalidation_size = 32\ntest_size = 64\n"
+        "[space_overrides]\ndepth = 1\nwidth = { low = 8, high = 12 }\n[train]\nbatch_size = 32\n"
+    )
+    process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--json")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["name"] == "fromfile" and list(summary["counts"]) == ["rnn"]
+    assert sum(summary["counts"]["rnn"].values()) == 3, "the --trials flag wins over the file"
+    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "fromfile")
+    assert len(runs) == 3 and all(r.data.params["task"] == "temporal_order" for r in runs)
+    assert all(8 <= int(r.data.params["width"]) <= 12 for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("trials = 'eight'\n", "sweep file sweep.toml, key 'trials': must be integer, got 'eight'"),
+        ("trails = 8\n", "key 'trails': unknown key; valid keys: address, cache_dir, cells"),
+        ("cells = 3\n", "key 'cells': cells must be 'all', a comma-separated string or a list of names"),
+        ("task = \n", "sweep file sweep.toml is not valid TOML"),
+        ("[train]\nbatchsize = 3\n", "key 'train.batchsize': unknown; valid keys: batch_size"),
+        ("space = 3\n", "key 'space': must be string, got 3"),
+        ("space_overrides = 3\n", "key 'space_overrides': must be a table ([space_overrides]), got int"),
+        ("[space_overrides]\nwidth = { low = 64, high = 8 }\n", "key 'space_overrides.width'"),
+        (
+            "gpus_per_trial = 1.5\n",
+            "key 'gpus_per_trial': must be a fraction up to 1, or a whole number of GPUs",
+        ),
+    ],
+)
+def test_malformed_sweep_file(tmp_path, content, message):
+    (tmp_path / "sweep.toml").write_text(content)
+    process = cli(tmp_path, "sweep", "sweep.toml")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 2, out + err
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+def test_killed_driver_resumes_to_exact_counts(tmp_path):
+    args = ["sweep", "--cells", "lstm,gru", "--trials", "4", "--epochs", "3", "--length", "16", "--name", "k1",
+            "-o", "train_size=512", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+    process = cli(tmp_path, *args)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.monotonic() + 300
+    finished_before_kill: list = []
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        if (tmp_path / "mlflow.db").exists():
+            try:
+                runs = trial_runs(uri, "k1")
+            except Exception:  # the store is still being created
+                continue
+            finished_before_kill = [r for r in runs if r.info.status == "FINISHED"]
+            running = [r for r in runs if r.info.status == "RUNNING"]
+            if len(finished_before_kill) >= 2 and running:
+                break
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its whole process group, with no clean-up
+    process.communicate()
+    assert finished_before_kill, "the sweep never got going"
+    assert len(finished_before_kill) < 8
+
+    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    for cell in ("lstm", "gru"):
+        runs = trial_runs(uri, "k1", cell)
+        assert len(runs) == 4, f"{cell}: exactly the requested trials, no duplicates"
+        assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3]
+        assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+        trials = optuna_trials(tmp_path / "rnnbench-sweeps" / "k1", f"k1:{cell}")
+        assert len(trials) == 4 and all(t.state in FINISHED for t in trials)
+    kept = {r.info.run_id for r in trial_runs(uri, "k1")}
+    assert {r.info.run_id for r in finished_before_kill} <= kept, "finished trials survive the kill"
+    assert json.loads(out)["name"] == "k1"
+
+
+def test_resume_of_unknown_sweep(tmp_path):
+    process = cli(tmp_path, "sweep", "--resume", "nope")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "no sweep named 'nope'" in err
