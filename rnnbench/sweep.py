@@ -242,6 +242,9 @@ def _make_callback(**kwargs: Any) -> Any:
                     tags.append(RunTag(key, str(result[key])))
             if error:
                 tags.append(RunTag("error", error))
+            distributions = self.search.distributions(trial.trial_id)
+            if distributions:  # lets the leaderboard rebuild the study (fANOVA) from MLflow alone
+                tags.append(RunTag("optuna_distributions", distributions))
             metrics = []
             if result.get("final"):
                 step = int(result.get("epochs_run", 0))
@@ -392,9 +395,7 @@ def prepare(settings: SweepSettings) -> tuple[Any, Any, dict[str, Any]]:
     task.load(seed=int(settings.train.get("data_seed", 0)), cache_dir=settings.cache_dir)  # cache for workers
     from rnnbench.training import TrainConfig
 
-    probe = TrainConfig(cell=settings.cells[0], task=settings.task, **{
-        k: v for k, v in settings.train.items() if k not in ("clip",)
-    })  # fmt: skip
+    probe = TrainConfig(cell=settings.cells[0], task=settings.task, **settings.train)
     try:
         probe.validate()
     except RnnbenchError as exc:

@@ -61,6 +61,16 @@ class SweepSearch(OptunaSearch):
         trial = self._ot_trials.get(trial_id)
         return None if trial is None else trial.number
 
+    def distributions(self, trial_id: str) -> str | None:
+        """The trial's Optuna parameter distributions as JSON ({name: distribution JSON})."""
+        import json
+
+        trial = self._ot_trials.get(trial_id)
+        if trial is None:
+            return None
+        found = trial.distributions
+        return json.dumps({k: optuna.distributions.distribution_to_json(v) for k, v in found.items()})
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from rnnbench import hookimpl
-from rnnbench.errors import TaskOptionError
 from rnnbench.registry import TaskRegistry
 from rnnbench.tasks.base import Sizes, Task, log_uniform_lengths, spread_low
 
@@ -34,9 +33,7 @@ class Adding(Task):
 
     def __init__(self, length: int | None = None, spread: float = 8.0, **sizes: Any) -> None:
         super().__init__(length, **sizes)
-        if not isinstance(spread, (int, float)) or not spread >= 1.0:
-            raise TaskOptionError(f"task 'adding': spread must be a number >= 1, got {spread!r}")
-        self.spread = float(spread)
+        self.spread = self._spread(spread)
 
     input_size = 2
     output_size = 1

@@ -80,6 +80,12 @@ class Task(ABC):
             self._positive("test_size", d.test if test_size is None else test_size),
         )
 
+    def _spread(self, spread: Any) -> float:
+        """Example lengths are spread log-uniformly over [length / spread, length]."""
+        if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not spread >= 1.0:
+            raise TaskOptionError(f"task {self.name!r}: spread must be a number >= 1, got {spread!r}")
+        return float(spread)
+
     def _positive(self, option: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise TaskOptionError(f"task {self.name!r}: {option} must be a positive integer, got {value!r}")

@@ -47,9 +47,7 @@ class TemporalOrder(Task):
             raise TaskOptionError(
                 f"task 'temporal_order': symbols must be 2 (4 classes) or 3 (8 classes), got {symbols!r}"
             )
-        if not isinstance(spread, (int, float)) or not spread >= 1.0:
-            raise TaskOptionError(f"task 'temporal_order': spread must be a number >= 1, got {spread!r}")
-        self.symbols, self.spread = symbols, float(spread)
+        self.symbols, self.spread = symbols, self._spread(spread)
 
     input_size = 9
 

@@ -1,0 +1,140 @@
+"""Sweep settings, sweep files, space overrides and the progress display, without Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+import rnnbench
+from rnnbench.search_spaces.overrides import (
+    OverriddenTrial,
+    SpaceOverrideError,
+    apply_overrides,
+    check_overrides,
+)
+from rnnbench.sweep import CellProgress, SweepProgress
+from rnnbench.sweep_config import SweepConfigError, SweepSettings, check_values, load_sweep_file, validate
+
+
+def test_sweep_file_round_trip(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'task = "copy"\ncells = "all"\ntrials = 5\ngpus_per_trial = 0.25\n'
+        "[task_options]\nlength = 30\n[train]\nbatch_size = 16\n[space_overrides]\ndepth = 2\n"
+    )
+    settings = SweepSettings(**load_sweep_file(path))
+    validate(settings)
+    assert settings.cells == ["lstm", "gru", "peephole", "rnn"]
+    assert (settings.trials, settings.gpus_per_trial, settings.task_options) == (5, 0.25, {"length": 30})
+    assert settings.train == {"batch_size": 16} and settings.space_overrides == {"depth": 2}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"cells": "lstm,,gru"}, "cells has an empty name"),
+        ({"cells": ["lstm", "lstm"]}, "cells lists a name twice"),
+        ({"epochs": 2.5}, "key 'epochs': must be integer, got 2.5"),
+        ({"trials": True}, "key 'trials': must be integer, got True"),
+        ({"train": {"batch_size": "big"}}, "key 'train.batch_size': must be int, got 'big'"),
+        ({"task_options": [1]}, "key 'task_options': must be a table"),
+    ],
+)
+def test_check_values_errors(values, message):
+    with pytest.raises(SweepConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_values(values, "sweep file x.toml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"trials": 0}, "key 'trials': must be a positive integer"),
+        ({"cpus_per_trial": 0}, "key 'cpus_per_trial': must be a positive number"),
+        ({"gpus_per_trial": -1}, "key 'gpus_per_trial': must be a non-negative number"),
+        ({"metric": "test_accuracy"}, "key 'metric': must be one of val_loss, val_accuracy"),
+        ({"name": "../escape"}, "key 'name': must be letters, digits"),
+        ({"reduction_factor": 1}, "key 'reduction_factor': must be an integer >= 2"),
+    ],
+)
+def test_validate_errors(overrides, message):
+    with pytest.raises(SweepConfigError, match=message):
+        validate(SweepSettings(**overrides), "sweep file x.toml")
+
+
+def test_overrides_fix_narrow_and_restrict():
+    import optuna
+
+    space = rnnbench.get_search_space("default")
+    overrides = {"depth": 2, "width": {"low": 20, "high": 24}, "clipping": {"choices": ["norm"]}}
+    check_overrides(space, overrides, "test")
+    suggest = apply_overrides(space, overrides)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        trial = study.ask()
+        config = suggest(trial)
+        assert config["depth"] == 2 and 20 <= config["width"] <= 24 and config["clip"] is not None
+        assert "depth" not in trial.params, "a fixed parameter is not searched"
+        study.tell(trial, 0.0)
+
+
+def test_override_of_a_conditional_parameter_is_found():
+    check_overrides(rnnbench.get_search_space("default"), {"clip": {"low": 0.5, "high": 2.0}}, "test")
+
+
+def test_greff_space_matches_the_paper_ranges():
+    import optuna
+
+    space = rnnbench.get_search_space("greff")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(50):
+        config = space.suggest(study.ask())
+        assert config["depth"] == 1 and config["optimizer"] == "sgd" and config["clip"] is None
+        assert 20 <= config["width"] <= 200 and 1e-6 <= config["lr"] <= 1e-2
+        assert 0 <= config["momentum"] <= 0.99 and 0 <= config["input_noise"] <= 1
+
+
+def test_overridden_trial_delegates_everything_else():
+    class Fake:
+        number = 7
+
+        def suggest_int(self, name, low, high, step=1, log=False):
+            return low
+
+    wrapped = OverriddenTrial(Fake(), {"a": {"low": 3}})
+    assert wrapped.number == 7 and wrapped.suggest_int("a", 1, 9) == 3 and wrapped.suggest_int("b", 1, 9) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dept": 2}, "has no parameter 'dept'"),
+        ({"lr": {"low": -1.0, "high": 1.0, "log": True}}, "key 'space_overrides.lr'"),
+        ({"width": [1, 2]}, "must be a value or a table"),
+        ({"clipping": {"choices": []}}, "choices must be a non-empty list"),
+    ],
+)
+def test_bad_overrides(overrides, message):
+    with pytest.raises(SpaceOverrideError, match=message):
+        check_overrides(rnnbench.get_search_space("default"), overrides, "sweep file x.toml")
+
+
+def test_progress_counts_best_and_eta():
+    progress = SweepProgress(
+        "s", "val_loss", "min", {"lstm": CellProgress(4), "gru": CellProgress(4)}, concurrency=2
+    )
+    seen = []
+    progress.listeners.append(lambda p: seen.append(p.as_dict()))
+    assert progress.eta_seconds() is None
+    progress.cells["lstm"].counts["completed"] = 2
+    progress.cells["lstm"].durations = [10.0, 30.0]
+    progress.record_best("lstm", 0.5)
+    progress.record_best("lstm", 0.7)
+    progress.update()
+    assert progress.cells["lstm"].best == 0.5 and progress.cells["lstm"].finished == 2
+    assert progress.eta_seconds() == pytest.approx(6 * 20.0 / 2)
+    assert seen[-1]["cells"]["lstm"]["best_val_loss"] == 0.5
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(progress.render())
+    text = console.export_text()
+    assert "2/4" in text and "lstm" in text and "about 60 s left" in text
