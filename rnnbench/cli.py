@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -498,6 +499,168 @@ def sweep_command(
         f"{result.parent_run_id}); sweep state in {result.folder}",
         highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+FORMATS = ("table", "markdown", "html", "csv", "json")
+
+
+@app.command("leaderboard")
+@reports_errors
+def leaderboard_command(
+    task: Annotated[
+        str | None, typer.Option(help="Only this task (default: every task with trials).")
+    ] = None,
+    sweep: Annotated[
+        str | None, typer.Option(help="Only the trials of this sweep (default: all sweeps).")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="Rank by lrd_score or test_accuracy.")] = "lrd_score",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, markdown, html, csv or json.")
+    ] = "table",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "rnnbench",
+    publish: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write README.md, a self-contained index.html and the plots into this folder."
+        ),
+    ] = None,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Log the plots to each sweep's MLflow parent run.")
+    ] = True,
+) -> None:
+    """Rank the cells per task from MLflow: best trial chosen on validation, reported on test."""
+    from rnnbench.leaderboard import NothingToRank, build
+    from rnnbench.leaderboard_report import (
+        markdown,
+        rich_tables,
+        to_csv,
+        to_html,
+        to_json,
+    )
+    from rnnbench.leaderboard_report import (
+        publish as publish_page,
+    )
+
+    if output_format not in FORMATS:
+        raise typer.BadParameter(
+            f"{output_format!r}; valid formats: {', '.join(FORMATS)}", param_hint="--format"
+        )
+    try:
+        board = build(tracking_uri, task=task, sweep=sweep, metric=metric, experiment=experiment)
+    except NothingToRank as exc:
+        err_console.print(f"Nothing to rank: {escape(str(exc))}", soft_wrap=True)
+        if output_format == "json":
+            _print_json({"metric": metric, "tasks": {}, "message": str(exc)})
+        return
+    if output_format == "json":
+        print(to_json(board))
+    elif output_format == "csv":
+        print(to_csv(board), end="")
+    elif output_format == "markdown":
+        print(markdown(board))
+    elif output_format == "html":
+        print(to_html(board))
+    else:
+        for table in rich_tables(board):
+            console.print(table)
+    if plots and sweep:
+        _log_plots(board, sweep, experiment)
+    if publish is not None:
+        import platform
+        import shlex
+        import sys
+        import time
+
+        from rnnbench import __version__
+
+        command = "rnnbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        header = [
+            f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; MLflow store {board.tracking_uri}.",
+        ]
+        written = publish_page(board, publish, header)
+        err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
+
+
+def _log_plots(board: Any, sweep: str, experiment: str) -> None:
+    """Attach the leaderboard plots to the sweep's parent run (artifact folder leaderboard/)."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from rnnbench.leaderboard_report import plots
+
+    client = MlflowClient(board.tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    parents = client.search_runs([found.experiment_id], f"tags.kind = 'sweep' and tags.sweep = '{sweep}'")
+    if not parents:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for paths in plots(board, Path(folder)).values():
+            for path in paths:
+                client.log_artifact(parents[0].info.run_id, str(path), artifact_path="leaderboard")
+
+
+@app.command("reseed")
+@reports_errors
+def reseed_command(
+    sweep: Annotated[str, typer.Option(help="The sweep whose best configurations to re-train.")],
+    seeds: Annotated[int, typer.Option(min=1, help="Fresh seeds per cell.")] = 3,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI of the sweep.")] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "rnnbench",
+    cache_dir: Annotated[str | None, typer.Option(help="Task data cache.")] = None,
+) -> None:
+    """Re-train each cell's best configuration of a sweep with K fresh seeds (the leaderboard shows mean ± std)."""
+    from rnnbench.reseed import reseed
+
+    def done(entry: Any, k: int, run: Any) -> None:
+        metrics = run.result.final_metrics()
+        err_console.print(
+            f"{entry.cell} seed {k}/{seeds}: test accuracy {metrics.get('test_accuracy', float('nan')):.4f}, "
+            f"LRD score {metrics.get('lrd_score', float('nan')):.3f}",
+            highlight=False,
+        )
+
+    reseed(sweep, seeds, tracking_uri, experiment, cache_dir, on_run=done)
+
+
+@app.command("ui")
+@reports_errors
+def ui_command(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to bind; 127.0.0.1 keeps it on this machine (anything else exposes it)."
+        ),
+    ] = "127.0.0.1",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    ] = None,
+) -> None:
+    """Open the MLflow UI on the same store: the interactive leaderboard (sort trials by lrd_score)."""
+    import shutil
+    import sys
+
+    from rnnbench.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]Warning:[/] binding {escape(host)} lets anyone who can reach this machine read every run.",
+        )
+    mlflow = (
+        shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow") or "mlflow"
+    )
+    args = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    err_console.print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C to stop)", highlight=False)
+    os.execv(mlflow, args)
 
 
 def main() -> None:

@@ -501,6 +501,7 @@ def run_sweep(
             cell_fixed = {**fixed, "cell": cell}
             fixed_params = {
                 "cell": cell, "task": settings.task, "space": settings.space, "seed": settings.seed,
+                "metric": settings.metric,
                 "epochs": settings.epochs, "length": options_length(fixed), "plugin": fixed["plugins"][cell],
                 "plugin_version": fixed["versions"][cell] or "unknown", "cpus_per_trial": settings.cpus_per_trial,
                 "gpus_per_trial": gpus, **{f"task.{k}": v for k, v in fixed["task_options"].items()},

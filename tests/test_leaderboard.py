@@ -1,0 +1,191 @@
+"""The leaderboard, read from a real MLflow store filled by a real sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnbench.cli import app
+from rnnbench.errors import UnknownTaskError
+from rnnbench.leaderboard import LeaderboardError, NothingToRank, build
+from rnnbench.leaderboard_report import markdown, publish, to_csv, to_html
+from rnnbench.reseed import config_from_params, reseed
+from rnnbench.sweep import run_sweep
+from rnnbench.sweep_config import SweepSettings
+from tests.conftest import TINY_TASK
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, ray_session) -> str:
+    folder = tmp_path_factory.mktemp("board")
+    settings = SweepSettings(
+        task="adding", cells=["lstm", "rnn"], trials=5, epochs=3, task_options=dict(TINY_TASK), name="board",
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", sweeps_dir=str(folder / "sweeps"),
+        cache_dir=str(folder / "cache"), train={"batch_size": 32}, grace_period=3,
+        space_overrides={"depth": 1, "width": {"low": 8, "high": 32}},
+    )  # fmt: skip
+    run_sweep(settings)
+    return settings.tracking_uri
+
+
+def test_ranks_best_trial_per_cell(store):
+    board = build(store)
+    assert board.tasks() == ["adding"]
+    entries = board.for_task("adding")
+    assert [e.rank for e in entries] == [1, 2] and {e.cell for e in entries} == {"lstm", "rnn"}
+    assert entries[0].score >= entries[1].score
+    for entry in entries:
+        assert sum(entry.counts.values()) == 5
+        assert entry.selection == "best_val_loss" and entry.plugin == f"rnnbench.plugins.{entry.cell}"
+        assert entry.test_accuracy is not None and 0 <= entry.lrd_score <= 1
+        assert entry.spread["n"] == entry.counts["completed"]
+        assert entry.spread["q1"] <= entry.spread["median"] <= entry.spread["q3"]
+        assert entry.config["depth"] == "1" and "lr" in entry.config
+        assert entry.total_seconds > 0
+        if entry.counts["completed"] >= 3:
+            assert entry.importance and set(entry.importance) <= {"width", "clipping", "clip", "lr"}
+            assert math.isclose(sum(entry.importance.values()), 1.0, rel_tol=1e-6)
+    by_accuracy = build(store, metric="test_accuracy", with_importance=False).for_task("adding")
+    assert by_accuracy[0].test_accuracy >= by_accuracy[1].test_accuracy
+
+
+def test_formats_carry_the_same_data(store):
+    board = build(store, with_importance=False)
+    result = CliRunner().invoke(
+        app, ["leaderboard", "--tracking-uri", store, "--format", "json", "--no-plots"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [e["cell"] for e in data["tasks"]["adding"]] == [e.cell for e in board.for_task("adding")]
+    assert data["tasks"]["adding"][0]["lrd_score"] == board.for_task("adding")[0].lrd_score
+    text = markdown(board)
+    assert "## adding" in text and "| rank | cell | plugin |" in text
+    assert len(to_csv(board).strip().splitlines()) == 3
+    table = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store, "--no-plots"])
+    assert table.exit_code == 0 and "lstm" in table.stdout and "hyperparameter importance" in table.stdout
+    page = to_html(board)
+    assert page.count("<tr>") == 3 and '<table class="leaderboard">' in page
+
+
+def test_bad_input(store, tmp_path):
+    with pytest.raises(
+        LeaderboardError, match="unknown metric 'accuracy'; valid metrics: lrd_score, test_accuracy"
+    ):
+        build(store, metric="accuracy")
+    with pytest.raises(UnknownTaskError, match="unknown task 'adds'"):
+        build(store, task="adds")
+    with pytest.raises(NothingToRank, match=r"no sweep trials .* for task 'copy'; tasks with trials: adding"):
+        build(store, task="copy")
+    with pytest.raises(NothingToRank, match="no MLflow store at"):
+        build(f"sqlite:///{tmp_path / 'none.db'}")
+    empty = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert empty.exit_code == 0 and "Nothing to rank" in empty.stderr
+    bad = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store, "--metric", "acc"])
+    assert bad.exit_code == 2 and "valid metrics: lrd_score, test_accuracy" in bad.stderr
+
+
+def test_reseed_gives_mean_and_std_and_ranks_by_the_mean(store, tmp_path):
+    best = {e.cell: e for e in build(store, with_importance=False).for_task("adding")}
+    from mlflow.tracking import MlflowClient
+
+    params = MlflowClient(store).get_run(best["lstm"].run_id).data.params
+    config = config_from_params(params)
+    assert config.cell == "lstm" and config.task_options["length"] == 16 and config.epochs == 3
+    runs = reseed("board", 2, store, cache_dir=str(tmp_path))
+    assert len(runs) == 4 and {r.result.config.seed for r in runs} == {1000, 2000}
+    board = build(store, with_importance=False)
+    for entry in board.for_task("adding"):
+        assert entry.reseed["n"] == 2
+        stats = entry.reseed["lrd_score"]
+        assert entry.score == stats["mean"] and stats["std"] >= 0
+    assert "± " in markdown(board)
+    assert sum(build(store, with_importance=False).for_task("adding")[0].counts.values()) == 5, (
+        "re-seeded runs are not counted as trials"
+    )
+
+
+def test_publish_writes_a_page_that_loads_in_headless_chromium(store, tmp_path):
+    board = build(store)
+    written = publish(board, tmp_path / "site", ["Generated by the test suite."])
+    names = {p.name for p in written}
+    assert {"README.md", "index.html", "adding-lrd-curves.png", "adding-distribution.png"} <= names
+    readme = (tmp_path / "site" / "README.md").read_text()
+    assert "![adding-lrd-curves](adding-lrd-curves.png)" in readme
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium); the page was written but not loaded"
+        )
+    page = (tmp_path / "site" / "index.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('<table class="leaderboard">') == 1 and "lstm" in dom.stdout
+    assert dom.stdout.count('src="data:image/png;base64,') >= 2
+    check = (
+        "<script>window.onload=()=>{const imgs=[...document.images];"
+        "document.title=imgs.length+' '+imgs.filter(i=>i.complete&&i.naturalWidth>0).length;}</script>"
+    )
+    probe = tmp_path / "site" / "probe.html"
+    probe.write_text((tmp_path / "site" / "index.html").read_text().replace("</body>", check + "</body>"))
+    loaded = subprocess.run(
+        [chromium, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    title = loaded.stdout.split("<title>")[1].split("</title>")[0]
+    total, ok = map(int, title.split())
+    assert total >= 2 and ok == total, "every image decodes"
+    errors = [
+        line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)
+    ]
+    assert not errors, errors
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ui_serves_the_same_runs_on_loopback(store):
+    port = _free_port()
+    script = Path(sys.executable).parent / "rnnbench"
+    process = subprocess.Popen([str(script), "ui", "--port", str(port), "--tracking-uri", store],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the MLflow UI did not start"
+                time.sleep(0.5)
+        body = json.dumps({"experiment_ids": ["1"], "filter": "tags.sweep = 'board' and tags.optuna_trial != ''",
+                           "max_results": 1000}).encode()  # fmt: skip
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        runs = json.loads(urllib.request.urlopen(request, timeout=10).read())["runs"]
+        assert len(runs) == 10
+        with socket.socket() as other:  # bound to loopback only, not every interface
+            other.settimeout(2)
+            host = socket.gethostbyname(socket.gethostname())
+            if not host.startswith("127."):
+                assert other.connect_ex((host, port)) != 0
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
