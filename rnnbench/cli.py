@@ -410,6 +410,12 @@ def sweep_command(
             help="Continue the interrupted sweep NAME to its requested trial counts.", metavar="NAME"
         ),
     ] = None,
+    reseed: Annotated[
+        int,
+        typer.Option(
+            min=0, help="After the search, re-train each cell's best configuration with K fresh seeds."
+        ),
+    ] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="No live display; print the result as JSON.")
     ] = False,
@@ -463,6 +469,10 @@ def sweep_command(
     finally:
         if live is not None:
             live.stop()
+    if reseed:
+        from rnnbench.reseed import reseed as reseed_best
+
+        reseed_best(result.name, reseed, result.tracking_uri, settings.experiment, settings.cache_dir)
     summary = {
         "name": result.name,
         "folder": str(result.folder),
