@@ -582,17 +582,25 @@ def leaderboard_command(
     if publish is not None:
         import platform
         import shlex
-        import sys
         import time
 
         from rnnbench import __version__
 
-        command = "rnnbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        given = {"--task": task, "--sweep": sweep, "--metric": metric, "--tracking-uri": tracking_uri,
+                 "--experiment": None if experiment == "rnnbench" else experiment, "--publish": str(publish)}  # fmt: skip
+        command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
         header = [
             f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`",
             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}; MLflow store {board.tracking_uri}.",
         ]
+        from rnnbench.leaderboard import sweep_settings
+
+        keys = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "task_options",
+                "space_overrides", "train", "grace_period", "cpus_per_trial")  # fmt: skip
+        for found in sweep_settings(board, experiment):
+            described = ", ".join(f"{k}={found[k]}" for k in keys if found.get(k) not in (None, "None", "{}"))
+            header.append(f"Sweep `{found['sweep']}`: {described}.")
         written = publish_page(board, publish, header)
         err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
 

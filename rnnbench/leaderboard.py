@@ -198,6 +198,21 @@ def build(
     return board
 
 
+def sweep_settings(board: Leaderboard, experiment: str = "rnnbench") -> list[dict[str, str]]:
+    """The settings (params) of every sweep on the board, from their MLflow parent runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(board.tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    names = sorted({e.sweep for e in board.entries if e.sweep})
+    settings = []
+    for name in names:
+        parents = client.search_runs([found.experiment_id], f"tags.kind = 'sweep' and tags.sweep = '{name}'")
+        if parents:
+            settings.append({"sweep": name, **parents[0].data.params})
+    return settings
+
+
 def _sqlite_path(uri: str) -> Any:
     from pathlib import Path
 

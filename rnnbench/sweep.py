@@ -183,6 +183,7 @@ def _make_callback(**kwargs: Any) -> Any:
                 "optuna_trial": str(number),
                 "tune_trial_id": trial.trial_id,
                 "status": "running",
+                "mlflow.note.content": f"{self.cell} on {self.task}: trial {number} of sweep {self.sweep}",
             }
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{self.cell}-t{number}")
             self.runs[trial.trial_id] = run.info.run_id
@@ -457,7 +458,8 @@ def run_sweep(
         else:
             parent_run_id = recorder.start(
                 settings.name,
-                {k: v for k, v in settings.as_dict().items() if not isinstance(v, dict)} | {"gpus_per_trial": gpus},
+                {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in settings.as_dict().items()}
+                | {"gpus_per_trial": gpus},
                 {"sweep": settings.name, "kind": "sweep", "task": settings.task, "space": settings.space,
                  "rnnbench_version": rnnbench.__version__, "task_data_version": task.data_version},
                 description=f"rnnbench sweep of {', '.join(settings.cells)} on {settings.task}",

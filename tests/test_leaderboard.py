@@ -189,3 +189,21 @@ def test_ui_serves_the_same_runs_on_loopback(store):
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+
+
+def test_cli_logs_plots_to_the_sweep_and_publishes_with_its_settings(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    result = CliRunner().invoke(
+        app, ["leaderboard", "--tracking-uri", store, "--sweep", "board", "--publish", str(tmp_path / "pub")]
+    )
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("rnnbench").experiment_id
+    parent = client.search_runs([experiment], "tags.kind = 'sweep' and tags.sweep = 'board'")[0]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "leaderboard")}
+    assert {"leaderboard/adding-lrd-curves.png", "leaderboard/adding-distribution.png"} <= logged
+    page = (tmp_path / "pub" / "README.md").read_text()
+    assert f"`rnnbench leaderboard --sweep board --metric lrd_score --tracking-uri {store} --publish" in page
+    assert "Sweep `board`: task=adding" in page and "seed=0" in page and "trials=5" in page
+    assert "Machine:" in page
