@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -23,7 +24,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
+# Piped output (a log, a CI job) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -664,7 +666,6 @@ def ui_command(
 ) -> None:
     """Open the MLflow UI on the same store: the interactive leaderboard (sort trials by lrd_score)."""
     import shutil
-    import sys
 
     from rnnbench.tracking import resolve_tracking_uri
 

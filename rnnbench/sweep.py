@@ -429,7 +429,6 @@ def run_sweep(
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     import rnnbench
     from rnnbench.search_spaces.overrides import apply_overrides
@@ -494,12 +493,7 @@ def run_sweep(
                 study_name=study_name,
                 storage=storage,
             )
-            scheduler = ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=settings.epochs + 1,
-                grace_period=min(settings.grace_period, settings.epochs),
-                reduction_factor=settings.reduction_factor,
-            )
+            scheduler = _scheduler(settings)
             cell_fixed = {**fixed, "cell": cell}
             fixed_params = {
                 "cell": cell, "task": settings.task, "space": settings.space, "seed": settings.seed,
@@ -549,6 +543,30 @@ def run_sweep(
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _scheduler(settings: SweepSettings) -> Any:
+    """ASHA on the epoch reports, with rungs only before the last epoch: a trial that trained all its
+    epochs is never stopped before its final (test) report. No rung at all (no pruning) when
+    ``grace_period >= epochs``."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    if settings.grace_period >= settings.epochs:
+        return FIFOScheduler()
+
+    class EpochASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            if result.get("final") or result.get("training_iteration", 0) >= settings.epochs:
+                return TrialScheduler.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+    return EpochASHA(
+        time_attr="training_iteration",
+        max_t=settings.epochs,
+        grace_period=settings.grace_period,
+        reduction_factor=settings.reduction_factor,
+        stop_last_trials=False,  # no rung at max_t: the trial ends by itself after its last epoch
+    )
 
 
 def _trial_entry(config: dict[str, Any], fixed: dict[str, Any]) -> None:
