@@ -565,7 +565,6 @@ def _scheduler(settings: SweepSettings) -> Any:
         max_t=settings.epochs,
         grace_period=settings.grace_period,
         reduction_factor=settings.reduction_factor,
-        stop_last_trials=False,  # no rung at max_t: the trial ends by itself after its last epoch
     )
 
 

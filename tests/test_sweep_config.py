@@ -147,7 +147,5 @@ def test_scheduler_never_prunes_at_or_after_the_last_epoch():
 
     assert isinstance(_scheduler(SweepSettings(epochs=5, grace_period=5)), FIFOScheduler)
     asha = _scheduler(SweepSettings(epochs=6, grace_period=2, reduction_factor=3))
-    milestones = [rung[0] for bracket in asha._brackets for rung in bracket._rungs]
-    assert milestones and all(m < 6 for m in milestones)
     for result in ({"training_iteration": 6, "final": False}, {"training_iteration": 7, "final": True}):
         assert asha.on_trial_result(None, None, result) == TrialScheduler.CONTINUE
