@@ -543,6 +543,9 @@ def leaderboard_command(
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Log the plots to each sweep's MLflow parent run.")
     ] = True,
+    note: Annotated[
+        str | None, typer.Option(help="A line for the published page (for example how to reproduce it).")
+    ] = None,
 ) -> None:
     """Rank the cells per task from MLflow: best trial chosen on validation, reported on test."""
     from rnnbench.leaderboard import NothingToRank, build
@@ -603,6 +606,8 @@ def leaderboard_command(
         for found in sweep_settings(board, experiment):
             described = ", ".join(f"{k}={found[k]}" for k in keys if found.get(k) not in (None, "None", "{}"))
             header.append(f"Sweep `{found['sweep']}`: {described}.")
+        if note:
+            header.append(note)
         written = publish_page(board, publish, header)
         err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
 

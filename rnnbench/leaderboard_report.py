@@ -230,6 +230,9 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
 
 
 def _curve(client: Any, run_id: str) -> list[dict[str, float]]:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = client.download_artifacts(run_id, "lrd_curve.csv", folder)
@@ -252,7 +255,7 @@ def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[P
     folder.mkdir(parents=True, exist_ok=True)
     images = plots(board, folder)
     relative = {task: [p.name for p in paths] for task, paths in images.items()}
-    header_md = "\n".join(header_lines)
+    header_md = "\n\n".join(header_lines)
     (folder / "README.md").write_text(
         f"# rnnbench reference leaderboard\n\n{header_md}\n\n{markdown(board, relative)}"
     )

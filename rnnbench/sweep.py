@@ -258,7 +258,7 @@ def _make_callback(**kwargs: Any) -> Any:
             elif status == "pruned" and "epoch" in result:
                 metrics = [Metric("pruned_at_epoch", float(result["epoch"]), now, int(result["epoch"]))]
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
-            rows = result.get("lrd_curve") or []
+            rows = json.loads(result.get("lrd_curve") or "[]")
             if rows:
                 lrd = LRDResult(
                     score=float(result["lrd_score"]),

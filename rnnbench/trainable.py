@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -71,7 +72,8 @@ def run_trial(config: dict[str, Any], fixed: dict[str, Any]) -> None:
             "status": result.status,
             "final": True,
             "data_version": result.data_version,
-            "lrd_curve": result.lrd.rows() if result.lrd else [],
+            # JSON text: Tune's TensorBoard logger warns about list values.
+            "lrd_curve": json.dumps(result.lrd.rows() if result.lrd else []),
             "device": "cuda" if train_config.device != "cpu" and _cuda() else "cpu",
             **placement,
         }

@@ -195,8 +195,10 @@ def test_cli_logs_plots_to_the_sweep_and_publishes_with_its_settings(store, tmp_
     from mlflow.tracking import MlflowClient
 
     result = CliRunner().invoke(
-        app, ["leaderboard", "--tracking-uri", store, "--sweep", "board", "--publish", str(tmp_path / "pub")]
-    )
+        app,
+        ["leaderboard", "--tracking-uri", store, "--sweep", "board", "--publish", str(tmp_path / "pub"),
+         "--note", "Reproduce: run the test."],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("rnnbench").experiment_id
@@ -206,4 +208,4 @@ def test_cli_logs_plots_to_the_sweep_and_publishes_with_its_settings(store, tmp_
     page = (tmp_path / "pub" / "README.md").read_text()
     assert f"`rnnbench leaderboard --sweep board --metric lrd_score --tracking-uri {store} --publish" in page
     assert "Sweep `board`: task=adding" in page and "seed=0" in page and "trials=5" in page
-    assert "Machine:" in page
+    assert "Machine:" in page and "Reproduce: run the test." in page
