@@ -172,8 +172,9 @@ def _make_callback(**kwargs: Any) -> Any:
             if trial.trial_id in self.runs:  # a retry after a worker died: same run
                 return
             number = self.search.optuna_number(trial.trial_id)
-            for stale in _runs(self.client, self.experiment_id, self.sweep, self.cell, number, "RUNNING"):
-                self.client.delete_run(stale.info.run_id)  # left by a killed driver; the trial reruns
+            for status in ("RUNNING", "KILLED"):  # left by a killed or interrupted driver: the trial reruns
+                for stale in _runs(self.client, self.experiment_id, self.sweep, self.cell, number, status):
+                    self.client.delete_run(stale.info.run_id)
             tags = {
                 **self.tags,
                 "mlflow.parentRunId": self.parent,
@@ -334,6 +335,8 @@ def _connect(settings: SweepSettings) -> bool:
     if settings.address:
         check_address(settings.address)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # On Ctrl-C Tune suggests Tuner.restore(...); rnnbench prints its own resume command instead.
+    logging.getLogger("ray.tune.tune").addFilter(lambda record: "Tuner.restore" not in record.getMessage())
     ray.init(
         address=settings.address,
         include_dashboard=False,
@@ -528,7 +531,7 @@ def run_sweep(
             )  # fmt: skip
             tuner.fit()
             if len(_finished_trials(storage, study_name, FINISHED)) < settings.trials:
-                client.update_run(parent_run_id, status="KILLED")
+                _mark_interrupted(client, recorder.experiment_id, settings.name, parent_run_id)
                 raise SweepInterrupted(settings.name, settings.sweeps_dir)
         best, counts = summarize(client, recorder.experiment_id, settings)
         _log_summary(client, parent_run_id, best)
@@ -539,10 +542,22 @@ def run_sweep(
         return SweepResult(settings.name, folder, settings.tracking_uri, recorder.experiment_id, parent_run_id,
                            best, counts, optuna_counts)  # fmt: skip
     except KeyboardInterrupt:
+        _mark_interrupted(client, recorder.experiment_id, settings.name, locals().get("parent_run_id"))
         raise SweepInterrupted(settings.name, settings.sweeps_dir) from None
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _mark_interrupted(client: Any, experiment_id: str, sweep: str, parent_run_id: str | None) -> None:
+    """Trial runs cut short by Ctrl-C are KILLED (``--resume`` replaces them); so is the sweep's run."""
+    from mlflow.entities import RunTag
+
+    for run in _runs(client, experiment_id, sweep, status="RUNNING"):
+        client.log_batch(run.info.run_id, tags=[RunTag("status", "interrupted")])
+        client.set_terminated(run.info.run_id, "KILLED")
+    if parent_run_id:
+        client.set_terminated(parent_run_id, "KILLED")
 
 
 def _scheduler(settings: SweepSettings) -> Any:

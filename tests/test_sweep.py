@@ -238,3 +238,35 @@ def test_resume_of_unknown_sweep(tmp_path):
     process = cli(tmp_path, "sweep", "--resume", "nope")
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2 and "no sweep named 'nope'" in err
+
+
+def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
+    import signal as signals
+
+    args = ["sweep", "--cells", "gru", "--trials", "6", "--epochs", "4", "--length", "16", "--name", "ctrlc",
+            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+    # A Ctrl-C in a terminal: SIGINT with its default handling (a background shell job would ignore it).
+    process = cli(tmp_path, *args, preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            if any(r.info.status == "FINISHED" for r in trial_runs(uri, "ctrlc")):
+                break
+        except Exception:  # the store is still being created
+            continue
+    process.send_signal(signals.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-2000:]
+    assert "continue it with: rnnbench sweep --resume ctrlc" in err and "Tuner.restore" not in err
+    runs = trial_runs(uri, "ctrlc")
+    assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
+        "nothing left RUNNING"
+    )
+    resumed = cli(tmp_path, "sweep", "--resume", "ctrlc", "--json")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    runs = trial_runs(uri, "ctrlc")
+    assert len(runs) == 6 and sorted(int(r.data.tags["optuna_trial"]) for r in runs) == list(range(6))
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
