@@ -195,38 +195,39 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
         axis.set_ylabel("normalised skill")
         axis.set_title(f"{task}: LRD curves of each cell's best model")
         axis.legend(fontsize=8)
-        figure.tight_layout()
-        paths.append(folder / f"{task}-lrd-curves.png")
-        figure.savefig(paths[-1])
-        plt.close(figure)
+        paths.append(_save(figure, folder / f"{task}-lrd-curves.png"))
 
         figure, axis = plt.subplots(figsize=(6.4, 4), dpi=100)
         values = [_completed_metric(client, board, e) for e in entries]
         axis.boxplot(values, tick_labels=[e.cell for e in entries], showmeans=True)
         axis.set_ylabel(board.metric)
         axis.set_title(f"{task}: {board.metric} over all completed trials")
-        figure.tight_layout()
-        paths.append(folder / f"{task}-distribution.png")
-        figure.savefig(paths[-1])
-        plt.close(figure)
+        paths.append(_save(figure, folder / f"{task}-distribution.png"))
 
-        params, rows = importance_rows(entries)
-        if rows:
+        ranked = [e for e in entries if e.importance]
+        if ranked:
+            params = sorted({p for e in ranked for p in e.importance or {}})
             figure, axis = plt.subplots(figsize=(6.4, 4), dpi=100)
-            width = 0.8 / len(rows)
-            for k, r in enumerate(rows):
-                axis.bar([i + k * width for i in range(len(params))],
-                         [0.0 if v == "-" else float(v) for v in r[1:]], width, label=r[0])  # fmt: skip
+            width = 0.8 / len(ranked)
+            for k, entry in enumerate(ranked):
+                heights = [(entry.importance or {}).get(p, 0.0) for p in params]
+                axis.bar([i + k * width for i in range(len(params))], heights, width, label=entry.cell)
             axis.set_xticks([i + 0.4 - width / 2 for i in range(len(params))], params)
             axis.set_ylabel("fANOVA importance")
             axis.set_title(f"{task}: hyperparameter importance")
             axis.legend(fontsize=8)
-            figure.tight_layout()
-            paths.append(folder / f"{task}-importance.png")
-            figure.savefig(paths[-1])
-            plt.close(figure)
+            paths.append(_save(figure, folder / f"{task}-importance.png"))
         made[task] = paths
     return made
+
+
+def _save(figure: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def _curve(client: Any, run_id: str) -> list[dict[str, float]]:
