@@ -338,7 +338,8 @@ def _connect(settings: SweepSettings) -> bool:
     # On Ctrl-C Tune suggests Tuner.restore(...); rnnbench prints its own resume command instead.
     logging.getLogger("ray.tune.tune").addFilter(lambda record: "Tuner.restore" not in record.getMessage())
     ray.init(
-        address=settings.address,
+        # "local" starts a new Ray here; without it ray.init joins any cluster already running on the host.
+        address=settings.address or "local",
         include_dashboard=False,
         logging_level=logging.WARNING,
         log_to_driver=False,
