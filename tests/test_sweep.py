@@ -203,7 +203,7 @@ def test_killed_driver_resumes_to_exact_counts(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     deadline = time.monotonic() + 300
     finished_before_kill: list = []
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         time.sleep(1)
         if (tmp_path / "mlflow.db").exists():
             try:
@@ -214,9 +214,11 @@ def test_killed_driver_resumes_to_exact_counts(tmp_path):
             running = [r for r in runs if r.info.status == "RUNNING"]
             if len(finished_before_kill) >= 2 and running:
                 break
+    exited = process.poll()
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its whole process group, with no clean-up
-    process.communicate()
-    assert finished_before_kill, "the sweep never got going"
+    _, err = process.communicate()
+    assert exited is None, f"the sweep ended before it could be killed: {err[-3000:]}"
+    assert finished_before_kill, f"the sweep never got going: {err[-3000:]}"
     assert len(finished_before_kill) < 8
 
     resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json")
