@@ -149,7 +149,7 @@ def build(
     """Read the store and rank the cells per task."""
     from mlflow.tracking import MlflowClient
 
-    from rnnbench.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri
+    from rnnbench.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri, sqlite_file
 
     if metric not in METRICS:
         raise LeaderboardError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
@@ -158,7 +158,7 @@ def build(
 
         rnnbench.get_task(task)  # UnknownTaskError lists the valid tasks
     uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and not _sqlite_path(uri).is_file():
+    if uri.startswith("sqlite:///") and not sqlite_file(uri).is_file():
         raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
     check_tracking_uri(uri)
     try:
@@ -211,12 +211,6 @@ def sweep_settings(board: Leaderboard, experiment: str = "rnnbench") -> list[dic
         if parents:
             settings.append({"sweep": name, **parents[0].data.params})
     return settings
-
-
-def _sqlite_path(uri: str) -> Any:
-    from pathlib import Path
-
-    return Path(uri.removeprefix("sqlite:///"))
 
 
 def _entry(client: Any, experiment_id: str, task: str, cell: str, runs: list[Any], metric: str,

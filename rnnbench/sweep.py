@@ -502,7 +502,7 @@ def run_sweep(
             fixed_params = {
                 "cell": cell, "task": settings.task, "space": settings.space, "seed": settings.seed,
                 "metric": settings.metric,
-                "epochs": settings.epochs, "length": options_length(fixed), "plugin": fixed["plugins"][cell],
+                "epochs": settings.epochs, "length": fixed["task_options"].get("length"), "plugin": fixed["plugins"][cell],
                 "plugin_version": fixed["versions"][cell] or "unknown", "cpus_per_trial": settings.cpus_per_trial,
                 "gpus_per_trial": gpus, **{f"task.{k}": v for k, v in fixed["task_options"].items()},
                 **fixed["train"],
@@ -590,10 +590,6 @@ def _trial_entry(config: dict[str, Any], fixed: dict[str, Any]) -> None:
 
     load_plugins(fixed.get("plugin_paths", []))
     run_trial(config, fixed)
-
-
-def options_length(fixed: dict[str, Any]) -> Any:
-    return fixed["task_options"].get("length")
 
 
 def _finished_trials(storage: Any, study_name: str, states: tuple) -> list[Any]:

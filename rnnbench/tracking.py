@@ -29,14 +29,19 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     (made absolute, so that worker processes in other directories write to the same file)."""
     uri = uri or os.environ.get(TRACKING_ENV) or "sqlite:///mlflow.db"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+        uri = "sqlite:///" + str(sqlite_file(uri).resolve())
     return uri
+
+
+def sqlite_file(uri: str) -> Path:
+    """The database file of a ``sqlite:///PATH`` tracking URI."""
+    return Path(uri.removeprefix("sqlite:///"))
 
 
 def _artifact_root(uri: str) -> str | None:
     """Artifacts beside a sqlite file (``mlartifacts/``), so the store is one folder to copy."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        return (sqlite_file(uri).parent / "mlartifacts").resolve().as_uri()
     return None
 
 
@@ -44,7 +49,7 @@ def check_tracking_uri(uri: str) -> None:
     """Fail early, naming the URI, when the store cannot be written or reached."""
     parsed = urlparse(uri)
     if uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
+        folder = sqlite_file(uri).parent
         if not folder.is_dir():
             raise TrackingError(f"tracking URI {uri}: the folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
