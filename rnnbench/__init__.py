@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from rnnbench.errors import (
     CellContractError,
@@ -27,23 +28,29 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 def get_cell(name: str) -> CellSpec:
     """The registered cell ``name``; UnknownCellError lists the valid names."""
-    from rnnbench.plugins import registries
-
-    return registries().cells.get(name)
+    return _lookup("cells", name)
 
 
 def get_task(name: str) -> TaskSpec:
     """The registered task ``name``; UnknownTaskError lists the valid names."""
-    from rnnbench.plugins import registries
-
-    return registries().tasks.get(name)
+    return _lookup("tasks", name)
 
 
 def get_search_space(name: str) -> SearchSpaceSpec:
     """The registered search space ``name``; UnknownSearchSpaceError lists the valid names."""
-    from rnnbench.plugins import registries
+    return _lookup("search_spaces", name)
 
-    return registries().search_spaces.get(name)
+
+def _lookup(kind: str, name: str) -> Any:
+    from rnnbench.plugins import broken_plugins, registries
+
+    try:
+        return getattr(registries(), kind).get(name)
+    except UnknownNameError as exc:
+        broken = broken_plugins()
+        if broken:  # the name may belong to an installed plugin that failed to load
+            exc.args = (f"{exc}. Disabled plugins: {'; '.join(broken.values())}",)
+        raise
 
 
 def cell_names() -> list[str]:

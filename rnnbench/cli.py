@@ -90,12 +90,14 @@ def _print_json(data: Any) -> None:
 @app.command()
 @reports_errors
 def plugins(as_json: JsonOption = False) -> None:
-    """List every loaded plugin, its version and what it registered."""
-    from rnnbench.plugins import plugin_infos
+    """List every loaded plugin, its version and what it registered (and installed plugins disabled)."""
+    from rnnbench.plugins import broken_plugins, plugin_infos
 
     infos = plugin_infos()
+    broken = broken_plugins()
     if as_json:
-        _print_json([info.as_dict() for info in infos])
+        disabled = [{"name": name, "source": "entry point", "disabled": why} for name, why in broken.items()]
+        _print_json([info.as_dict() for info in infos] + disabled)
         return
     table = Table(title="rnnbench plugins")
     for column in ("plugin", "version", "source", "registered"):
@@ -104,6 +106,8 @@ def plugins(as_json: JsonOption = False) -> None:
         registered = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items())
         location = info.source if info.location == info.name else f"{info.source}: {info.location}"
         table.add_row(*map(escape, (info.name, info.version or "-", location, registered or "(nothing)")))
+    for name, why in broken.items():
+        table.add_row(escape(name), "-", "entry point", f"[red]DISABLED[/red]: {escape(why)}")
     console.print(table)
 
 

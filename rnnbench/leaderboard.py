@@ -160,7 +160,7 @@ def build(
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not sqlite_file(uri).is_file():
         raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
-    check_tracking_uri(uri)
+    check_tracking_uri(uri, write=False)
     try:
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)

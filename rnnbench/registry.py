@@ -73,6 +73,43 @@ class CellSpec(Spec):
             )
         return module
 
+    def preflight(self, input_size: int, num_layers: int = 2) -> None:
+        """Build a tiny stack and run one forward and backward pass: a broken cell fails here, naming
+        its plugin, before a sweep or training run spends time on it."""
+        import torch
+
+        hidden, batch, steps = 5, 3, 4
+        culprit = f"cell {self.name!r} from plugin {self.plugin}"
+        try:
+            with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+                module = self.build(input_size, hidden, num_layers, 0.0)
+            x = torch.randn(batch, steps, input_size, generator=torch.Generator().manual_seed(0))
+            out = module(x)
+        except CellContractError:
+            raise
+        except Exception as exc:
+            raise CellContractError(
+                f"{culprit} failed a trial forward pass: {type(exc).__name__}: {exc}"
+            ) from exc
+        expected = (batch, steps, hidden)
+        if not isinstance(out, torch.Tensor):
+            raise CellContractError(
+                f"{culprit} returned {type(out).__name__}, not a tensor of shape {expected}"
+            )
+        if tuple(out.shape) != expected:
+            raise CellContractError(
+                f"{culprit} broke the cell contract: input (batch={batch}, time={steps}, {input_size}) "
+                f"with hidden_size={hidden} gave shape {tuple(out.shape)}, expected {expected} (B, T, H)"
+            )
+        if not out.requires_grad:
+            raise CellContractError(f"{culprit}: its output does not depend on trainable parameters")
+        try:
+            out.sum().backward()
+        except Exception as exc:
+            raise CellContractError(
+                f"{culprit} failed a trial backward pass: {type(exc).__name__}: {exc}"
+            ) from exc
+
 
 @dataclass(frozen=True)
 class TaskSpec(Spec):

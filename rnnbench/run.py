@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.tracking import DEFAULT_EXPERIMENT, RunRecorder, run_params
+from rnnbench.tracking import DEFAULT_EXPERIMENT, RunRecorder, TrackingError, run_params
 from rnnbench.training import EpochReport, TrainConfig, TrainResult, build_task, train
 
 
@@ -51,6 +51,7 @@ def run_tracked(
     cell = rnnbench.get_cell(config.cell)
     task = build_task(config)
     splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)  # bad files fail here, before a run
+    cell.preflight(task.input_size)
     recorder = RunRecorder(tracking_uri, experiment)
     versions = {info.name: info.version for info in plugin_infos()}
     tags = {
@@ -79,7 +80,15 @@ def run_tracked(
         result = train(config, on_epoch=epoch_done, on_step=on_step, task=task, splits=splits)
         recorder.finish(result)
     except BaseException as exc:
-        recorder.fail(exc)
+        try:
+            recorder.fail(exc)
+        except Exception as write_error:
+            if isinstance(exc, TrackingError):
+                raise
+            raise TrackingError(
+                f"run {run_id} stopped ({type(exc).__name__}: {exc}) and could not be marked FAILED in "
+                f"{recorder.tracking_uri} ({type(write_error).__name__}: {write_error})"
+            ) from exc
         if isinstance(exc, (KeyboardInterrupt, RnnbenchError)):
             raise
         raise TrainingFailed(run_id, exc) from exc

@@ -9,6 +9,7 @@ to exactly the requested number of trials per cell.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -158,18 +159,43 @@ def _make_callback(**kwargs: Any) -> Any:
             self.fixed_params, self.tags, self.progress = fixed_params, tags, progress
             self.runs: dict[str, str] = {}
             self.started: dict[str, float] = {}
+            self.attempts: dict[str, int] = {}
+            self.finished: set[str] = set()
+            self.plots: list[Any] = []
+            self.plot_pool: Any = None
+            self.errors: list[str] = []  # tracking writes that failed; the sweep stops on the first
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its callbacks with the experiment; the client and the live display stay here.
-            return {k: v for k, v in self.__dict__.items() if k not in ("client", "progress", "search")}
+            skip = ("client", "progress", "search", "plots", "plot_pool")
+            return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+        def _guard(self, hook: str, trial: Any, body: Callable[[], None]) -> bool:
+            """Run a tracking write; a failure must not break Tune's trial handling. The trial is then
+            left untold to Optuna (it reruns on ``--resume``) and the sweep stops cleanly."""
+            try:
+                body()
+                return True
+            except Exception as exc:
+                from rnnbench.tracking import root_cause
+
+                self.errors.append(f"{hook} of trial {trial.trial_id}: {root_cause(exc)}")
+                self.search.leave_untold(trial.trial_id)
+                return False
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from mlflow.entities import Param
-
             self.progress.cells[self.cell].running += 1
             self.started[trial.trial_id] = time.monotonic()
             self.progress.update()
-            if trial.trial_id in self.runs:  # a retry after a worker died: same run
+            self._guard("on_trial_start", trial, lambda: self._start(trial))
+
+        def _start(self, trial: Any) -> None:
+            from mlflow.entities import Param, RunTag
+
+            if trial.trial_id in self.runs:  # a retry after a worker died: the same run, one more attempt
+                self.attempts[trial.trial_id] = self.attempts.get(trial.trial_id, 1) + 1
+                tags = [RunTag("attempts", str(self.attempts[trial.trial_id])), RunTag("status", "running")]
+                self.client.log_batch(self.runs[trial.trial_id], tags=tags)
                 return
             number = self.search.optuna_number(trial.trial_id)
             for status in ("RUNNING", "KILLED"):  # left by a killed or interrupted driver: the trial reruns
@@ -184,6 +210,7 @@ def _make_callback(**kwargs: Any) -> Any:
                 "optuna_trial": str(number),
                 "tune_trial_id": trial.trial_id,
                 "status": "running",
+                "attempts": "1",
                 "mlflow.note.content": f"{self.cell} on {self.task}: trial {number} of sweep {self.sweep}",
             }
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{self.cell}-t{number}")
@@ -192,13 +219,29 @@ def _make_callback(**kwargs: Any) -> Any:
             params = {**self.fixed_params, **sampled}
             self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            from mlflow.entities import RunTag
+
+            # The worker died and Ray will run the trial again (FailureConfig): it is not running now.
+            progress = self.progress.cells[self.cell]
+            progress.running = max(progress.running - 1, 0)
+            self.progress.update()
+            run_id = self.runs.get(trial.trial_id)
+            if run_id is not None:
+                tags = [RunTag("status", "retrying"), RunTag("last_worker_error", _trial_error(trial))]
+                self._guard("on_trial_recover", trial, lambda: self.client.log_batch(run_id, tags=tags))
+
         def on_trial_result(
             self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
         ) -> None:
             from mlflow.entities import Metric
 
+            if result.get("final"):
+                # Recorded here, before Tune tells the searcher: a trial whose record fails stays untold.
+                self._finish(trial, result["status"], result, error=result.get("error"))
+                return
             run_id = self.runs.get(trial.trial_id)
-            if run_id is None or result.get("final"):
+            if run_id is None:
                 return
             now = int(time.time() * 1000)
             step = int(result["epoch"])
@@ -207,43 +250,64 @@ def _make_callback(**kwargs: Any) -> Any:
                 for k in ("train_loss", "val_loss", "val_accuracy", "epoch_seconds")
                 if k in result
             ]
-            self.client.log_batch(run_id, metrics=metrics)
+            self._guard("on_trial_result", trial, lambda: self.client.log_batch(run_id, metrics=metrics))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            result = trial.last_result or {}
-            if result.get("final"):
-                self._finish(trial, result["status"], result)
-            else:
-                self._finish(trial, "pruned", result)
+            if trial.trial_id in self.finished:
+                return
+            if self.errors:  # stopped because the store failed: neither pruned nor told; resume reruns it
+                self.search.leave_untold(trial.trial_id)
+                self._stopped(trial)
+                return
+            self._finish(trial, "pruned", trial.last_result or {})
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._finish(trial, "failed", trial.last_result or {}, error=_trial_error(trial))
+            # Reached only when a worker died more often than FailureConfig allows.
+            error = f"worker failed {self.attempts.get(trial.trial_id, 1)} time(s): {_trial_error(trial)}"
+            if trial.trial_id not in self.finished:
+                self._finish(trial, "failed", trial.last_result or {}, error=error)
+
+        def _stopped(self, trial: Any) -> None:
+            progress = self.progress.cells[self.cell]
+            progress.running = max(progress.running - 1, 0)
+            self.progress.update()
 
         def _finish(self, trial: Any, status: str, result: dict, error: str | None = None) -> None:
+            self.finished.add(trial.trial_id)
+            run_id = self.runs.get(trial.trial_id)
+            if run_id is None:  # its run could not be created: the store is failing
+                self.search.leave_untold(trial.trial_id)
+                self._stopped(trial)
+                return
+            written = self._guard(
+                "recording the result", trial, lambda: self._write_final(trial, run_id, status, result, error)
+            )
+            progress = self.progress.cells[self.cell]
+            progress.running = max(progress.running - 1, 0)
+            if written:
+                progress.counts[status] += 1
+                progress.durations.append(
+                    time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
+                )
+                if status == "completed":
+                    self.progress.record_best(self.cell, result.get(self.progress.metric))
+            self.progress.update()
+
+        def _write_final(self, trial: Any, run_id: str, status: str, result: dict, error: str | None) -> None:
             import tempfile
 
             from mlflow.entities import Metric, RunTag
 
             from rnnbench.lrd import Bucket, LRDResult
-            from rnnbench.tracking import write_lrd_artifacts
+            from rnnbench.tracking import write_lrd_table
 
-            progress = self.progress.cells[self.cell]
-            progress.running = max(progress.running - 1, 0)
-            progress.counts[status] += 1
-            progress.durations.append(time.monotonic() - self.started.get(trial.trial_id, time.monotonic()))
-            run_id = self.runs.get(trial.trial_id)
-            if status == "completed":
-                self.progress.record_best(self.cell, result.get(self.progress.metric))
-            self.progress.update()
-            if run_id is None:
-                return
             now = int(time.time() * 1000)
             tags = [RunTag("status", status)]
             for key in ("gpu_ids", "cuda_visible_devices", "node_ip", "node_id", "device"):
                 if key in result:
                     tags.append(RunTag(key, str(result[key])))
             if error:
-                tags.append(RunTag("error", error))
+                tags.append(RunTag("error", error[-5000:]))
             distributions = self.search.distributions(trial.trial_id)
             if distributions:  # lets the leaderboard rebuild the study (fANOVA) from MLflow alone
                 tags.append(RunTag("optuna_distributions", distributions))
@@ -267,12 +331,54 @@ def _make_callback(**kwargs: Any) -> Any:
                     buckets=tuple(Bucket(**row) for row in rows),
                 )
                 with tempfile.TemporaryDirectory() as folder:
-                    title = f"{self.cell} on {self.task}, trial {self.search.optuna_number(trial.trial_id)}"
-                    for path in write_lrd_artifacts(lrd, Path(folder), title):
-                        self.client.log_artifact(run_id, str(path))
+                    self.client.log_artifact(run_id, str(write_lrd_table(lrd, Path(folder))))
+                title = f"{self.cell} on {self.task}, trial {self.search.optuna_number(trial.trial_id)}"
+                # The plot takes longer than the whole record: drawn off Tune's event loop.
+                self.plots.append(self._plotter().submit(self._plot, run_id, lrd, title))
             self.client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
 
+        def _plotter(self) -> Any:
+            if self.plot_pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.plot_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnbench-plots")
+            return self.plot_pool
+
+        def _plot(self, run_id: str, lrd: Any, title: str) -> None:
+            import tempfile
+
+            from rnnbench.tracking import write_lrd_plot
+
+            with tempfile.TemporaryDirectory() as folder:
+                self.client.log_artifact(run_id, str(write_lrd_plot(lrd, Path(folder), title)))
+
+        def wait_for_plots(self) -> list[str]:
+            """Wait for the LRD plots still being drawn; returns the failures (a plot is not a result)."""
+            failures = []
+            for future in self.plots:
+                try:
+                    future.result()
+                except Exception as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+            self.plots.clear()
+            return failures
+
     return TrialRecorder(**kwargs)
+
+
+def _make_stopper(recorder: Any) -> Any:
+    from ray import tune
+
+    class StopOnTrackingError(tune.Stopper):
+        """Ends the sweep once the recorder could not write a record (a full disk, a store gone)."""
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return bool(recorder.errors)
+
+    return StopOnTrackingError()
 
 
 def _runs(client: Any, experiment_id: str, sweep: str, cell: str | None = None, number: int | None = None,
@@ -398,6 +504,8 @@ def prepare(settings: SweepSettings) -> tuple[Any, Any, dict[str, Any]]:
         options["length"] = settings.length
     task = rnnbench.get_task(settings.task).build(**options)
     task.load(seed=int(settings.train.get("data_seed", 0)), cache_dir=settings.cache_dir)  # cache for workers
+    for cell in settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
+        rnnbench.get_cell(cell).preflight(task.input_size)
     from rnnbench.training import TrainConfig
 
     probe = TrainConfig(cell=settings.cells[0], task=settings.task, **settings.train)
@@ -437,7 +545,7 @@ def run_sweep(
     import rnnbench
     from rnnbench.search_spaces.overrides import apply_overrides
     from rnnbench.sweep_search import FINISHED, SweepSearch, journal_storage
-    from rnnbench.tracking import RunRecorder
+    from rnnbench.tracking import RunRecorder, TrackingError
 
     if settings.name is None:
         settings.name = f"{settings.task}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -528,9 +636,22 @@ def run_sweep(
                 run_config=tune.RunConfig(
                     name=f"{cell}-{attempt}", storage_path=str((folder / "ray").resolve()), callbacks=[callback],
                     verbose=0, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                    stop=_make_stopper(callback),
                 ),
             )  # fmt: skip
-            tuner.fit()
+            try:
+                tuner.fit()
+            finally:
+                for failure in callback.wait_for_plots():
+                    logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
+            if callback.errors:
+                with contextlib.suppress(Exception):  # the store may refuse this write too
+                    _mark_interrupted(client, recorder.experiment_id, settings.name, parent_run_id)
+                raise TrackingError(
+                    f"sweep {settings.name!r} stopped: the tracking store {settings.tracking_uri} could not be "
+                    f"written ({callback.errors[0]}). Finished trials are kept in {folder / JOURNAL_FILE}; "
+                    f"fix the store, then continue with: rnnbench sweep --resume {settings.name}"
+                )
             if len(_finished_trials(storage, study_name, FINISHED)) < settings.trials:
                 _mark_interrupted(client, recorder.experiment_id, settings.name, parent_run_id)
                 raise SweepInterrupted(settings.name, settings.sweeps_dir)

@@ -29,6 +29,14 @@ class SweepSearch(OptunaSearch):
     """
 
     _interrupted: list[int] | None = None  # set when the study is set up (inside OptunaSearch.__init__)
+    _untold: set[str] | None = None
+
+    def leave_untold(self, trial_id: str) -> None:
+        """Never tell the study about this trial: it stays RUNNING there, and ``--resume`` reruns it
+        (its MLflow record could not be written)."""
+        if self._untold is None:
+            self._untold = set()
+        self._untold.add(trial_id)
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)
@@ -74,10 +82,13 @@ class SweepSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if self._untold and trial_id in self._untold:
+            self._completed_trials.add(trial_id)
+            return
         ot_trial = self._ot_trials[trial_id]
         if error or result is None:
             state, value = TrialState.FAIL, None
-        elif result.get("status") == "diverged":
+        elif result.get("status") in ("diverged", "failed"):
             state, value = TrialState.FAIL, None
         elif not result.get("final"):
             state, value = TrialState.PRUNED, None

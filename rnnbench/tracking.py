@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from rnnbench.errors import RnnbenchError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, one process at a time sets a store up
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from rnnbench.lrd import LRDResult
     from rnnbench.training import EpochReport, TrainConfig, TrainResult
 
+F = TypeVar("F", bound="Callable[..., Any]")
 DEFAULT_EXPERIMENT = "rnnbench"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
@@ -45,15 +54,24 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
-def check_tracking_uri(uri: str) -> None:
-    """Fail early, naming the URI, when the store cannot be written or reached."""
+def check_tracking_uri(uri: str, write: bool = True) -> None:
+    """Fail early, naming the URI, when the store cannot be written (or, ``write=False``, read) or reached."""
     parsed = urlparse(uri)
     if uri.startswith("sqlite:///"):
         folder = sqlite_file(uri).parent
         if not folder.is_dir():
             raise TrackingError(f"tracking URI {uri}: the folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise TrackingError(f"tracking URI {uri}: the folder {folder} is not writable")
+        if not write:
+            return
+        # Try a real write: os.access says yes to root on a read-only or refusing filesystem.
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if sqlite_file(uri).exists():
+                with open(sqlite_file(uri), "r+b"):
+                    pass
+        except OSError as exc:
+            raise TrackingError(f"tracking URI {uri}: the store cannot be written there ({exc})") from None
     elif parsed.scheme in ("http", "https"):
         import urllib.request
 
@@ -61,6 +79,47 @@ def check_tracking_uri(uri: str) -> None:
             urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
         except OSError as exc:
             raise TrackingError(f"tracking URI {uri}: no MLflow server answers ({exc})") from None
+
+
+@contextmanager
+def _setup_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock file beside a sqlite store (``mlflow.db.lock``); nothing for other stores."""
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    with open(f"{sqlite_file(uri)}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost error of a chain, on one line: ``OperationalError: database or disk is full``."""
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _writes(method: F) -> F:
+    """Turn a failed store write (a full disk, a server gone) into a TrackingError naming the store."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunRecorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RnnbenchError:
+            raise
+        except Exception as exc:
+            run = f"run {self.run_id}" if self.run_id else "a new run"
+            raise TrackingError(
+                f"tracking URI {self.tracking_uri}: could not record {run} ({root_cause(exc)}); "
+                "what was recorded before stays in the store"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class RunRecorder:
@@ -72,23 +131,29 @@ class RunRecorder:
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema set-up chatter on a new store
+        # It logs a failed write with its traceback before raising; rnnbench reports the error itself.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         check_tracking_uri(self.tracking_uri)
         try:
-            self.client = MlflowClient(self.tracking_uri)
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
-                found.experiment_id
-                if found is not None
-                else self.client.create_experiment(
-                    experiment, artifact_location=_artifact_root(self.tracking_uri)
+            # Two processes opening a new sqlite store at once would both create its tables (or the
+            # experiment): one sets it up while the other waits.
+            with _setup_lock(self.tracking_uri):
+                self.client = MlflowClient(self.tracking_uri)
+                found = self.client.get_experiment_by_name(experiment)
+                self.experiment_id = (
+                    found.experiment_id
+                    if found is not None
+                    else self.client.create_experiment(
+                        experiment, artifact_location=_artifact_root(self.tracking_uri)
+                    )
                 )
-            )
         except Exception as exc:
             raise TrackingError(f"tracking URI {self.tracking_uri}: {type(exc).__name__}: {exc}") from exc
         self.run_id: str | None = None
 
+    @_writes
     def start(
         self,
         run_name: str,
@@ -111,6 +176,7 @@ class RunRecorder:
         )
         return self.run_id
 
+    @_writes
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
@@ -130,6 +196,7 @@ class RunRecorder:
             step=report.epoch,
         )
 
+    @_writes
     def finish(self, result: TrainResult) -> None:
         from mlflow.entities import RunTag
 
@@ -145,6 +212,7 @@ class RunRecorder:
                     self.client.log_artifact(self._id(), str(path))
         self.client.set_terminated(self._id(), "FINISHED")
 
+    @_writes
     def fail(self, error: BaseException) -> None:
         from mlflow.entities import RunTag
 
@@ -189,18 +257,27 @@ def run_params(
 
 def write_lrd_artifacts(lrd: LRDResult, folder: Path, title: str) -> list[Path]:
     """The LRD curve as a table (lrd_curve.csv) and a plot (lrd_curve.png)."""
-    import matplotlib
+    return [write_lrd_table(lrd, folder), write_lrd_plot(lrd, folder, title)]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def write_lrd_table(lrd: LRDResult, folder: Path) -> Path:
     table = folder / "lrd_curve.csv"
     rows = lrd.rows()
     with table.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    return table
+
+
+def write_lrd_plot(lrd: LRDResult, folder: Path, title: str) -> Path:
+    """lrd_curve.png, drawn without pyplot's global state (safe from a background thread)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot()
     centres = [max(b.low, 1) for b in lrd.buckets]
     axis.plot(centres, [b.skill for b in lrd.buckets], marker="o", label="normalised skill")
     axis.plot(centres, [b.accuracy for b in lrd.buckets], marker=".", linestyle=":", label="accuracy")
@@ -214,5 +291,4 @@ def write_lrd_artifacts(lrd: LRDResult, folder: Path, title: str) -> list[Path]:
     figure.tight_layout()
     plot = folder / "lrd_curve.png"
     figure.savefig(plot)
-    plt.close(figure)
-    return [table, plot]
+    return plot

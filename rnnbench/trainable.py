@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 from typing import Any
 
 TRAIN_FIELDS = {
@@ -61,7 +62,22 @@ def run_trial(config: dict[str, Any], fixed: dict[str, Any]) -> None:
             }
         )
 
-    result = train(train_config, on_epoch=on_epoch)
+    try:
+        result = train(train_config, on_epoch=on_epoch)
+    except Exception as exc:
+        # An exception is this trial's result (FAILED, not retried): Ray's retries are for dead workers.
+        # (Tune ends a stopped trial with SystemExit, which is not caught here.)
+        tune.report(
+            {
+                "final": True,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-4000:]}",
+                "val_loss": float("inf"),
+                "val_accuracy": 0.0,
+                **placement,
+            }
+        )
+        return
     final = result.final_metrics()
     # The searcher and the scheduler read val_loss / val_accuracy: report the tested epoch's.
     tune.report(

@@ -337,12 +337,39 @@ def test_entry_point_plugin_is_discovered(run_cli, installed_entry_point_plugin)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_entry_point_that_fails_to_import_names_the_distribution(run_cli, tmp_path):
+def test_installed_plugin_that_fails_to_import_is_disabled_and_the_rest_keep_working(run_cli, tmp_path):
     dist_info = tmp_path / "site" / "rnnbench_broken-2.0.dist-info"
     dist_info.mkdir(parents=True)
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: rnnbench-broken\nVersion: 2.0\n")
     (dist_info / "entry_points.txt").write_text("[rnnbench]\nbroken = rnnbench_broken_missing\n")
-    result = run_cli("plugins", env={"PYTHONPATH": str(tmp_path / "site")})
-    assert result.returncode == 2
+    env = {"PYTHONPATH": str(tmp_path / "site")}
+    result = run_cli("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
     assert "plugin 'broken'" in result.stderr and "rnnbench-broken 2.0" in result.stderr
-    assert "ModuleNotFoundError" in result.stderr
+    assert "ModuleNotFoundError" in result.stderr and "it is disabled" in result.stderr
+    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    assert "rnnbench.plugins.lstm" in listed and "ModuleNotFoundError" in listed["broken"]["disabled"]
+    unknown = run_cli("check-cell", "broken-cell", env=env)
+    assert unknown.returncode == 2
+    assert "unknown cell 'broken-cell'" in unknown.stderr and "Disabled plugins: plugin 'broken'" in unknown.stderr
+    assert run_cli("check-cell", "gru", env=env).returncode == 0, "the built-ins keep working"
+
+
+def test_installed_plugin_that_clashes_with_a_builtin_is_disabled(run_cli, tmp_path):
+    site = tmp_path / "site"
+    dist_info = site / "rnnbench_clash-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: rnnbench-clash\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[rnnbench]\nclash = rnnbench_clash\n")
+    (site / "rnnbench_clash.py").write_text(
+        "import torch\nimport rnnbench\n\n\n@rnnbench.hookimpl\ndef register_cells(register):\n"
+        "    build = lambda input_size, hidden_size, num_layers, dropout: torch.nn.GRU(input_size, hidden_size)\n"
+        "    register('extra', build, description='x', reference='x')\n"
+        "    register('lstm', build, description='x', reference='x')\n"
+    )
+    result = run_cli("cells", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    assert "cell 'lstm' is registered twice" in result.stderr and "clash" in result.stderr
+    cells = {c["name"]: c["plugin"] for c in json.loads(result.stdout)}
+    assert cells["lstm"] == "rnnbench.plugins.lstm", "the built-in keeps its name"
+    assert "extra" not in cells, "nothing of the clashing plugin is half-registered"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ pm = pluggy.PluginManager("rnnbench")
 pm.add_hookspecs(hookspecs)
 
 _infos: dict[str, PluginInfo] = {}
+# Installed plugins that failed (import, hook, clash): disabled with a warning so the rest keep working.
+_broken: dict[str, str] = {}
 _defaults_loaded = False
 _registries: Registries | None = None
 
@@ -153,11 +156,28 @@ def _load_entry_point(entry_point: EntryPoint) -> None:
     where = f"{entry_point.value} from distribution {dist.name if dist else '?'} {version or ''}".strip()
     try:
         plugin = entry_point.load()
+        register_plugin(plugin, name=entry_point.name, source="entry point", location=where, version=version)
     except Exception as exc:
-        raise PluginLoadError(
-            f"plugin {entry_point.name!r} (entry point {where}) failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-    register_plugin(plugin, name=entry_point.name, source="entry point", location=where, version=version)
+        cause = exc if isinstance(exc, PluginError) else f"failed to import: {type(exc).__name__}: {exc}"
+        _disable(
+            entry_point.name, f"plugin {entry_point.name!r} (entry point {where}) {cause}", registered=False
+        )
+
+
+def _disable(name: str, message: str, registered: bool = True) -> None:
+    """Set an installed plugin aside: the user did not name it, so the others keep working without it."""
+    if registered:
+        pm.unregister(name=name)
+        _infos.pop(name, None)
+    if name not in _broken:
+        logging.getLogger("rnnbench").warning("warning: %s; it is disabled", message)
+    _broken[name] = message
+
+
+def broken_plugins() -> dict[str, str]:
+    """Installed plugins disabled because they failed, with the reason."""
+    registries()
+    return dict(_broken)
 
 
 def register_plugin(
@@ -218,9 +238,17 @@ def registries() -> Registries:
     """Load the plugins if needed and return what they registered (built once, then cached)."""
     global _registries
     load_plugins()
-    if _registries is None:
-        _registries = _collect()
+    while _registries is None:
+        try:
+            _registries = _collect()
+        except _InstalledPluginFailed as failed:
+            _disable(failed.name, str(failed.error))
     return _registries
+
+
+class _InstalledPluginFailed(Exception):
+    def __init__(self, name: str, error: Exception) -> None:
+        self.name, self.error = name, error
 
 
 def _collect() -> Registries:
@@ -233,13 +261,18 @@ def _collect() -> Registries:
             info = _infos[impl.plugin_name]
             with registry.registering_for(info.name, info.label) as added:
                 try:
-                    impl.function(register=registry)
-                except PluginError:
+                    try:
+                        impl.function(register=registry)
+                    except PluginError:
+                        raise
+                    except Exception as exc:
+                        raise PluginLoadError(
+                            f"plugin {info.label}: hook {hook_name} raised {type(exc).__name__}: {exc}"
+                        ) from exc
+                except PluginError as exc:
+                    if info.source == "entry point":  # an installed plugin the user did not name
+                        raise _InstalledPluginFailed(info.name, exc) from exc
                     raise
-                except Exception as exc:
-                    raise PluginLoadError(
-                        f"plugin {info.label}: hook {hook_name} raised {type(exc).__name__}: {exc}"
-                    ) from exc
             if added:
                 info.registered.setdefault(registry.kind, []).extend(added)
     return found

@@ -1,0 +1,449 @@
+"""Fault injection: trials that raise, diverge or lose their worker, a killed driver, two sweeps on one
+store, bad plugins, bad sweep files, an unwritable or full store, and a load of 200 trials.
+
+Each case checks that the sweep finishes (or stops with a clear error), that MLflow and Optuna agree
+with what happened, and that no completed result is lost. Run alone with ``pytest -m faults``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.leaderboard import build
+from rnnbench.plugins import load_plugin_file, unregister_plugin
+from rnnbench.sweep import run_sweep
+from rnnbench.sweep_config import SweepSettings, check_values, load_sweep_file, validate
+from rnnbench.sweep_search import FINISHED
+from tests.conftest import TEST_PLUGINS, TINY_TASK
+from tests.test_sweep import cli, optuna_trials, trial_runs
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+def sweep_settings(tmp_path: Path, name: str, cells: list[str], **overrides) -> SweepSettings:
+    values = dict(
+        task="adding", cells=cells, trials=2, epochs=2, task_options=dict(TINY_TASK), name=name,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", sweeps_dir=str(tmp_path / "sweeps"),
+        cache_dir=str(tmp_path / "cache"), train={"batch_size": 32}, space_overrides={"depth": 1, "width": 8},
+    )  # fmt: skip
+    values.update(overrides)
+    return SweepSettings(**values)
+
+
+@contextlib.contextmanager
+def file_plugin(path: Path):
+    """Load a one-file plugin (workers load it too, through RNNBENCH_PLUGINS) for one test."""
+    info = load_plugin_file(path)
+    try:
+        yield info
+    finally:
+        unregister_plugin(info.name)
+
+
+def by_trial(runs: list) -> dict[int, object]:
+    numbers = [int(r.data.tags["optuna_trial"]) for r in runs]
+    assert len(numbers) == len(set(numbers)), f"duplicate MLflow runs for trials {sorted(numbers)}"
+    return dict(zip(numbers, runs, strict=True))
+
+
+# 1 and 2 --------------------------------------------------------------------------------------------
+
+
+def test_raising_and_diverging_trials_are_recorded_and_the_sweep_goes_on(tmp_path, ray_session):
+    s = sweep_settings(tmp_path, "f12", ["crash-after-3", "nan-after-3", "gru"])
+    with file_plugin(TEST_PLUGINS / "faulty_cells.py"):
+        result = run_sweep(s)
+    uri = result.tracking_uri
+    crashed = by_trial(trial_runs(uri, "f12", "crash-after-3"))
+    assert sorted(crashed) == [0, 1]
+    for run in crashed.values():
+        assert run.info.status == "FAILED" and run.data.tags["status"] == "failed"
+        assert "RuntimeError: simulated cell failure at call 4" in run.data.tags["error"]
+        assert run.data.tags["attempts"] == "1", "an exception is a result: Ray does not retry it"
+    diverged = by_trial(trial_runs(uri, "f12", "nan-after-3"))
+    assert sorted(diverged) == [0, 1]
+    for run in diverged.values():
+        assert run.data.tags["status"] == "diverged" and run.info.status == "FINISHED"
+        assert int(run.data.tags["diverged_step"]) == 4 and run.data.metrics["diverged_step"] == 4
+    for cell in ("crash-after-3", "nan-after-3"):
+        states = [t.state for t in optuna_trials(result.folder, f"f12:{cell}")]
+        assert states == [TrialState.FAIL, TrialState.FAIL], "the sampler is told, not left waiting"
+        assert result.counts[cell]["completed"] == 0
+    assert all(t.state in FINISHED for t in optuna_trials(result.folder, "f12:gru"))
+    assert result.counts["gru"]["completed"] + result.counts["gru"]["pruned"] == 2
+    board = build(uri, sweep="f12", with_importance=False)
+    ranked = {e.cell: e for e in board.for_task("adding")}
+    assert ranked["gru"].rank == 1 and ranked["gru"].run_id
+    for cell, status in (("crash-after-3", "failed"), ("nan-after-3", "diverged")):
+        assert ranked[cell].run_id == "" and ranked[cell].counts[status] == 2, "counted, never ranked"
+
+
+# 3 ----------------------------------------------------------------------------------------------------
+
+
+def test_killed_worker_is_retried_without_duplicate_runs(tmp_path, ray_session):
+    plugin = tmp_path / "worker_killer.py"
+    marker = tmp_path / "killed-once"
+    template = (TEST_PLUGINS / "worker_killer.py").read_text()
+    plugin.write_text(template.replace('MARKER = "/nonexistent/marker"', f"MARKER = {str(marker)!r}"))
+    s = sweep_settings(tmp_path, "f3", ["kill-once", "kill-always"], trials=3, max_failures=1)
+    with file_plugin(plugin):
+        result = run_sweep(s)
+    assert marker.exists(), "a worker was killed"
+    once = by_trial(trial_runs(result.tracking_uri, "f3", "kill-once"))
+    assert sorted(once) == [0, 1, 2], "every trial exactly once, the retried one included"
+    assert sorted(r.data.tags["attempts"] for r in once.values()) == ["1", "1", "2"]
+    assert all(r.data.tags["status"] in ("completed", "pruned") for r in once.values())
+    assert all(t.state in FINISHED for t in optuna_trials(result.folder, "f3:kill-once"))
+    always = by_trial(trial_runs(result.tracking_uri, "f3", "kill-always"))
+    assert sorted(always) == [0, 1, 2]
+    for run in always.values():
+        assert run.info.status == "FAILED" and run.data.tags["attempts"] == "2", "max_failures=1: one retry"
+        assert "worker failed 2 time(s)" in run.data.tags["error"]
+    assert [t.state for t in optuna_trials(result.folder, "f3:kill-always")] == [TrialState.FAIL] * 3
+
+
+# 4 ----------------------------------------------------------------------------------------------------
+
+
+def test_killed_driver_resumes_to_exact_counts(tmp_path):
+    # Enough work per trial (4 epochs of 1,024 examples) that a fast machine still leaves time to kill.
+    args = ["sweep", "--cells", "lstm,gru", "--trials", "4", "--epochs", "4", "--length", "16", "--name", "k1",
+            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+    process = cli(tmp_path, *args)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.monotonic() + 300
+    finished_before_kill: list = []
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.3)
+        if (tmp_path / "mlflow.db").exists():
+            try:
+                runs = trial_runs(uri, "k1")
+            except Exception:  # the store is still being created
+                continue
+            finished_before_kill = [r for r in runs if r.info.status == "FINISHED"]
+            running = [r for r in runs if r.info.status == "RUNNING"]
+            if finished_before_kill and running:
+                break
+    exited = process.poll()
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already if the sweep ended
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and its whole process group, with no clean-up
+    _, err = process.communicate()
+    assert exited is None, f"the sweep ended before it could be killed: {err[-3000:]}"
+    assert finished_before_kill, f"the sweep never got going: {err[-3000:]}"
+    assert len(finished_before_kill) < 8
+
+    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    for cell in ("lstm", "gru"):
+        runs = trial_runs(uri, "k1", cell)
+        assert len(runs) == 4, f"{cell}: exactly the requested trials, no duplicates"
+        assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3]
+        assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+        trials = optuna_trials(tmp_path / "rnnbench-sweeps" / "k1", f"k1:{cell}")
+        assert len(trials) == 4 and all(t.state in FINISHED for t in trials)
+    kept = {r.info.run_id for r in trial_runs(uri, "k1")}
+    assert {r.info.run_id for r in finished_before_kill} <= kept, "finished trials survive the kill"
+    assert json.loads(out)["name"] == "k1"
+
+
+# 5 ----------------------------------------------------------------------------------------------------
+
+
+def test_two_sweeps_write_to_one_sqlite_store_at_once(tmp_path):
+    common = ["--cells", "gru,rnn", "--trials", "3", "--epochs", "2", "--length", "16", "--max-concurrent", "1",
+              "-o", "train_size=256", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+    # Neither exists when both start: both set up the same new store at the same moment.
+    processes = [cli(tmp_path, "sweep", "--name", name, *common) for name in ("left", "right")]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+        assert "database is locked" not in err
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name in ("left", "right"):
+        for cell in ("gru", "rnn"):
+            runs = by_trial(trial_runs(uri, name, cell))
+            assert sorted(runs) == [0, 1, 2], f"{name}/{cell}: every run recorded once"
+            assert all(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
+            assert len(optuna_trials(tmp_path / "rnnbench-sweeps" / name, f"{name}:{cell}")) == 3
+    client = MlflowClient(uri)
+    parents = client.search_runs(
+        [client.get_experiment_by_name("rnnbench").experiment_id], "tags.kind = 'sweep'"
+    )
+    assert sorted(r.data.tags["sweep"] for r in parents) == ["left", "right"]
+    assert all(r.info.status == "FINISHED" for r in parents)
+
+
+# 6 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plugin", "cell", "message"),
+    [
+        (
+            "wrong_shape.py",
+            "last-step-only",
+            "cell 'last-step-only' from plugin {path} broke the cell contract: input (batch=3, time=4, 2) "
+            "with hidden_size=5 gave shape (3, 5), expected (3, 4, 5)",
+        ),
+        (
+            "broken_import.py",
+            "gru",
+            "plugin file {path} (from --plugin or RNNBENCH_PLUGINS) failed to import",
+        ),
+        ("clash.py", "gru", "cell 'gru' is registered twice: first by plugin 'rnnbench.plugins.gru'"),
+    ],
+)
+def test_bad_plugin_fails_the_sweep_before_any_trial(tmp_path, plugin, cell, message):
+    sources = {
+        "broken_import.py": "import rnnbench_no_such_module\n",
+        "clash.py": "import rnnbench\nfrom torch import nn\n\n\n@rnnbench.hookimpl\ndef register_cells(register):\n"
+        "    register('gru', lambda **k: nn.GRU(batch_first=True, input_size=k['input_size'], "
+        "hidden_size=k['hidden_size']), description='x', reference='x')\n",
+    }
+    path = tmp_path / plugin
+    path.write_text(sources.get(plugin) or (TEST_PLUGINS / plugin).read_text())
+    started = time.monotonic()
+    process = cli(tmp_path, "--plugin", str(path), "sweep", "--cells", cell, "--trials", "2", "--name", "bad",
+                  "--length", "16")  # fmt: skip
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2, err[-2000:]
+    assert message.format(path=path.resolve()) in " ".join(err.split())
+    assert "Traceback" not in err
+    assert not (tmp_path / "rnnbench-sweeps" / "bad" / "optuna.journal").exists(), "no trial started"
+    assert not (tmp_path / "mlflow.db").exists(), "no run recorded"
+    assert time.monotonic() - started < 120
+
+
+def test_other_plugins_keep_working_beside_a_broken_one(tmp_path, run_cli):
+    """A plugin the user names must load; a broken installed one is disabled (tests/test_plugins.py)
+    while the rest keep working; a file plugin's cell that breaks the contract does not stop the others."""
+    env = {
+        "RNNBENCH_PLUGINS": os.pathsep.join(
+            [str(TEST_PLUGINS / "wrong_shape.py"), str(TEST_PLUGINS / "mgu.py")]
+        )
+    }
+    listed = run_cli("cells", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {"last-step-only", "mgu", "lstm"} <= {c["name"] for c in json.loads(listed.stdout)}
+    assert run_cli("check-cell", "mgu", env=env).returncode == 0
+    bad = run_cli("check-cell", "last-step-only", env=env)
+    assert bad.returncode == 1 and "output shape" in bad.stdout
+
+
+# 7 ----------------------------------------------------------------------------------------------------
+
+KEYS = ["task", "cells", "trials", "space", "seed", "epochs", "length", "cpus_per_trial", "gpus_per_trial",
+        "max_concurrent", "metric", "grace_period", "reduction_factor", "max_failures", "name", "train",
+        "task_options", "space_overrides", "trails", "Cells", ""]  # fmt: skip
+scalars = st.one_of(
+    st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.booleans(),
+    st.text(max_size=12), st.sampled_from(["all", "lstm,gru", "adding", "val_loss", "default"]),
+)  # fmt: skip
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from([*KEYS, "width", "lr"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return (
+            "nan"
+            if value != value
+            else ("inf" if value > 0 else "-inf")
+            if abs(value) == float("inf")
+            else repr(value)
+        )
+    if isinstance(value, (int, str)):
+        return json.dumps(value) if isinstance(value, str) else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+
+
+def _check_file(path: Path) -> None:
+    """What ``rnnbench sweep FILE`` does with a file before it needs a cluster: never anything but
+    SweepSettings or a domain error whose message names the file."""
+    try:
+        settings_ = SweepSettings(**load_sweep_file(path))
+        validate(settings_, f"sweep file {path}")
+    except RnnbenchError as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+        assert "sweep file" in str(exc) or "cell" in str(exc), str(exc)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=st.dictionaries(st.sampled_from(KEYS), values, max_size=6))
+def test_any_sweep_file_gives_settings_or_a_clear_error(tmp_path, document):
+    path = tmp_path / "sweep.toml"
+    path.write_text("\n".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in document.items()) + "\n")
+    _check_file(path)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200) | st.text(max_size=200))
+def test_any_bytes_as_a_sweep_file_give_a_clear_error(tmp_path, content):
+    path = tmp_path / "sweep.toml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    _check_file(path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.dictionaries(st.sampled_from(KEYS), values, max_size=6))
+def test_any_flag_values_give_settings_or_a_clear_error(raw):
+    """Flags go through the same checks as file keys (check_values with where='flags')."""
+    try:
+        validate(SweepSettings(**check_values(raw, "flags")), "flags")
+    except RnnbenchError as exc:
+        assert str(exc)
+
+
+def test_bad_sweep_files_through_the_cli_never_show_a_traceback(tmp_path):
+    for content in (
+        "\x00\xff",
+        "cells = [1, 2]\n",
+        "trials = 1e400\n",
+        "[train]\nlr = 'fast'\n",
+        "task = 'x'\n",
+    ):
+        (tmp_path / "sweep.toml").write_text(content, errors="surrogateescape")
+        process = cli(tmp_path, "sweep", "sweep.toml")
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 2 and "Traceback" not in err and "Error:" in err, (content, err[-1500:])
+
+
+# 8 ----------------------------------------------------------------------------------------------------
+
+UNWRITABLE = Path("/sys/fs")  # exists; no process may create files there, root included
+
+
+def _unwritable() -> bool:
+    try:
+        (UNWRITABLE / "rnnbench-probe").touch()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not _unwritable(), reason=f"{UNWRITABLE} is writable on this machine")
+@pytest.mark.parametrize("command", ["sweep", "train"])
+def test_unwritable_tracking_location_is_refused_before_any_work(tmp_path, command):
+    uri = f"sqlite:///{UNWRITABLE / 'mlflow.db'}"
+    args = ["--cells", "gru", "--trials", "1"] if command == "sweep" else ["--cell", "gru"]
+    process = cli(tmp_path, command, *args, "--task", "adding", "--length", "16", "--tracking-uri", uri)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2 and "Traceback" not in err
+    assert f"tracking URI {uri}: the store cannot be written there" in " ".join(err.split())
+    assert not (tmp_path / "rnnbench-sweeps").exists()
+
+
+def test_full_tracking_location_gives_a_clear_error_and_keeps_the_store(tmp_path):
+    args = ["train", "--cell", "gru", "--task", "adding", "--length", "16", "--train-size", "256",
+            "--validation-size", "64", "--test-size", "128", "--epochs", "2", "--width", "8"]  # fmt: skip
+    first = cli(tmp_path, *args, "--json")
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    kept = json.loads(out)
+
+    def disk_full() -> None:  # writes beyond 8 KiB fail, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    second = cli(tmp_path, *args, preexec_fn=disk_full)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 2, err[-2000:]
+    assert "Traceback" not in err
+    assert f"tracking URI sqlite:///{tmp_path / 'mlflow.db'}: could not record" in " ".join(err.split())
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("pragma integrity_check").fetchall() == [("ok",)], "the store is not corrupted"
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(kept["run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == kept["test_accuracy"]
+
+
+def test_store_failing_mid_sweep_stops_it_cleanly_and_resume_completes(tmp_path, ray_session):
+    """The sweep's experiment is deleted while a trial trains (the store then refuses new runs): the
+    sweep stops with an error naming the store; once the experiment is restored, --resume completes
+    it with every trial recorded exactly once in MLflow and in Optuna."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    marker = tmp_path / "broken-once"
+    plugin = tmp_path / "store_breaker.py"
+    plugin.write_text(
+        "import os\nimport rnnbench\nfrom torch import nn\nfrom mlflow.tracking import MlflowClient\n\n\n"
+        "class Breaker(nn.GRU):\n    def forward(self, x):\n"
+        # Only in a Ray worker, not in the sweep's own pre-flight check of the cell.
+        f"        if self.training and os.getpid() != {os.getpid()} and not os.path.exists({str(marker)!r}):\n"
+        f"            open({str(marker)!r}, 'w').close()\n"
+        f"            client = MlflowClient({uri!r})\n"
+        "            client.delete_experiment(client.get_experiment_by_name('rnnbench').experiment_id)\n"
+        "        return super().forward(x)[0]\n\n\n"
+        "@rnnbench.hookimpl\ndef register_cells(register):\n"
+        "    register('store-breaker', lambda input_size, hidden_size, num_layers, dropout: Breaker(input_size, "
+        "hidden_size, num_layers, batch_first=True), description='x', reference='x')\n"
+    )
+    s = sweep_settings(tmp_path, "f8", ["store-breaker"], trials=4, max_concurrent=1)
+    client = MlflowClient(uri)
+    with file_plugin(plugin):
+        with pytest.raises(RnnbenchError) as info:
+            run_sweep(s)
+        message = str(info.value)
+        assert f"the tracking store {uri} could not be written" in message, message
+        assert "rnnbench sweep --resume f8" in message
+        assert marker.exists()
+        experiment = client.get_experiment_by_name("rnnbench")
+        client.restore_experiment(experiment.experiment_id)
+        told = [
+            t for t in optuna_trials(tmp_path / "sweeps" / "f8", "f8:store-breaker") if t.state in FINISHED
+        ]
+        recorded = [r for r in trial_runs(uri, "f8") if r.info.status in ("FINISHED", "FAILED")]
+        assert len(told) == len(recorded) < 4, "Optuna is told only of trials MLflow recorded"
+        result = run_sweep(
+            sweep_settings(tmp_path, "f8", ["store-breaker"], trials=4, max_concurrent=1), resume=True
+        )
+    runs = by_trial(trial_runs(uri, "f8"))
+    assert sorted(runs) == [0, 1, 2, 3]
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
+    assert all(t.state in FINISHED for t in optuna_trials(result.folder, "f8:store-breaker"))
+    assert sum(result.counts["store-breaker"].values()) == 4
+
+
+# 9 ----------------------------------------------------------------------------------------------------
+
+
+def test_load_of_200_trivial_trials_records_each_exactly_once(tmp_path, ray_session):
+    s = sweep_settings(
+        tmp_path, "load", ["rnn", "gru"], trials=100, epochs=1, grace_period=1,
+        task_options={"length": 4, "train_size": 32, "validation_size": 16, "test_size": 16},
+        space_overrides={"depth": 1, "width": 4},
+    )  # fmt: skip
+    started = time.monotonic()
+    result = run_sweep(s)
+    elapsed = time.monotonic() - started
+    for cell in ("rnn", "gru"):
+        runs = by_trial(trial_runs(result.tracking_uri, "load", cell))
+        assert sorted(runs) == list(range(100)), f"{cell}: every trial recorded exactly once"
+        assert all(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
+        trials = optuna_trials(result.folder, f"load:{cell}")
+        assert len(trials) == 100 and all(t.state in FINISHED for t in trials)
+    print(f"200 trials in {elapsed:.0f} s")
