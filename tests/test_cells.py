@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 import rnnbench
-from rnnbench.cells.peephole import PeepholeLSTM, PeepholeLSTMLayer
+from rnnbench.cells import peephole as peephole_module
+from rnnbench.cells.peephole import (
+    KERNEL_DIR_ENV,
+    KERNEL_ENV,
+    PeepholeKernelChoiceError,
+    PeepholeKernelError,
+    PeepholeLSTM,
+    PeepholeLSTMLayer,
+)
 from rnnbench.testing import assert_cell_conforms, check_cell
 
 BUILTINS = ["lstm", "gru", "rnn", "peephole"]
@@ -33,6 +43,24 @@ def test_builtin_cell_maps_batch_first_sequences(cell, layers, dropout):
     assert model(torch.randn(4, 11, 6)).shape == (4, 11, 9)
 
 
+def _require_compiled_kernel() -> None:
+    """Skip when the kernel is neither cached nor buildable here; a failing build is a real failure."""
+    built = (peephole_module.kernel_build_dir() / "rnnbench-build-done").exists()
+    missing = peephole_module.kernel_missing_tools()
+    if not built and missing:
+        pytest.skip(f"the compiled peephole kernel cannot be built here: {missing}")
+    peephole_module.load_kernel()
+
+
+@pytest.fixture(params=["cpp", "python"])
+def kernel_path(request, monkeypatch):
+    """Run the test once on the compiled CPU kernel and once on the pure-PyTorch path."""
+    if request.param == "cpp":
+        _require_compiled_kernel()
+    monkeypatch.setenv(KERNEL_ENV, request.param)
+    return request.param
+
+
 def _lstm_and_peephole(input_size=3, hidden_size=4, num_layers=2):
     torch.manual_seed(0)
     lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True).double()
@@ -46,7 +74,7 @@ def _lstm_and_peephole(input_size=3, hidden_size=4, num_layers=2):
     return lstm, peephole
 
 
-def test_peephole_with_zero_peepholes_equals_torch_lstm():
+def test_peephole_with_zero_peepholes_equals_torch_lstm(kernel_path):
     lstm, peephole = _lstm_and_peephole()
     x = torch.randn(5, 17, 3, dtype=torch.float64)
     x_lstm, x_peep = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -77,7 +105,7 @@ def test_peepholes_change_the_function():
     assert not torch.allclose(peephole(x), lstm(x)[0])
 
 
-def test_peephole_gates_see_the_right_cell_state():
+def test_peephole_gates_see_the_right_cell_state(kernel_path):
     """Check one step by hand: input and forget gates see c[t-1], the output gate sees c[t]."""
     torch.manual_seed(1)
     layer = PeepholeLSTMLayer(2, 3).double()
@@ -95,7 +123,7 @@ def test_peephole_gates_see_the_right_cell_state():
     torch.testing.assert_close(layer(x), torch.stack(expected, 1), rtol=1e-12, atol=1e-12)
 
 
-def test_peephole_gradcheck_with_nonzero_peepholes():
+def test_peephole_gradcheck_with_nonzero_peepholes(kernel_path):
     torch.manual_seed(2)
     layer = PeepholeLSTMLayer(2, 3).double()
     with torch.no_grad():
@@ -110,6 +138,109 @@ def test_peephole_gradcheck_with_nonzero_peepholes():
 
     assert layer.peephole.abs().min() > 0
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
+
+
+def _grads_of(model, x, kernel, monkeypatch, seed=3):
+    """Outputs, parameter gradients and input gradient of a weighted sum of the outputs on one path."""
+    monkeypatch.setenv(KERNEL_ENV, kernel)
+    model.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_()
+    torch.manual_seed(seed)  # the same dropout masks on both paths
+    out = model(x)
+    weights = torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype).view_as(out)
+    (out * weights).sum().backward()
+    return [out.detach(), x.grad, *(p.grad for p in model.parameters())]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_peephole_compiled_and_python_paths_agree(dtype, monkeypatch):
+    _require_compiled_kernel()
+    torch.manual_seed(4)
+    model = PeepholeLSTM(5, 7, num_layers=3, dropout=0.3).to(dtype).train()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.peephole.uniform_(-1.0, 1.0)
+    x = torch.randn(9, 4, 5, dtype=dtype).transpose(0, 1)  # batch first and not contiguous
+    compiled = _grads_of(model, x, "cpp", monkeypatch)
+    python = _grads_of(model, x, "python", monkeypatch)
+    # float32: the kernel's exp/tanh are within a few ulp of PyTorch's, not bit-identical
+    tolerance = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    assert compiled[0].shape == (4, 9, 7)
+    for ours, theirs in zip(compiled, python, strict=True):
+        torch.testing.assert_close(ours, theirs, **tolerance)
+
+
+def test_peephole_inference_matches_training_forward(kernel_path):
+    torch.manual_seed(5)
+    model = PeepholeLSTM(3, 6, num_layers=2).double().eval()
+    x = torch.randn(2, 8, 3, dtype=torch.float64)
+    with torch.no_grad():
+        no_grad = model(x)
+    with torch.inference_mode():
+        inference = model(x)
+    with_graph = model(x)  # input without requires_grad, parameters with
+    assert not no_grad.requires_grad and with_graph.requires_grad
+    torch.testing.assert_close(no_grad, with_graph.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(inference, no_grad, rtol=0, atol=0)
+    with_graph.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model(torch.randn(2, 1, 3, dtype=torch.float64)).shape == (2, 1, 6)
+
+
+def test_peephole_runs_in_float32_under_autocast(kernel_path):
+    torch.manual_seed(7)
+    model = PeepholeLSTM(3, 4, num_layers=2)
+    x = torch.randn(2, 5, 3)
+    expected = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        same = model(x)
+        low = model(x.bfloat16())  # e.g. the output of an autocast Linear
+        (same.sum() + low.float().sum()).backward()
+    torch.testing.assert_close(same, expected, rtol=0, atol=0)
+    assert low.dtype == torch.float32
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_peephole_kernel_env_var_rejects_unknown_values(monkeypatch):
+    monkeypatch.setenv(KERNEL_ENV, "fast")
+    model = PeepholeLSTM(3, 4)
+    with pytest.raises(
+        PeepholeKernelChoiceError, match=r"RNNBENCH_PEEPHOLE_KERNEL='fast'.*auto, cpp, python"
+    ):
+        model(torch.randn(2, 5, 3))
+
+
+def test_peephole_forced_kernel_rejects_tensors_it_cannot_take(monkeypatch):
+    monkeypatch.setenv(KERNEL_ENV, "cpp")
+    model = PeepholeLSTM(3, 4).to(torch.bfloat16)
+    with pytest.raises(PeepholeKernelError, match="CPU float32 or float64"):
+        model(torch.randn(2, 5, 3, dtype=torch.bfloat16))
+    monkeypatch.setenv(KERNEL_ENV, "auto")  # auto takes the PyTorch path for them instead
+    assert model(torch.randn(2, 5, 3, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_peephole_falls_back_with_one_warning_when_the_kernel_cannot_be_built(tmp_path, monkeypatch):
+    # A fresh process state and cache directory, and a compiler that does not exist.
+    monkeypatch.setattr(peephole_module, "_kernel", None)
+    monkeypatch.setattr(peephole_module, "_kernel_failure", None)
+    monkeypatch.setattr(peephole_module, "_warned_fallback", False)
+    monkeypatch.setenv(KERNEL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv(KERNEL_ENV, "auto")
+    assert peephole_module.kernel_build_dir().parent == tmp_path
+    torch.manual_seed(6)
+    model = PeepholeLSTM(3, 4).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler.*falls back to the slower pure-PyTorch path"):
+        fallback = model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per process, not at every forward
+        model(x).sum().backward()
+    monkeypatch.setenv(KERNEL_ENV, "python")
+    torch.testing.assert_close(fallback, model(x), rtol=0, atol=0)
+    monkeypatch.setenv(KERNEL_ENV, "cpp")  # forcing the kernel turns the same problem into an error
+    with pytest.raises(PeepholeKernelError, match=r"no C\+\+ compiler"):
+        model(x)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "peephole"])

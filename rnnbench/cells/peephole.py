@@ -9,17 +9,386 @@
 
 Gates are stacked in torch.nn.LSTM's order (i, f, g, o), so with the peepholes at zero a
 layer loaded with an nn.LSTM's weights (bias = bias_ih + bias_hh) computes the same function.
+
+Each layer runs as one autograd Function with a hand-written backward: one GEMM projects the
+inputs of all steps, the recurrence stores the gate activations and cell states, and the backward
+pass walks the steps once and then forms the weight gradients with a few large GEMMs. On CPU
+(float32/float64) the recurrence is a small C++ kernel (peephole_kernel.cpp) compiled on first use
+and cached on disk; elsewhere, or when it cannot be built, the same algorithm runs in PyTorch ops.
+``RNNBENCH_PEEPHOLE_KERNEL=auto|cpp|python`` picks the path, ``RNNBENCH_KERNEL_DIR`` the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
+import os
+import platform
+import shutil
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 from torch.nn import functional as F
 
 from rnnbench.cells import check_input
+from rnnbench.errors import RnnbenchError
+
+KERNEL_ENV = "RNNBENCH_PEEPHOLE_KERNEL"
+KERNEL_DIR_ENV = "RNNBENCH_KERNEL_DIR"
+KERNEL_CHOICES = ("auto", "cpp", "python")
+KERNEL_SOURCE = Path(__file__).with_name("peephole_kernel.cpp")
+# No -march=native: the cache directory may be shared by machines with different CPUs.
+_KERNEL_CFLAGS = ["-O3"]
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+class PeepholeKernelError(RnnbenchError, RuntimeError):
+    """The compiled peephole kernel was required but cannot be built, loaded or used."""
+
+
+class PeepholeKernelChoiceError(RnnbenchError, ValueError):
+    """``RNNBENCH_PEEPHOLE_KERNEL`` holds a value that is not one of the choices."""
+
+
+def kernel_choice() -> str:
+    """The path ``RNNBENCH_PEEPHOLE_KERNEL`` asks for: ``auto`` (default), ``cpp`` or ``python``."""
+    raw = os.environ.get(KERNEL_ENV, "")
+    value = raw.strip().lower() or "auto"
+    if value not in KERNEL_CHOICES:
+        raise PeepholeKernelChoiceError(
+            f"{KERNEL_ENV}={raw!r} is not a valid choice; use one of: {', '.join(KERNEL_CHOICES)}"
+        )
+    return value
+
+
+# --- the recurrence: compiled kernel and pure-PyTorch twin, with the same signatures -------------
+
+
+class _Recurrence(Protocol):
+    """Time-major (T, B, .) forward and backward of one layer; see peephole_kernel.cpp."""
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        bias: torch.Tensor,
+        peephole: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def backward(
+        self,
+        grad_h: torch.Tensor,
+        x: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        peephole: torch.Tensor,
+        h: torch.Tensor,
+        act: torch.Tensor,
+        c: torch.Tensor,
+        need_x_grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+class _TorchRecurrence:
+    """The kernel's algorithm in PyTorch ops: runs on any device and dtype, slower on CPU."""
+
+    @staticmethod
+    def forward(
+        x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, bias: torch.Tensor, peephole: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (h, gate activations, c), time-major."""
+        steps, batch, _ = x.shape
+        hidden = w_hh.size(1)
+        # One GEMM projects every step; each step then adds its recurrent term in place.
+        gates = torch.addmm(bias, x.reshape(steps * batch, -1), w_ih.t()).view(steps, batch, 4 * hidden)
+        h = x.new_empty(steps, batch, hidden)
+        c = x.new_empty(steps, batch, hidden)
+        p_i, p_f, p_o = peephole.unbind(0)
+        w_hh_t = w_hh.t()
+        gates_steps, h_steps, c_steps = gates.unbind(0), h.unbind(0), c.unbind(0)
+        for t in range(steps):
+            gates_t, c_t = gates_steps[t], c_steps[t]
+            i, f, g, o = gates_t.chunk(4, dim=1)
+            if t > 0:  # h_{-1} = c_{-1} = 0: step 0 has no recurrent or input/forget peephole term
+                c_prev = c_steps[t - 1]
+                gates_t.addmm_(h_steps[t - 1], w_hh_t)
+                i.addcmul_(p_i, c_prev)
+                f.addcmul_(p_f, c_prev)
+            i.sigmoid_()
+            f.sigmoid_()
+            g.tanh_()
+            if t > 0:
+                torch.mul(f, c_prev, out=c_t).addcmul_(i, g)
+            else:
+                torch.mul(i, g, out=c_t)
+            o.addcmul_(p_o, c_t).sigmoid_()
+            torch.mul(o, torch.tanh(c_t), out=h_steps[t])
+        return h, gates, c
+
+    @staticmethod
+    def backward(
+        grad_h: torch.Tensor,
+        x: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        peephole: torch.Tensor,
+        h: torch.Tensor,
+        act: torch.Tensor,
+        c: torch.Tensor,
+        need_x_grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (dx, dw_ih, dw_hh, dbias, dpeephole); dx is empty unless ``need_x_grad``."""
+        steps, batch, _ = x.shape
+        hidden = w_hh.size(1)
+        p_i, p_f, p_o = peephole.unbind(0)
+        dgates = torch.empty_like(act)
+        dc = x.new_zeros(batch, hidden)
+        sigmoid_backward, tanh_backward = torch.ops.aten.sigmoid_backward, torch.ops.aten.tanh_backward
+        for t in reversed(range(steps)):
+            # dh_t = dL/dh_t from the output plus what step t+1 sends back through W_hh.
+            dh = grad_h[t] if t == steps - 1 else torch.addmm(grad_h[t], dgates[t + 1], w_hh)
+            i, f, g, o = act[t].chunk(4, dim=1)
+            c_prev = c[t - 1] if t > 0 else torch.zeros_like(dc)
+            tanh_c = torch.tanh(c[t])
+            d_o = sigmoid_backward(dh * tanh_c, o)
+            dc = dc + tanh_backward(dh * o, tanh_c) + d_o * p_o
+            d_i = sigmoid_backward(dc * g, i)
+            d_f = sigmoid_backward(dc * c_prev, f)
+            torch.cat([d_i, d_f, tanh_backward(dc * i, g), d_o], dim=1, out=dgates[t])
+            dc = dc * f + d_i * p_i + d_f * p_f
+        return _weight_grads(dgates, x, w_ih, h, c, need_x_grad)
+
+
+def _weight_grads(
+    dgates: torch.Tensor,
+    x: torch.Tensor,
+    w_ih: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    need_x_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients as a few large GEMMs over all steps, from the pre-activation gate gradients."""
+    steps, batch, input_size = x.shape
+    hidden = h.size(2)
+    dgates_2d = dgates.view(steps * batch, 4 * hidden)
+    dw_ih = dgates_2d.t().mm(x.reshape(steps * batch, input_size))
+    dw_hh = dgates[1:].reshape(-1, 4 * hidden).t().mm(h[:-1].reshape(-1, hidden))
+    dbias = dgates_2d.sum(0)
+    # i and f saw c_{t-1} (zero at t = 0), o saw c_t.
+    dpeephole = torch.stack(
+        [
+            (dgates[1:, :, :hidden] * c[:-1]).sum((0, 1)),
+            (dgates[1:, :, hidden : 2 * hidden] * c[:-1]).sum((0, 1)),
+            (dgates[:, :, 3 * hidden :] * c).sum((0, 1)),
+        ]
+    )
+    dx = dgates_2d.mm(w_ih).view(steps, batch, input_size) if need_x_grad else x.new_empty(0)
+    return dx, dw_ih, dw_hh, dbias, dpeephole
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except (TypeError, RuntimeError):  # torch < 2.4, or a device autocast does not know (meta)
+        return False
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager[Any]:
+    """Turn autocast off around the recurrence: its in-place steps keep one dtype throughout."""
+    if _autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class _PeepholeFunction(torch.autograd.Function):
+    """One peephole LSTM layer over time-major inputs, with a hand-written backward."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        bias: torch.Tensor,
+        peephole: torch.Tensor,
+        recurrence: _Recurrence,
+    ) -> torch.Tensor:
+        with _autocast_off(x.device.type):
+            h, act, c = recurrence.forward(x, w_ih, w_hh, bias, peephole)
+        ctx.recurrence = recurrence  # type: ignore[attr-defined]
+        ctx.save_for_backward(x, w_ih, w_hh, peephole, h, act, c)
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w_ih, w_hh, peephole, h, act, c = ctx.saved_tensors
+        need_x_grad = ctx.needs_input_grad[0]
+        with _autocast_off(x.device.type):
+            dx, dw_ih, dw_hh, dbias, dpeephole = ctx.recurrence.backward(
+                grad_h.contiguous(), x, w_ih, w_hh, peephole, h, act, c, need_x_grad
+            )
+        return dx if need_x_grad else None, dw_ih, dw_hh, dbias, dpeephole, None
+
+
+# --- building and loading the compiled kernel ------------------------------------------------------
+
+_load_lock = threading.Lock()
+_kernel: Any = None  # the torch.ops namespace of the loaded kernel
+_kernel_failure: str | None = None  # why the kernel could not be loaded, once that was tried
+_warned_fallback = False
+
+
+def kernel_missing_tools() -> str | None:
+    """Why the kernel cannot be compiled here (no C++ compiler or no ninja), or None when it can."""
+    from torch.utils import cpp_extension
+
+    compiler = os.environ.get("CXX", "cl" if sys.platform == "win32" else "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler: {compiler!r} is not on PATH (install g++ or set CXX)"
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed (pip install ninja)"
+    return None
+
+
+def kernel_name() -> str:
+    """Extension name; it hashes everything the binary depends on, so stale builds are never reused."""
+    digest = hashlib.sha256(KERNEL_SOURCE.read_bytes())
+    for part in (torch.__version__, sys.version, platform.machine(), " ".join(_KERNEL_CFLAGS)):
+        digest.update(b"\0" + part.encode())
+    return f"rnnbench_peephole_{digest.hexdigest()[:16]}"
+
+
+def kernel_build_dir(name: str | None = None) -> Path:
+    """``$RNNBENCH_KERNEL_DIR/<name>``, else torch's extension cache (``$TORCH_EXTENSIONS_DIR``)."""
+    from torch.utils import cpp_extension
+
+    root = os.environ.get(KERNEL_DIR_ENV) or os.environ.get("TORCH_EXTENSIONS_DIR")
+    base = Path(root).expanduser() if root else Path(cpp_extension.get_default_build_root())
+    return base / (name or kernel_name())
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an OS file lock: released by the OS if the holder dies, unlike torch's lock file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: torch's own lock file still serialises the build
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_and_load() -> Any:
+    from torch.utils import cpp_extension
+
+    name = kernel_name()
+    build_dir = kernel_build_dir(name)
+    library = build_dir / f"{name}{cpp_extension.LIB_EXT}"
+    done = build_dir / "rnnbench-build-done"  # written only after a build that loaded
+    if not (done.exists() and library.exists()):
+        build_dir.mkdir(parents=True, exist_ok=True)
+        # Ray workers starting together queue here; the first builds, the others then just load.
+        with _exclusive(build_dir / "rnnbench.lock"):
+            if not (done.exists() and library.exists()):
+                missing = kernel_missing_tools()
+                if missing:
+                    raise PeepholeKernelError(missing)
+                # Every build goes through the lock above, so a torch lock file seen here was left
+                # by a build that died; torch would wait on it forever.
+                (build_dir / "lock").unlink(missing_ok=True)
+                cpp_extension.load(
+                    name,
+                    [str(KERNEL_SOURCE)],
+                    extra_cflags=_KERNEL_CFLAGS,
+                    build_directory=str(build_dir),
+                    is_python_module=False,
+                    verbose=False,
+                )
+                done.write_text(f"{name} built for torch {torch.__version__}\n")
+                return getattr(torch.ops, name)
+    torch.ops.load_library(str(library))
+    return getattr(torch.ops, name)
+
+
+def _failure_reason(exc: Exception) -> str:
+    """One line on why a build or load failed: the compiler's first error rather than its command line."""
+    if isinstance(exc, PeepholeKernelError):
+        return str(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    reason = f"{type(exc).__name__}: {(errors or lines or [''])[0]}"
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    with contextlib.suppress(Exception):  # the cause may be that the source cannot be read
+        reason += f"; build directory {kernel_build_dir()}"
+    return reason
+
+
+def load_kernel() -> Any:
+    """Build (first use only; cached on disk) and load the compiled kernel, or raise PeepholeKernelError."""
+    global _kernel, _kernel_failure
+    if _kernel is not None:
+        return _kernel
+    with _load_lock:
+        if _kernel is None:
+            if _kernel_failure is not None:  # do not pay for a failing compiler call at every forward
+                raise PeepholeKernelError(_kernel_failure)
+            try:
+                _kernel = _build_and_load()
+            except Exception as exc:
+                _kernel_failure = f"the compiled peephole kernel is unavailable ({_failure_reason(exc)})"
+                raise PeepholeKernelError(_kernel_failure) from exc
+    return _kernel
+
+
+def _recurrence_for(tensors: tuple[torch.Tensor, ...]) -> _Recurrence:
+    """The recurrence that ``RNNBENCH_PEEPHOLE_KERNEL`` and the tensors call for."""
+    global _warned_fallback
+    choice = kernel_choice()
+    if choice == "python":
+        return _TorchRecurrence
+    dtype = tensors[0].dtype
+    fits = all(t.device.type == "cpu" and t.dtype == dtype for t in tensors) and dtype in _KERNEL_DTYPES
+    if choice == "cpp":
+        if not fits:
+            found = sorted({f"{t.dtype} on {t.device}" for t in tensors})
+            raise PeepholeKernelError(
+                f"{KERNEL_ENV}=cpp, but the compiled kernel takes CPU float32 or float64 tensors "
+                f"of one dtype; got {', '.join(found)}"
+            )
+        return load_kernel()
+    if not fits:  # CUDA, half precision, or mixed dtypes (which PyTorch then reports)
+        return _TorchRecurrence
+    try:
+        return load_kernel()
+    except PeepholeKernelError as exc:
+        if not _warned_fallback:
+            _warned_fallback = True
+            warnings.warn(
+                f"{exc}; the peephole cell falls back to the slower pure-PyTorch path. "
+                f"Set {KERNEL_ENV}=python to choose that path and silence this warning.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return _TorchRecurrence
+
+
+# --- modules ---------------------------------------------------------------------------------------
 
 
 class PeepholeLSTMLayer(nn.Module):
@@ -40,24 +409,20 @@ class PeepholeLSTMLayer(nn.Module):
         self.bias[self.hidden_size : 2 * self.hidden_size].fill_(forget_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a batch-first (B, T, input_size) sequence to (B, T, hidden_size)."""
         batch, steps, _ = x.shape
-        # One GEMM projects every time step; unbind (not x_proj[:, t]) keeps backward linear in T.
-        x_proj = torch.addmm(self.bias, x.reshape(batch * steps, -1), self.weight_ih.t())
-        x_proj = x_proj.view(batch, steps, 4 * self.hidden_size)
-        h = x.new_zeros(batch, self.hidden_size)
-        c = x.new_zeros(batch, self.hidden_size)
-        p_i, p_f, p_o = self.peephole.unbind(0)
-        w_hh = self.weight_hh.t()
-        outputs = []
-        for x_t in x_proj.unbind(1):
-            i, f, g, o = torch.addmm(x_t, h, w_hh).chunk(4, dim=1)
-            i = torch.sigmoid(torch.addcmul(i, p_i, c))
-            f = torch.sigmoid(torch.addcmul(f, p_f, c))
-            c = torch.addcmul(f * c, i, torch.tanh(g))
-            o = torch.sigmoid(torch.addcmul(o, p_o, c))
-            h = o * torch.tanh(c)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
+        if steps == 0:
+            return x.new_zeros(batch, 0, self.hidden_size)
+        params = (self.weight_ih, self.weight_hh, self.bias, self.peephole.contiguous())
+        if _autocast_enabled(x.device.type) and x.dtype != self.weight_ih.dtype:
+            # Under autocast the layer runs in its parameters' dtype (float32 as a rule): a lower
+            # precision input, say from an autocast Linear, is cast up rather than mixed in.
+            x = x.to(self.weight_ih.dtype)
+        recurrence = _recurrence_for((x, *params))
+        # Time-major inside: every step is then one contiguous block. The output is a transposed
+        # view, which the next layer's transpose turns back into a free contiguous tensor.
+        h = _PeepholeFunction.apply(x.transpose(0, 1).contiguous(), *params, recurrence)
+        return h.transpose(0, 1)
 
 
 class PeepholeLSTM(nn.Module):
