@@ -153,10 +153,11 @@ def _make_callback(**kwargs: Any) -> Any:
 
         def __init__(self, client: Any, experiment_id: str, parent_run_id: str, sweep: str, cell: str,
                      task: str, search: Any, fixed_params: dict[str, Any], tags: dict[str, str],
-                     progress: SweepProgress) -> None:  # fmt: skip
+                     progress: SweepProgress, resuming: bool) -> None:  # fmt: skip
             self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
             self.sweep, self.cell, self.task, self.search = sweep, cell, task, search
             self.fixed_params, self.tags, self.progress = fixed_params, tags, progress
+            self.resuming = resuming
             self.runs: dict[str, str] = {}
             self.started: dict[str, float] = {}
             self.attempts: dict[str, int] = {}
@@ -198,7 +199,8 @@ def _make_callback(**kwargs: Any) -> Any:
                 self.client.log_batch(self.runs[trial.trial_id], tags=tags)
                 return
             number = self.search.optuna_number(trial.trial_id)
-            for status in ("RUNNING", "KILLED"):  # left by a killed or interrupted driver: the trial reruns
+            # Left by a killed or interrupted driver (only a resumed sweep has them): the trial reruns.
+            for status in ("RUNNING", "KILLED") if self.resuming else ():
                 for stale in _runs(self.client, self.experiment_id, self.sweep, self.cell, number, status):
                     self.client.delete_run(stale.info.run_id)
             tags = {
@@ -601,7 +603,7 @@ def run_sweep(
                 space=apply_overrides(space, settings.space_overrides),
                 metric=settings.metric,
                 mode=settings.mode,
-                sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                sampler=_sampler(settings),
                 study_name=study_name,
                 storage=storage,
             )
@@ -620,7 +622,7 @@ def run_sweep(
                 sweep=settings.name, cell=cell, task=settings.task, search=search,
                 fixed_params={k: v for k, v in fixed_params.items() if v is not None},
                 tags={"rnnbench_version": rnnbench.__version__, "task_data_version": task.data_version},
-                progress=progress,
+                progress=progress, resuming=resume,
             )  # fmt: skip
             trainable = tune.with_resources(
                 tune.with_parameters(_trial_entry, fixed=cell_fixed),
@@ -680,6 +682,14 @@ def _mark_interrupted(client: Any, experiment_id: str, sweep: str, parent_run_id
         client.set_terminated(run.info.run_id, "KILLED")
     if parent_run_id:
         client.set_terminated(parent_run_id, "KILLED")
+
+
+def _sampler(settings: SweepSettings) -> Any:
+    import optuna
+
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
 
 
 def _scheduler(settings: SweepSettings) -> Any:

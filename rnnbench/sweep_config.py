@@ -52,11 +52,18 @@ class SweepSettings:
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3
     max_failures: int = 2  # Ray retries of a trial whose worker died
+    sampler: str = "tpe"  # "random": a random-search baseline (with grace_period >= epochs: no pruning)
+    startup_trials: int | None = None  # TPE's random start-up trials; None: min(10, max(3, trials // 4))
     sweeps_dir: str = "rnnbench-sweeps"
     cache_dir: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig values for every trial
     space_overrides: dict[str, Any] = field(default_factory=dict)  # the sweep file's [space_overrides]
+
+    @property
+    def tpe_startup_trials(self) -> int:
+        """Optuna's default (10 random trials before TPE models) would leave small budgets all random."""
+        return self.startup_trials or min(10, max(3, self.trials // 4))
 
     @property
     def mode(self) -> str:
@@ -71,10 +78,12 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "length": (int,), "cpus_per_trial": (int, float), "gpus_per_trial": (int, float),
     "max_concurrent": (int,), "address": (str,), "tracking_uri": (str,), "experiment": (str,),
     "name": (str,), "metric": (str,), "grace_period": (int,), "reduction_factor": (int,),
-    "max_failures": (int,), "sweeps_dir": (str,), "cache_dir": (str,),
+    "max_failures": (int,), "sweeps_dir": (str,), "cache_dir": (str,), "sampler": (str,),
+    "startup_trials": (int,),
 }  # fmt: skip
 TABLES = {"task_options": "task_options", "train": "train", "space_overrides": "space_overrides"}
 METRICS = ("val_loss", "val_accuracy")
+SAMPLERS = ("tpe", "random")
 
 
 def parse_cells(value: Any, where: str) -> list[str]:
@@ -186,6 +195,12 @@ def validate(settings: SweepSettings, where: str = "sweep") -> None:
         fail("name", "letters, digits, '.', '_' or '-' (a folder name)")
     if not settings.cells:
         fail("cells", "at least one cell")
+    if settings.sampler not in SAMPLERS:
+        fail("sampler", f"one of {', '.join(SAMPLERS)}")
+    if settings.startup_trials is not None and (
+        not isinstance(settings.startup_trials, int) or settings.startup_trials < 1
+    ):
+        fail("startup_trials", "a positive integer")
 
 
 def fields_of_settings() -> set[str]:

@@ -53,11 +53,25 @@ def test_check_values_errors(values, message):
         ({"metric": "test_accuracy"}, "key 'metric': must be one of val_loss, val_accuracy"),
         ({"name": "../escape"}, "key 'name': must be letters, digits"),
         ({"reduction_factor": 1}, "key 'reduction_factor': must be an integer >= 2"),
+        ({"sampler": "grid"}, "key 'sampler': must be one of tpe, random, got 'grid'"),
+        ({"startup_trials": 0}, "key 'startup_trials': must be a positive integer"),
     ],
 )
 def test_validate_errors(overrides, message):
     with pytest.raises(SweepConfigError, match=message):
         validate(SweepSettings(**overrides), "sweep file x.toml")
+
+
+@pytest.mark.parametrize(
+    ("trials", "startup", "expected"), [(8, None, 3), (20, None, 5), (100, None, 10), (8, 6, 6)]
+)
+def test_tpe_models_after_a_few_random_trials_on_small_budgets(trials, startup, expected):
+    from rnnbench.sweep import _sampler
+
+    settings = SweepSettings(trials=trials, startup_trials=startup)
+    assert settings.tpe_startup_trials == expected
+    assert _sampler(settings)._n_startup_trials == expected
+    assert type(_sampler(SweepSettings(sampler="random"))).__name__ == "RandomSampler"
 
 
 def test_overrides_fix_narrow_and_restrict():

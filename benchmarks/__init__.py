@@ -1,0 +1,17 @@
+"""rnnbench performance benchmarks: each measures a baseline and a subject in the same run, interleaved.
+
+Run from the repository root: ``python -m benchmarks`` (``--help`` for the options). Modules:
+
+* ``cells``          forward+backward time of every registered cell against ``torch.nn.LSTM``, and the
+                     gate GEMMs' GFLOP/s against the machine's sgemm
+* ``harness``        per-trial overhead and start-up of ``rnnbench sweep`` against a plain Optuna loop
+* ``logging_tax``    training step time with rnnbench's MLflow tracking against none
+* ``parallel``       throughput of 2 concurrent sweep trials against 1
+* ``time_to_target`` wall-clock of TPE+ASHA (the default sweep) to a target accuracy against random
+                     search without early stopping
+* ``report``         targets, machine description, report.json and report.md
+
+The benchmarks are not part of the test suite (``tests/test_benchmarks.py`` smoke-tests the cells one).
+"""
+
+BENCHMARKS = ("cells", "harness", "logging_tax", "parallel", "time_to_target")

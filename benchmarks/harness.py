@@ -1,0 +1,242 @@
+"""(b) Harness overhead: N identical short trials through ``rnnbench sweep`` against a plain Optuna loop.
+
+Subject: the real command, ``rnnbench sweep FILE --json`` in a fresh process (local Ray, sqlite MLflow
+in a temporary folder, one trial at a time, FIFO: no pruning), every parameter of the space fixed by
+``[space_overrides]`` so that all trials train the same tiny model on the same tiny data.
+
+Baseline: the same trials in this process, in a plain Optuna loop (``study.ask`` -> the space with
+the same overrides -> ``rnnbench.trainable.trial_config`` -> ``rnnbench.training.train`` ->
+``study.tell``), no Ray, no MLflow.
+
+    start-up           = first trial's start (its MLflow run's start_time, written by the driver when
+                         Tune starts the trial) - the moment the command was launched
+    overhead per trial = span of a trial after the first + the gap before the next - plain per-trial time
+                         (the target: what each further trial costs beyond its own work)
+    amortised          = (sweep wall - start-up) / N - plain per-trial time, which also spreads the fixed
+                         costs (the first trial's worker start, the tail: summary, ray.shutdown) over N
+
+The two are interleaved (plain, sweep, plain, sweep, ...) and the best repeat of each is used.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import SweepRecord, device_env, gpus_per_trial, run_cli_sweep
+from benchmarks.report import target
+
+NAME = "harness"
+TITLE = "(b) Harness overhead: rnnbench sweep against a plain Optuna loop"
+OVERHEAD_TARGET = 0.2  # seconds per trial
+
+TASK_OPTIONS = {"length": 20, "train_size": 256, "validation_size": 64, "test_size": 128}
+OVERRIDES = {"depth": 1, "width": 16, "clipping": "norm", "clip": 1.0, "lr": 0.003}
+
+
+def sweep_settings(trials: int, epochs: int, device: str) -> dict[str, Any]:
+    return {
+        "task": "adding",
+        "cells": "lstm",
+        "trials": trials,
+        "epochs": epochs,
+        "seed": 0,
+        "grace_period": epochs,  # no ASHA rung: FIFO, every trial runs to the end like the plain loop
+        "max_concurrent": 1,
+        "cpus_per_trial": 1,
+        "gpus_per_trial": gpus_per_trial(device, 1.0),
+        "task_options": TASK_OPTIONS,
+        "space_overrides": OVERRIDES,
+    }
+
+
+def fixed_values(epochs: int, cache_dir: str) -> dict[str, Any]:
+    """What a sweep hands its trials (rnnbench.sweep.prepare), for the same settings."""
+    return {
+        "cell": "lstm",
+        "task": "adding",
+        "epochs": epochs,
+        "seed": 0,
+        "cpus_per_trial": 1,
+        "task_options": TASK_OPTIONS,
+        "cache_dir": cache_dir,
+        "train": {},
+    }
+
+
+def plain_loop(trials: int, epochs: int, cache_dir: str, device: str) -> dict[str, Any]:
+    """The same trials in a plain in-process Optuna loop calling rnnbench's training function."""
+    import optuna
+
+    import rnnbench
+    from rnnbench.search_spaces.overrides import apply_overrides
+    from rnnbench.trainable import trial_config
+    from rnnbench.training import train
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = apply_overrides(rnnbench.get_search_space("default"), OVERRIDES)
+    fixed = fixed_values(epochs, cache_dir)
+    started = time.perf_counter()
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
+    per_trial, train_seconds = [], []
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        trial = study.ask()
+        config = trial_config(space(trial), fixed)
+        config.device = device
+        result = train(config)
+        study.tell(trial, result.val_loss)
+        per_trial.append(time.perf_counter() - t0)
+        train_seconds.append(result.train_seconds)
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": wall,
+        "per_trial_s": wall / trials,
+        "trial_s": per_trial,
+        "train_seconds": train_seconds,
+    }
+
+
+def analyse(record: SweepRecord, trials: int, plain_per_trial: float) -> dict[str, Any]:
+    spans = [t.span for t in record.trials if t.span is not None]
+    gaps = record.gaps()
+    startup = record.startup
+    out: dict[str, Any] = {
+        "wall_s": record.wall,
+        "startup_s": startup,
+        "trials_recorded": len(record.trials),
+        "statuses": sorted({t.status or "?" for t in record.trials}),
+        "launch_to_sweep_run_s": None
+        if record.parent_start is None
+        else record.parent_start - record.started,
+        "sweep_run_to_first_trial_s": (
+            None
+            if record.parent_start is None or startup is None
+            else record.first_trial_start - record.parent_start  # type: ignore[operator]
+        ),
+        "trial_spans_s": spans,
+        "first_trial_span_s": spans[0] if spans else None,
+        "later_trial_span_median_s": statistics.median(spans[1:]) if len(spans) > 1 else None,
+        "gap_median_s": statistics.median(gaps) if gaps else None,
+        "tail_s": None if record.last_trial_end is None else record.ended - record.last_trial_end,
+        "train_seconds": [t.metrics.get("train_seconds") for t in record.trials],
+    }
+    if startup is not None:
+        out["per_trial_s"] = (record.wall - startup) / trials
+        out["overhead_per_trial_s"] = out["per_trial_s"] - plain_per_trial
+    if out["later_trial_span_median_s"] is not None and out["gap_median_s"] is not None:
+        # Steady state: a trial after the first (its worker already up) plus the gap before the next.
+        out["steady_overhead_per_trial_s"] = (
+            out["later_trial_span_median_s"] + out["gap_median_s"] - plain_per_trial
+        )
+    return out
+
+
+def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
+    from rnnbench.plugins import load_plugins
+
+    load_plugins()
+    trials = 4 if quick else 12
+    epochs = 2
+    repeats = repeats or (1 if quick else 2)
+    with tempfile.TemporaryDirectory(prefix="rnnbench-bench-harness-") as tmp:
+        workdir = Path(tmp)
+        cache = str(workdir / "cache")
+        # Warm-up (not counted): writes the data cache both sides read, and warms torch in this process.
+        plain_loop(1, epochs, cache, device)
+        plains, sweeps = [], []
+        for rep in range(repeats):
+            plains.append(plain_loop(trials, epochs, cache, device))
+            record = run_cli_sweep(
+                workdir, f"harness-{rep}", sweep_settings(trials, epochs, device), env=device_env(device)
+            )
+            sweeps.append(record)
+    plain_per_trial = min(p["per_trial_s"] for p in plains)
+    analysed = [analyse(r, trials, plain_per_trial) for r in sweeps]
+    for a in analysed:
+        if a["trials_recorded"] != trials:
+            raise RuntimeError(f"expected {trials} trial runs in MLflow, found {a['trials_recorded']}")
+    best = min(analysed, key=lambda a: a.get("steady_overhead_per_trial_s", float("inf")))
+    rows = [
+        [
+            "plain Optuna loop: per trial",
+            plain_per_trial,
+            "; ".join(f"{p['per_trial_s']:.3f}" for p in plains),
+        ],
+        ["sweep: command wall", best["wall_s"], "; ".join(f"{a['wall_s']:.2f}" for a in analysed)],
+        [
+            "sweep: start-up to first trial",
+            best["startup_s"],
+            "; ".join(f"{a['startup_s']:.2f}" for a in analysed),
+        ],
+        ["  launch -> sweep's MLflow run (imports, checks, ray.init)", best["launch_to_sweep_run_s"], ""],
+        ["  sweep's MLflow run -> first trial (Tune set-up)", best["sweep_run_to_first_trial_s"], ""],
+        ["sweep: per trial, (wall - start-up) / N", best["per_trial_s"], ""],
+        ["  first trial (worker start-up inside)", best["first_trial_span_s"], ""],
+        ["  later trials, median span", best["later_trial_span_median_s"], ""],
+        ["  gap between trials, median", best["gap_median_s"], ""],
+        ["  tail: last trial end -> command exit", best["tail_s"], ""],
+        [
+            "amortised overhead per trial (fixed costs spread over N)",
+            best["overhead_per_trial_s"],
+            "; ".join(f"{a['overhead_per_trial_s']:.3f}" for a in analysed),
+        ],
+        [
+            "overhead per trial (trials 2..N: span + gap - plain)",
+            best.get("steady_overhead_per_trial_s"),
+            "; ".join(f"{a.get('steady_overhead_per_trial_s', float('nan')):.3f}" for a in analysed),
+        ],
+    ]
+    notes = [
+        f"{trials} identical trials (lstm, depth 1, width 16, adding T={TASK_OPTIONS['length']}, "
+        f"{TASK_OPTIONS['train_size']} training examples, {epochs} epochs), 1 at a time, 1 CPU each",
+        f"{repeats} interleaved repeat(s); the best of each side is used",
+        f"start-up: {best['startup_s']:.1f} s from launching the command to the first trial starting",
+    ]
+    share_first = (best["first_trial_span_s"] or 0) - (best["later_trial_span_median_s"] or 0)
+    if share_first > 0:
+        notes.append(
+            f"the first trial takes {share_first:.2f} s longer than the later ones (the Tune worker process "
+            f"starts and imports torch/rnnbench inside it): {share_first / trials:.2f} s of the per-trial "
+            f"overhead at N={trials}"
+        )
+    if best.get("steady_overhead_per_trial_s") is not None and best["tail_s"] is not None:
+        notes.append(
+            f"decomposition of the overhead per trial: steady state {best['steady_overhead_per_trial_s']:.2f} s "
+            f"+ first trial's extra {max(share_first, 0) / trials:.2f} s + tail (summary, ray.shutdown, exit) "
+            f"{best['tail_s'] / trials:.2f} s, each per trial at N={trials}; the last two shrink as N grows"
+        )
+    return {
+        "name": NAME,
+        "title": TITLE,
+        "description": (
+            "Seconds. overhead per trial = a later trial's span + the gap before the next - plain per-trial "
+            "time; start-up (to the first trial) and the tail are fixed costs, shown apart and amortised; "
+            "the last column lists every repeat."
+        ),
+        "params": {
+            "trials": trials,
+            "epochs": epochs,
+            "repeats": repeats,
+            "device": device,
+            "task_options": TASK_OPTIONS,
+            "space_overrides": OVERRIDES,
+        },
+        "plain": plains,
+        "sweeps": analysed,
+        "sweep_command": sweeps[0].command if sweeps else None,
+        "table": {"columns": ["quantity", "seconds (best repeat)", "every repeat"], "rows": rows},
+        "targets": [
+            target(
+                "sweep overhead per trial",
+                best.get("steady_overhead_per_trial_s"),
+                "<=",
+                OVERHEAD_TARGET,
+                " s",
+            ),
+        ],
+        "notes": notes,
+    }

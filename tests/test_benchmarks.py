@@ -1,0 +1,97 @@
+"""Smoke tests of the benchmarks package: the cells benchmark at tiny sizes, the report, the target arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import report
+from benchmarks.__main__ import main
+from benchmarks.cells import BASELINE, GATES, PEEPHOLE_TARGETS, gate_flops, parse_sizes
+
+SIZES = "3,5,2,4;2,4,3,6"
+
+
+@pytest.fixture(scope="module")
+def cells_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    code = main(["--only", "cells", "--sizes", SIZES, "--repeats", "2", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    return json.loads((out / "report.json").read_text()), out
+
+
+def test_report_describes_the_run(cells_report: tuple[dict, Path]) -> None:
+    data, out = cells_report
+    assert set(data) >= {"date", "command", "machine", "benchmarks", "targets"}
+    assert data["command"].startswith("python -m benchmarks --only cells")
+    machine = data["machine"]
+    for key in ("cpu", "cores", "torch", "torch_default_threads", "benchmark_threads"):
+        assert machine[key] is not None
+    assert machine["benchmark_threads"] == 1
+    assert list(data["benchmarks"]) == ["cells"]
+    text = (out / "report.md").read_text()
+    assert data["command"] in text
+    assert machine["torch"] in text
+    assert "| B x T x I x H | cell |" in text
+
+
+def test_cells_ratios_are_times_over_the_baseline(cells_report: tuple[dict, Path]) -> None:
+    import rnnbench
+
+    result = cells_report[0]["benchmarks"]["cells"]
+    sizes = [list(s) for s in parse_sizes(SIZES)]
+    assert result["params"]["sizes"] == sizes
+    measured = result["measurements"]
+    # every registered cell and the baseline, at every size, each timed once per repeat
+    assert {(tuple(m["size"]), m["cell"]) for m in measured} == {
+        (tuple(s), c) for s in sizes for c in [BASELINE, *rnnbench.cell_names()]
+    }
+    for m in measured:
+        assert len(m["times_s"]) == 2 and all(t > 0 for t in m["times_s"])
+        assert m["best_s"] == min(m["times_s"])
+        baseline = next(b for b in measured if b["size"] == m["size"] and b["cell"] == BASELINE)
+        assert m["baseline_best_s"] == baseline["best_s"]
+        assert m["ratio"] == pytest.approx(m["best_s"] / baseline["best_s"])
+        if m["cell"] in GATES:
+            flops = gate_flops(*m["size"], GATES[m["cell"]])
+            assert m["gate_gflops"] == pytest.approx(flops / m["best_s"] / 1e9)
+            assert m["sgemm_fraction"] == pytest.approx(m["gate_gflops"] / result["sgemm_gflops"])
+    assert [m["ratio"] for m in measured if m["cell"] == BASELINE] == [1.0, 1.0]
+    assert len(result["table"]["rows"]) == len(measured)
+
+
+def test_cells_targets_follow_the_measurements(cells_report: tuple[dict, Path]) -> None:
+    data = cells_report[0]
+    result = data["benchmarks"]["cells"]
+    peephole = [m["ratio"] for m in result["measurements"] if m["cell"] == "peephole"]
+    assert [t["value"] for t in result["targets"]] == pytest.approx(peephole)
+    assert [t["threshold"] for t in result["targets"]] == list(PEEPHOLE_TARGETS[: len(peephole)])
+    for t in result["targets"]:
+        assert t["op"] == "<="
+        assert t["met"] == (t["value"] <= t["threshold"])
+    assert [t["benchmark"] for t in data["targets"]] == ["cells"] * len(peephole)
+
+
+def test_target_arithmetic() -> None:
+    low = report.target("time", 1.5, "<=", 1.2, "x")
+    assert low["met"] is False and low["margin"] == pytest.approx(-0.25)
+    assert low["verdict"] == "missed by 25 %"
+    high = report.target("speed-up", 1.7, ">=", 1.7, "x")
+    assert high["met"] is True and high["margin"] == pytest.approx(0.0)
+    assert report.target("speed-up", 3.4, ">=", 1.7)["margin"] == pytest.approx(1.0)
+    never = report.target("seconds", math.inf, "<=", 10.0)
+    assert never["met"] is False and never["verdict"] == "missed (never reached)"
+    assert report.target("x", None, ">=", 1.0)["met"] is None
+    with pytest.raises(ValueError):
+        report.target("x", 1.0, "<", 1.0)
+
+
+def test_sizes_are_checked() -> None:
+    assert parse_sizes("16,100,64,64") == [(16, 100, 64, 64)]
+    with pytest.raises(ValueError):
+        parse_sizes("16,100,64")
+    with pytest.raises(SystemExit):
+        main(["--only", "nope"])
