@@ -9,7 +9,11 @@ import torch
 from torch import nn
 
 import rnnbench
+from rnnbench.cells import gru as gru_module
 from rnnbench.cells import peephole as peephole_module
+from rnnbench.cells.fused import FusedRecurrent
+from rnnbench.cells.gru import FastGRU, GruKernelChoiceError, GruKernelError
+from rnnbench.cells.kernels import missing_tools
 from rnnbench.cells.peephole import (
     KERNEL_DIR_ENV,
     KERNEL_ENV,
@@ -140,13 +144,14 @@ def test_peephole_gradcheck_with_nonzero_peepholes(kernel_path):
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
 
 
-def _grads_of(model, x, kernel, monkeypatch, seed=3):
+def _grads_of(model, x, kernel, monkeypatch, seed=3, env=KERNEL_ENV):
     """Outputs, parameter gradients and input gradient of a weighted sum of the outputs on one path."""
-    monkeypatch.setenv(KERNEL_ENV, kernel)
+    monkeypatch.setenv(env, kernel)
     model.zero_grad(set_to_none=True)
     x = x.detach().clone().requires_grad_()
     torch.manual_seed(seed)  # the same dropout masks on both paths
     out = model(x)
+    out = out[0] if isinstance(out, tuple) else out
     weights = torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype).view_as(out)
     (out * weights).sum().backward()
     return [out.detach(), x.grad, *(p.grad for p in model.parameters())]
@@ -221,9 +226,9 @@ def test_peephole_forced_kernel_rejects_tensors_it_cannot_take(monkeypatch):
 
 def test_peephole_falls_back_with_one_warning_when_the_kernel_cannot_be_built(tmp_path, monkeypatch):
     # A fresh process state and cache directory, and a compiler that does not exist.
-    monkeypatch.setattr(peephole_module, "_kernel", None)
-    monkeypatch.setattr(peephole_module, "_kernel_failure", None)
-    monkeypatch.setattr(peephole_module, "_warned_fallback", False)
+    monkeypatch.setattr(peephole_module.KERNEL, "_ops", None)
+    monkeypatch.setattr(peephole_module.KERNEL, "_failure", None)
+    monkeypatch.setattr(peephole_module.KERNEL, "_warned_fallback", False)
     monkeypatch.setenv(KERNEL_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv(KERNEL_ENV, "auto")
@@ -255,6 +260,229 @@ def test_lstm_family_forget_bias_is_one(cell):
         for layer in model.layers:
             assert torch.equal(layer.bias[h : 2 * h], torch.ones(h))
     assert "forget-gate bias initialised to 1" in rnnbench.get_cell(cell).description
+
+
+# --- gru: the custom paths against torch.nn.GRU -------------------------------------------------
+
+
+def _require_gru_kernel() -> None:
+    """Skip when the GRU kernel is neither cached nor buildable here; a failing build is a real failure."""
+    if not gru_module.KERNEL.available():
+        pytest.skip(f"the compiled gru kernel cannot be built here: {missing_tools()}")
+    gru_module.load_kernel()
+
+
+@pytest.fixture(params=["cpp", "python"])
+def gru_path(request, monkeypatch):
+    """Run the test once on the compiled CPU kernel and once on its pure-PyTorch twin."""
+    if request.param == "cpp":
+        _require_gru_kernel()
+    monkeypatch.setenv(gru_module.KERNEL_ENV, request.param)
+    return request.param
+
+
+def _torch_gru_and_ours(input_size=3, hidden_size=5, num_layers=3, dropout=0.0, batch_first=True):
+    torch.manual_seed(0)
+    reference = nn.GRU(input_size, hidden_size, num_layers, batch_first=batch_first, dropout=dropout).double()
+    ours = FastGRU(input_size, hidden_size, num_layers, batch_first=batch_first, dropout=dropout).double()
+    ours.load_state_dict(reference.state_dict())
+    return reference, ours
+
+
+def _custom_path_ran(out: torch.Tensor) -> bool:
+    """Whether the autograd graph behind ``out`` holds the custom GRU Function."""
+    seen, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__ == "_GRUFunctionBackward":
+            return True
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_gru_custom_paths_equal_torch_gru(gru_path, batch_first):
+    reference, ours = _torch_gru_and_ours(batch_first=batch_first)
+    shape = (5, 17, 3) if batch_first else (17, 5, 3)
+    x = torch.randn(*shape, dtype=torch.float64)
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref, h_ref = reference(x_ref)
+    out_ours, h_ours = ours(x_ours)
+    assert _custom_path_ran(out_ours)
+    torch.testing.assert_close(out_ours, out_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_ours, h_ref, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(out_ref)
+    ((out_ref * weights).sum() + h_ref.sum()).backward()
+    ((out_ours * weights).sum() + h_ours.sum()).backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+    for (name, theirs), ours_param in zip(reference.named_parameters(), ours.parameters(), strict=True):
+        torch.testing.assert_close(ours_param.grad, theirs.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_gru_batch_of_one_leaves_the_parameters_alone(gru_path):
+    """With one row, a buffer made from b_hh by expand().contiguous() would be b_hh itself."""
+    reference, ours = _torch_gru_and_ours(num_layers=2)
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    x = torch.randn(1, 6, 3, dtype=torch.float64)
+    out = ours(x)[0]
+    out.sum().backward()
+    torch.testing.assert_close(out, reference(x)[0], rtol=1e-12, atol=1e-12)
+    for name, value in ours.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_gru_custom_paths_draw_torch_grus_dropout_masks(gru_path):
+    reference, ours = _torch_gru_and_ours(dropout=0.4)
+    x = torch.randn(4, 9, 3, dtype=torch.float64)
+    torch.manual_seed(1)
+    expected = reference(x)[0]
+    torch.manual_seed(1)
+    torch.testing.assert_close(ours(x)[0], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_gru_gradcheck(gru_path):
+    torch.manual_seed(2)
+    model = FastGRU(2, 3, num_layers=2, batch_first=True).double()
+    names = [name for name, _ in model.named_parameters()]
+    x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *params):
+        return torch.func.functional_call(model, dict(zip(names, params, strict=True)), (x,))[0]
+
+    assert torch.autograd.gradcheck(f, (x, *model.parameters()), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gru_compiled_and_python_paths_agree(dtype, monkeypatch):
+    _require_gru_kernel()
+    torch.manual_seed(4)
+    model = FastGRU(5, 7, num_layers=3, dropout=0.3, batch_first=True).to(dtype).train()
+    x = torch.randn(9, 4, 5, dtype=dtype).transpose(0, 1)  # batch first and not contiguous
+    compiled = _grads_of(model, x, "cpp", monkeypatch, env=gru_module.KERNEL_ENV)
+    python = _grads_of(model, x, "python", monkeypatch, env=gru_module.KERNEL_ENV)
+    # float32: the kernel's exp/tanh are within a few ulp of PyTorch's, not bit-identical
+    tolerance = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    assert compiled[0].shape == (4, 9, 7)
+    for ours, theirs in zip(compiled, python, strict=True):
+        torch.testing.assert_close(ours, theirs, **tolerance)
+
+
+def test_gru_cell_state_dict_round_trips_with_plain_torch_gru():
+    cell = rnnbench.get_cell("gru").build(input_size=3, hidden_size=4, num_layers=2, dropout=0.0).double()
+    before = FusedRecurrent("gru", 3, 4, num_layers=2)
+    assert list(cell.state_dict()) == list(before.state_dict())
+    assert sum(p.numel() for p in cell.parameters()) == sum(p.numel() for p in before.parameters())
+    assert isinstance(cell.rnn, nn.GRU)
+    plain = nn.GRU(3, 4, 2, batch_first=True).double()
+    plain.load_state_dict({k.removeprefix("rnn."): v for k, v in cell.state_dict().items()})
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    torch.testing.assert_close(cell(x), plain(x)[0], rtol=1e-12, atol=1e-12)
+    torch.manual_seed(8)
+    other = nn.GRU(3, 4, 2, batch_first=True).double()
+    cell.load_state_dict({f"rnn.{k}": v for k, v in other.state_dict().items()})
+    torch.testing.assert_close(cell(x), other(x)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_gru_auto_takes_the_kernel_on_cpu_and_torch_elsewhere(monkeypatch):
+    _require_gru_kernel()
+    monkeypatch.setenv(gru_module.KERNEL_ENV, "auto")
+    reference, ours = _torch_gru_and_ours(num_layers=2)
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    assert _custom_path_ran(ours(x)[0]) and _custom_path_ran(ours.float()(x.float())[0])
+    h0 = torch.zeros(2, 2, 5)
+    assert not _custom_path_ran(ours(x.float(), h0)[0])  # an initial state: nn.GRU's forward
+    ours.double()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ours(x)[0]
+        expected = reference(x)[0]
+    assert not _custom_path_ran(out)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    monkeypatch.setenv(gru_module.KERNEL_ENV, "torch")
+    out = ours(x)[0]
+    assert not _custom_path_ran(out)
+    torch.testing.assert_close(out, reference(x)[0], rtol=0, atol=0)
+
+
+def test_gru_forced_path_runs_in_float32_under_autocast(gru_path):
+    torch.manual_seed(7)
+    model = FastGRU(3, 4, num_layers=2, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    expected = model(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        same = model(x)[0]
+        low = model(x.bfloat16())[0]
+        (same.sum() + low.float().sum()).backward()
+    torch.testing.assert_close(same, expected, rtol=0, atol=0)
+    assert low.dtype == torch.float32
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_gru_kernel_env_var_rejects_unknown_values(monkeypatch):
+    monkeypatch.setenv(gru_module.KERNEL_ENV, "fast")
+    model = rnnbench.get_cell("gru").build(input_size=3, hidden_size=4, num_layers=1, dropout=0.0)
+    with pytest.raises(GruKernelChoiceError, match=r"RNNBENCH_GRU_KERNEL='fast'.*auto, cpp, python, torch"):
+        model(torch.randn(2, 5, 3))
+
+
+def test_gru_forced_paths_reject_what_they_cannot_take(monkeypatch):
+    monkeypatch.setenv(gru_module.KERNEL_ENV, "cpp")
+    model = FastGRU(3, 4, batch_first=True).to(torch.bfloat16)
+    with pytest.raises(GruKernelError, match="CPU float32 or float64"):
+        model(torch.randn(2, 5, 3, dtype=torch.bfloat16))
+    monkeypatch.setenv(gru_module.KERNEL_ENV, "auto")  # auto takes nn.GRU's forward for them instead
+    assert model(torch.randn(2, 5, 3, dtype=torch.bfloat16))[0].dtype == torch.bfloat16
+    model = FastGRU(3, 4, batch_first=True)
+    for choice in ("cpp", "python"):
+        monkeypatch.setenv(gru_module.KERNEL_ENV, choice)
+        with pytest.raises(GruKernelError, match=rf"RNNBENCH_GRU_KERNEL={choice}.*an initial hidden state"):
+            model(torch.randn(2, 5, 3), torch.zeros(1, 2, 4))
+
+
+def test_gru_falls_back_to_torch_with_one_warning_when_the_kernel_cannot_be_built(tmp_path, monkeypatch):
+    # A fresh process state and cache directory, and a compiler that does not exist.
+    monkeypatch.setattr(gru_module.KERNEL, "_ops", None)
+    monkeypatch.setattr(gru_module.KERNEL, "_failure", None)
+    monkeypatch.setattr(gru_module.KERNEL, "_warned_fallback", False)
+    monkeypatch.setenv(KERNEL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv(gru_module.KERNEL_ENV, "auto")
+    assert gru_module.KERNEL.build_dir().parent == tmp_path
+    reference, ours = _torch_gru_and_ours(num_layers=2)
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler.*falls back to torch.nn.GRU's own forward"):
+        fallback = ours(x)[0]
+    assert not _custom_path_ran(fallback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per process, not at every forward
+        ours(x)[0].sum().backward()
+    torch.testing.assert_close(fallback, reference(x)[0], rtol=0, atol=0)
+    monkeypatch.setenv(
+        gru_module.KERNEL_ENV, "cpp"
+    )  # forcing the kernel turns the same problem into an error
+    with pytest.raises(GruKernelError, match=r"no C\+\+ compiler"):
+        ours(x)
+
+
+def test_gru_inference_matches_training_forward(gru_path):
+    torch.manual_seed(5)
+    model = rnnbench.get_cell("gru").build(input_size=3, hidden_size=6, num_layers=2, dropout=0.0)
+    model = model.double().eval()
+    x = torch.randn(2, 8, 3, dtype=torch.float64)
+    with torch.no_grad():
+        no_grad = model(x)
+    with torch.inference_mode():
+        inference = model(x)
+    with_graph = model(x)
+    torch.testing.assert_close(no_grad, with_graph.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(inference, no_grad, rtol=0, atol=0)
+    assert model(torch.randn(2, 1, 3, dtype=torch.float64)).shape == (2, 1, 6)
+
+
+def test_gru_conforms_on_each_custom_path(gru_path):
+    assert_cell_conforms("gru")
 
 
 # --- the conformance kit catches broken cells ----------------------------------------------------

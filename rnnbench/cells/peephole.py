@@ -14,22 +14,14 @@ Each layer runs as one autograd Function with a hand-written backward: one GEMM 
 inputs of all steps, the recurrence stores the gate activations and cell states, and the backward
 pass walks the steps once and then forms the weight gradients with a few large GEMMs. On CPU
 (float32/float64) the recurrence is a small C++ kernel (peephole_kernel.cpp) compiled on first use
-and cached on disk; elsewhere, or when it cannot be built, the same algorithm runs in PyTorch ops.
+and cached on disk by rnnbench.cells.kernels; elsewhere, or when it cannot be built, the same algorithm runs in PyTorch ops.
 ``RNNBENCH_PEEPHOLE_KERNEL=auto|cpp|python`` picks the path, ``RNNBENCH_KERNEL_DIR`` the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import os
-import platform
-import shutil
-import sys
-import threading
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,34 +31,52 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from torch.nn import functional as F
 
 from rnnbench.cells import check_input
-from rnnbench.errors import RnnbenchError
+from rnnbench.cells.kernels import KERNEL_DIR_ENV as KERNEL_DIR_ENV  # re-exported: the cache directory
+from rnnbench.cells.kernels import CompiledKernel, KernelChoiceError, KernelError, missing_tools
 
 KERNEL_ENV = "RNNBENCH_PEEPHOLE_KERNEL"
-KERNEL_DIR_ENV = "RNNBENCH_KERNEL_DIR"
 KERNEL_CHOICES = ("auto", "cpp", "python")
 KERNEL_SOURCE = Path(__file__).with_name("peephole_kernel.cpp")
-# No -march=native: the cache directory may be shared by machines with different CPUs.
-_KERNEL_CFLAGS = ["-O3"]
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
-class PeepholeKernelError(RnnbenchError, RuntimeError):
+class PeepholeKernelError(KernelError):
     """The compiled peephole kernel was required but cannot be built, loaded or used."""
 
 
-class PeepholeKernelChoiceError(RnnbenchError, ValueError):
+class PeepholeKernelChoiceError(KernelChoiceError):
     """``RNNBENCH_PEEPHOLE_KERNEL`` holds a value that is not one of the choices."""
+
+
+KERNEL = CompiledKernel(
+    "peephole",
+    KERNEL_SOURCE,
+    KERNEL_ENV,
+    KERNEL_CHOICES,
+    fallback=("the slower pure-PyTorch path", "python"),
+    error=PeepholeKernelError,
+    choice_error=PeepholeKernelChoiceError,
+)
+kernel_missing_tools = missing_tools
 
 
 def kernel_choice() -> str:
     """The path ``RNNBENCH_PEEPHOLE_KERNEL`` asks for: ``auto`` (default), ``cpp`` or ``python``."""
-    raw = os.environ.get(KERNEL_ENV, "")
-    value = raw.strip().lower() or "auto"
-    if value not in KERNEL_CHOICES:
-        raise PeepholeKernelChoiceError(
-            f"{KERNEL_ENV}={raw!r} is not a valid choice; use one of: {', '.join(KERNEL_CHOICES)}"
-        )
-    return value
+    return KERNEL.choice()
+
+
+def kernel_name() -> str:
+    """The peephole kernel's extension name (a hash of its source, torch, Python and the machine)."""
+    return KERNEL.name()
+
+
+def kernel_build_dir(name: str | None = None) -> Path:
+    """Where the peephole kernel is built and cached; see rnnbench.cells.kernels."""
+    return KERNEL.build_dir(name)
+
+
+def load_kernel() -> Any:
+    """Build (first use only; cached on disk) and load the compiled kernel, or raise PeepholeKernelError."""
+    return KERNEL.load()
 
 
 # --- the recurrence: compiled kernel and pure-PyTorch twin, with the same signatures -------------
@@ -240,152 +250,12 @@ class _PeepholeFunction(torch.autograd.Function):
         return dx if need_x_grad else None, dw_ih, dw_hh, dbias, dpeephole, None
 
 
-# --- building and loading the compiled kernel ------------------------------------------------------
-
-_load_lock = threading.Lock()
-_kernel: Any = None  # the torch.ops namespace of the loaded kernel
-_kernel_failure: str | None = None  # why the kernel could not be loaded, once that was tried
-_warned_fallback = False
-
-
-def kernel_missing_tools() -> str | None:
-    """Why the kernel cannot be compiled here (no C++ compiler or no ninja), or None when it can."""
-    from torch.utils import cpp_extension
-
-    compiler = os.environ.get("CXX", "cl" if sys.platform == "win32" else "c++")
-    if shutil.which(compiler) is None:
-        return f"no C++ compiler: {compiler!r} is not on PATH (install g++ or set CXX)"
-    if not cpp_extension.is_ninja_available():
-        return "ninja is not installed (pip install ninja)"
-    return None
-
-
-def kernel_name() -> str:
-    """Extension name; it hashes everything the binary depends on, so stale builds are never reused."""
-    digest = hashlib.sha256(KERNEL_SOURCE.read_bytes())
-    for part in (torch.__version__, sys.version, platform.machine(), " ".join(_KERNEL_CFLAGS)):
-        digest.update(b"\0" + part.encode())
-    return f"rnnbench_peephole_{digest.hexdigest()[:16]}"
-
-
-def kernel_build_dir(name: str | None = None) -> Path:
-    """``$RNNBENCH_KERNEL_DIR/<name>``, else torch's extension cache (``$TORCH_EXTENSIONS_DIR``)."""
-    from torch.utils import cpp_extension
-
-    root = os.environ.get(KERNEL_DIR_ENV) or os.environ.get("TORCH_EXTENSIONS_DIR")
-    base = Path(root).expanduser() if root else Path(cpp_extension.get_default_build_root())
-    return base / (name or kernel_name())
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an OS file lock: released by the OS if the holder dies, unlike torch's lock file."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: torch's own lock file still serialises the build
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _build_and_load() -> Any:
-    from torch.utils import cpp_extension
-
-    name = kernel_name()
-    build_dir = kernel_build_dir(name)
-    library = build_dir / f"{name}{cpp_extension.LIB_EXT}"
-    done = build_dir / "rnnbench-build-done"  # written only after a build that loaded
-    if not (done.exists() and library.exists()):
-        build_dir.mkdir(parents=True, exist_ok=True)
-        # Ray workers starting together queue here; the first builds, the others then just load.
-        with _exclusive(build_dir / "rnnbench.lock"):
-            if not (done.exists() and library.exists()):
-                missing = kernel_missing_tools()
-                if missing:
-                    raise PeepholeKernelError(missing)
-                # Every build goes through the lock above, so a torch lock file seen here was left
-                # by a build that died; torch would wait on it forever.
-                (build_dir / "lock").unlink(missing_ok=True)
-                cpp_extension.load(
-                    name,
-                    [str(KERNEL_SOURCE)],
-                    extra_cflags=_KERNEL_CFLAGS,
-                    build_directory=str(build_dir),
-                    is_python_module=False,
-                    verbose=False,
-                )
-                done.write_text(f"{name} built for torch {torch.__version__}\n")
-                return getattr(torch.ops, name)
-    torch.ops.load_library(str(library))
-    return getattr(torch.ops, name)
-
-
-def _failure_reason(exc: Exception) -> str:
-    """One line on why a build or load failed: the compiler's first error rather than its command line."""
-    if isinstance(exc, PeepholeKernelError):
-        return str(exc)
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line]
-    reason = f"{type(exc).__name__}: {(errors or lines or [''])[0]}"
-    if len(reason) > 300:
-        reason = reason[:297] + "..."
-    with contextlib.suppress(Exception):  # the cause may be that the source cannot be read
-        reason += f"; build directory {kernel_build_dir()}"
-    return reason
-
-
-def load_kernel() -> Any:
-    """Build (first use only; cached on disk) and load the compiled kernel, or raise PeepholeKernelError."""
-    global _kernel, _kernel_failure
-    if _kernel is not None:
-        return _kernel
-    with _load_lock:
-        if _kernel is None:
-            if _kernel_failure is not None:  # do not pay for a failing compiler call at every forward
-                raise PeepholeKernelError(_kernel_failure)
-            try:
-                _kernel = _build_and_load()
-            except Exception as exc:
-                _kernel_failure = f"the compiled peephole kernel is unavailable ({_failure_reason(exc)})"
-                raise PeepholeKernelError(_kernel_failure) from exc
-    return _kernel
-
-
 def _recurrence_for(tensors: tuple[torch.Tensor, ...]) -> _Recurrence:
     """The recurrence that ``RNNBENCH_PEEPHOLE_KERNEL`` and the tensors call for."""
-    global _warned_fallback
     choice = kernel_choice()
     if choice == "python":
         return _TorchRecurrence
-    dtype = tensors[0].dtype
-    fits = all(t.device.type == "cpu" and t.dtype == dtype for t in tensors) and dtype in _KERNEL_DTYPES
-    if choice == "cpp":
-        if not fits:
-            found = sorted({f"{t.dtype} on {t.device}" for t in tensors})
-            raise PeepholeKernelError(
-                f"{KERNEL_ENV}=cpp, but the compiled kernel takes CPU float32 or float64 tensors "
-                f"of one dtype; got {', '.join(found)}"
-            )
-        return load_kernel()
-    if not fits:  # CUDA, half precision, or mixed dtypes (which PyTorch then reports)
-        return _TorchRecurrence
-    try:
-        return load_kernel()
-    except PeepholeKernelError as exc:
-        if not _warned_fallback:
-            _warned_fallback = True
-            warnings.warn(
-                f"{exc}; the peephole cell falls back to the slower pure-PyTorch path. "
-                f"Set {KERNEL_ENV}=python to choose that path and silence this warning.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        return _TorchRecurrence
+    return KERNEL.for_tensors(tensors, forced=choice == "cpp") or _TorchRecurrence
 
 
 # --- modules ---------------------------------------------------------------------------------------

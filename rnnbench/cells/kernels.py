@@ -1,0 +1,215 @@
+"""Building and loading rnnbench's compiled C++ kernels (one torch op extension per cell).
+
+A kernel is one ``.cpp`` file next to this module, compiled with torch.utils.cpp_extension on first
+use and cached on disk under ``$RNNBENCH_KERNEL_DIR`` (else torch's extension cache). The cache entry
+is named after a hash of the source, torch, Python, the machine and the flags, so a stale build is
+never reused. An OS file lock makes processes that start together (Ray workers) build once: the
+first builds, the others wait and then load. Each cell picks its path with its own environment
+variable (``auto``, ``cpp``, ...); ``auto`` falls back with one warning per process when the kernel
+cannot be built, ``cpp`` turns the same problem into an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnbench.errors import RnnbenchError
+
+KERNEL_DIR_ENV = "RNNBENCH_KERNEL_DIR"
+# No -march=native: the cache directory may be shared by machines with different CPUs.
+KERNEL_CFLAGS = ["-O3"]
+KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+class KernelError(RnnbenchError, RuntimeError):
+    """A compiled kernel was required but cannot be built, loaded or used."""
+
+
+class KernelChoiceError(RnnbenchError, ValueError):
+    """A kernel-choice environment variable holds a value that is not one of the choices."""
+
+
+def missing_tools() -> str | None:
+    """Why kernels cannot be compiled here (no C++ compiler or no ninja), or None when they can."""
+    from torch.utils import cpp_extension
+
+    compiler = os.environ.get("CXX", "cl" if sys.platform == "win32" else "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler: {compiler!r} is not on PATH (install g++ or set CXX)"
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed (pip install ninja)"
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an OS file lock: released by the OS if the holder dies, unlike torch's lock file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: torch's own lock file still serialises the build
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class CompiledKernel:
+    """One cell's kernel: its source, its choice variable, and its build, load and fallback state."""
+
+    def __init__(
+        self,
+        cell: str,
+        source: Path,
+        env: str,
+        choices: Sequence[str],
+        fallback: tuple[str, str],
+        error: type[KernelError] = KernelError,
+        choice_error: type[KernelChoiceError] = KernelChoiceError,
+    ) -> None:
+        """``fallback``: what ``auto`` runs when the kernel cannot be built, as (words, choice)."""
+        self.cell, self.source, self.env, self.choices = cell, source, env, tuple(choices)
+        self.fallback, self.fallback_choice = fallback
+        self.error, self.choice_error = error, choice_error
+        self._lock = threading.Lock()
+        self._ops: Any = None  # the torch.ops namespace of the loaded kernel
+        self._failure: str | None = None  # why the kernel could not be loaded, once that was tried
+        self._warned_fallback = False
+
+    def choice(self) -> str:
+        """The path the environment variable asks for; empty or unset means ``auto``."""
+        raw = os.environ.get(self.env, "")
+        value = raw.strip().lower() or "auto"
+        if value not in self.choices:
+            raise self.choice_error(
+                f"{self.env}={raw!r} is not a valid choice; use one of: {', '.join(self.choices)}"
+            )
+        return value
+
+    def name(self) -> str:
+        """Extension name; it hashes everything the binary depends on, so stale builds are never reused."""
+        digest = hashlib.sha256(self.source.read_bytes())
+        for part in (torch.__version__, sys.version, platform.machine(), " ".join(KERNEL_CFLAGS)):
+            digest.update(b"\0" + part.encode())
+        return f"rnnbench_{self.cell}_{digest.hexdigest()[:16]}"
+
+    def build_dir(self, name: str | None = None) -> Path:
+        """``$RNNBENCH_KERNEL_DIR/<name>``, else torch's extension cache (``$TORCH_EXTENSIONS_DIR``)."""
+        from torch.utils import cpp_extension
+
+        root = os.environ.get(KERNEL_DIR_ENV) or os.environ.get("TORCH_EXTENSIONS_DIR")
+        base = Path(root).expanduser() if root else Path(cpp_extension.get_default_build_root())
+        return base / (name or self.name())
+
+    def _build_and_load(self) -> Any:
+        from torch.utils import cpp_extension
+
+        name = self.name()
+        build_dir = self.build_dir(name)
+        library = build_dir / f"{name}{cpp_extension.LIB_EXT}"
+        done = build_dir / "rnnbench-build-done"  # written only after a build that loaded
+        if not (done.exists() and library.exists()):
+            build_dir.mkdir(parents=True, exist_ok=True)
+            # Ray workers starting together queue here; the first builds, the others then just load.
+            with _exclusive(build_dir / "rnnbench.lock"):
+                if not (done.exists() and library.exists()):
+                    missing = missing_tools()
+                    if missing:
+                        raise self.error(missing)
+                    # Every build goes through the lock above, so a torch lock file seen here was left
+                    # by a build that died; torch would wait on it forever.
+                    (build_dir / "lock").unlink(missing_ok=True)
+                    cpp_extension.load(
+                        name,
+                        [str(self.source)],
+                        extra_cflags=KERNEL_CFLAGS,
+                        build_directory=str(build_dir),
+                        is_python_module=False,
+                        verbose=False,
+                    )
+                    done.write_text(f"{name} built for torch {torch.__version__}\n")
+                    return getattr(torch.ops, name)
+        torch.ops.load_library(str(library))
+        return getattr(torch.ops, name)
+
+    def _failure_reason(self, exc: Exception) -> str:
+        """One line on why a build or load failed: the compiler's first error rather than its command line."""
+        if isinstance(exc, KernelError):
+            return str(exc)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        errors = [line for line in lines if "error:" in line]
+        reason = f"{type(exc).__name__}: {(errors or lines or [''])[0]}"
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        with contextlib.suppress(Exception):  # the cause may be that the source cannot be read
+            reason += f"; build directory {self.build_dir()}"
+        return reason
+
+    def load(self) -> Any:
+        """Build (first use only; cached on disk) and load the kernel, or raise ``self.error``."""
+        if self._ops is not None:
+            return self._ops
+        with self._lock:
+            if self._ops is None:
+                if self._failure is not None:  # do not pay for a failing compiler call at every forward
+                    raise self.error(self._failure)
+                try:
+                    self._ops = self._build_and_load()
+                except Exception as exc:
+                    self._failure = (
+                        f"the compiled {self.cell} kernel is unavailable ({self._failure_reason(exc)})"
+                    )
+                    raise self.error(self._failure) from exc
+        return self._ops
+
+    def available(self) -> bool:
+        """Whether the kernel is cached here or can be built (a failing build is still an error)."""
+        built = (self.build_dir() / "rnnbench-build-done").exists()
+        return built or missing_tools() is None
+
+    def for_tensors(self, tensors: Sequence[torch.Tensor], forced: bool) -> Any | None:
+        """The loaded kernel for these tensors, or None where the caller takes its fallback path.
+
+        ``forced`` (the variable says ``cpp``) raises ``self.error`` for tensors the kernel cannot take
+        (it wants CPU float32 or float64 tensors of one dtype) or when it cannot be built. Otherwise
+        such tensors get None, and a kernel that cannot be built gets None and one warning per process.
+        """
+        dtype = tensors[0].dtype
+        fits = all(t.device.type == "cpu" and t.dtype == dtype for t in tensors) and dtype in KERNEL_DTYPES
+        if forced:
+            if not fits:
+                found = sorted({f"{t.dtype} on {t.device}" for t in tensors})
+                raise self.error(
+                    f"{self.env}=cpp, but the compiled kernel takes CPU float32 or float64 tensors "
+                    f"of one dtype; got {', '.join(found)}"
+                )
+            return self.load()
+        if not fits:  # CUDA, half precision, or mixed dtypes (which PyTorch then reports)
+            return None
+        try:
+            return self.load()
+        except KernelError as exc:
+            if not self._warned_fallback:
+                self._warned_fallback = True
+                warnings.warn(
+                    f"{exc}; the {self.cell} cell falls back to {self.fallback}. Set "
+                    f"{self.env}={self.fallback_choice} to choose that path and silence this warning.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return None
