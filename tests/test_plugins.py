@@ -351,7 +351,10 @@ def test_installed_plugin_that_fails_to_import_is_disabled_and_the_rest_keep_wor
     assert "rnnbench.plugins.lstm" in listed and "ModuleNotFoundError" in listed["broken"]["disabled"]
     unknown = run_cli("check-cell", "broken-cell", env=env)
     assert unknown.returncode == 2
-    assert "unknown cell 'broken-cell'" in unknown.stderr and "Disabled plugins: plugin 'broken'" in unknown.stderr
+    assert (
+        "unknown cell 'broken-cell'" in unknown.stderr
+        and "Disabled plugins: plugin 'broken'" in unknown.stderr
+    )
     assert run_cli("check-cell", "gru", env=env).returncode == 0, "the built-ins keep working"
 
 
