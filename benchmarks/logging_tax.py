@@ -93,7 +93,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
     from rnnbench.training import train
 
     load_plugins()
-    repeats = repeats or (2 if quick else 4)
+    repeats = repeats or (2 if quick else 6)
     plain: list[dict[str, float]] = []
     tracked: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="rnnbench-bench-logging-") as tmp:
