@@ -14,6 +14,7 @@ from rnnbench.errors import (
     CellContractError,
     DuplicateNameError,
     InvalidRegistrationError,
+    RnnbenchError,
     UnknownCellError,
     UnknownNameError,
     UnknownSearchSpaceError,
@@ -85,7 +86,7 @@ class CellSpec(Spec):
                 module = self.build(input_size, hidden, num_layers, 0.0)
             x = torch.randn(batch, steps, input_size, generator=torch.Generator().manual_seed(0))
             out = module(x)
-        except CellContractError:
+        except RnnbenchError:  # a contract error already names the cell; others are not the plugin's
             raise
         except Exception as exc:
             raise CellContractError(

@@ -84,7 +84,7 @@ def run_tracked(
             recorder.fail(exc)
         except Exception as write_error:
             if isinstance(exc, TrackingError):
-                raise
+                raise exc from write_error
             raise TrackingError(
                 f"run {run_id} stopped ({type(exc).__name__}: {exc}) and could not be marked FAILED in "
                 f"{recorder.tracking_uri} ({type(write_error).__name__}: {write_error})"

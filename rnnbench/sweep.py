@@ -185,6 +185,8 @@ def _make_callback(**kwargs: Any) -> Any:
                 return False
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            if trial.trial_id in self.finished:  # rerun after its result was recorded: keep the record
+                return
             self.progress.cells[self.cell].running += 1
             self.started[trial.trial_id] = time.monotonic()
             self.progress.update()
@@ -225,6 +227,8 @@ def _make_callback(**kwargs: Any) -> Any:
             from mlflow.entities import RunTag
 
             # The worker died and Ray will run the trial again (FailureConfig): it is not running now.
+            if trial.trial_id in self.finished:
+                return
             progress = self.progress.cells[self.cell]
             progress.running = max(progress.running - 1, 0)
             self.progress.update()
@@ -238,12 +242,16 @@ def _make_callback(**kwargs: Any) -> Any:
         ) -> None:
             from mlflow.entities import Metric
 
+            if trial.trial_id in self.finished:
+                return
             if result.get("final"):
                 # Recorded here, before Tune tells the searcher: a trial whose record fails stays untold.
                 self._finish(trial, result["status"], result, error=result.get("error"))
                 return
             run_id = self.runs.get(trial.trial_id)
             if run_id is None:
+                if result.get("done"):
+                    self._finish(trial, "pruned", result)
                 return
             now = int(time.time() * 1000)
             step = int(result["epoch"])
@@ -252,9 +260,14 @@ def _make_callback(**kwargs: Any) -> Any:
                 for k in ("train_loss", "val_loss", "val_accuracy", "epoch_seconds")
                 if k in result
             ]
-            self._guard("on_trial_result", trial, lambda: self.client.log_batch(run_id, metrics=metrics))
+            if self._guard("on_trial_result", trial, lambda: self.client.log_batch(run_id, metrics=metrics)):
+                if result.get(
+                    "done"
+                ):  # the scheduler stopped it: Tune sets done before it tells the searcher
+                    self._finish(trial, "pruned", result)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            # Completed and pruned trials were recorded from their last result; this catches the rest.
             if trial.trial_id in self.finished:
                 return
             if self.errors:  # stopped because the store failed: neither pruned nor told; resume reruns it
@@ -287,6 +300,8 @@ def _make_callback(**kwargs: Any) -> Any:
             progress = self.progress.cells[self.cell]
             progress.running = max(progress.running - 1, 0)
             if written:
+                # Told now, not when Tune gets to it: a sweep stopped in between must not rerun it.
+                self.search.record_written(trial.trial_id, None if status == "failed" and error else result)
                 progress.counts[status] += 1
                 progress.durations.append(
                     time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
@@ -363,6 +378,9 @@ def _make_callback(**kwargs: Any) -> Any:
                 except Exception as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
             self.plots.clear()
+            if self.plot_pool is not None:
+                self.plot_pool.shutdown(wait=True)
+                self.plot_pool = None
             return failures
 
     return TrialRecorder(**kwargs)
@@ -649,10 +667,11 @@ def run_sweep(
             if callback.errors:
                 with contextlib.suppress(Exception):  # the store may refuse this write too
                     _mark_interrupted(client, recorder.experiment_id, settings.name, parent_run_id)
+                resume_command = SweepInterrupted(settings.name, settings.sweeps_dir).resume_command
                 raise TrackingError(
                     f"sweep {settings.name!r} stopped: the tracking store {settings.tracking_uri} could not be "
                     f"written ({callback.errors[0]}). Finished trials are kept in {folder / JOURNAL_FILE}; "
-                    f"fix the store, then continue with: rnnbench sweep --resume {settings.name}"
+                    f"fix the store, then continue with: {resume_command}"
                 )
             if len(_finished_trials(storage, study_name, FINISHED)) < settings.trials:
                 _mark_interrupted(client, recorder.experiment_id, settings.name, parent_run_id)

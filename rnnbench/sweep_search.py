@@ -29,14 +29,27 @@ class SweepSearch(OptunaSearch):
     """
 
     _interrupted: list[int] | None = None  # set when the study is set up (inside OptunaSearch.__init__)
+    # A trial is told only once rnnbench's MLflow record of it is written (record_written), so that
+    # the study and the store agree whatever stops the sweep in between.
     _untold: set[str] | None = None
+    _recorded: set[str] | None = None
+    _pending: dict[str, tuple[dict | None, bool]] | None = None
 
     def leave_untold(self, trial_id: str) -> None:
         """Never tell the study about this trial: it stays RUNNING there, and ``--resume`` reruns it
         (its MLflow record could not be written)."""
-        if self._untold is None:
-            self._untold = set()
-        self._untold.add(trial_id)
+        self._untold = (self._untold or set()) | {trial_id}
+        if self._pending:
+            self._pending.pop(trial_id, None)
+
+    def record_written(self, trial_id: str, result: dict | None) -> None:
+        """The trial's record is in MLflow: tell the study now (``result`` None: it failed)."""
+        self._recorded = (self._recorded or set()) | {trial_id}
+        pending = (self._pending or {}).pop(trial_id, None)
+        if pending is not None:
+            self.on_trial_complete(trial_id, *pending)
+        else:
+            self.on_trial_complete(trial_id, result, error=result is None)
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)
@@ -84,6 +97,10 @@ class SweepSearch(OptunaSearch):
             return
         if self._untold and trial_id in self._untold:
             self._completed_trials.add(trial_id)
+            return
+        if not self._recorded or trial_id not in self._recorded:  # Tune got here first: wait for the record
+            self._pending = self._pending or {}
+            self._pending[trial_id] = (result, error)
             return
         ot_trial = self._ot_trials[trial_id]
         if error or result is None:

@@ -88,7 +88,11 @@ def _setup_lock(uri: str) -> Iterator[None]:
         yield
         return
     with open(f"{sqlite_file(uri)}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks (some NFS, FUSE): set up unlocked, as before
+            yield
+            return
         try:
             yield
         finally:
@@ -97,8 +101,13 @@ def _setup_lock(uri: str) -> Iterator[None]:
 
 def root_cause(exc: BaseException) -> str:
     """The innermost error of a chain, on one line: ``OperationalError: database or disk is full``."""
-    while (exc.__cause__ or exc.__context__) is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 

@@ -163,3 +163,36 @@ def test_scheduler_never_prunes_at_or_after_the_last_epoch():
     asha = _scheduler(SweepSettings(epochs=6, grace_period=2, reduction_factor=3))
     for result in ({"training_iteration": 6, "final": False}, {"training_iteration": 7, "final": True}):
         assert asha.on_trial_result(None, None, result) == TrialScheduler.CONTINUE
+
+
+def test_search_tells_optuna_only_what_mlflow_recorded(tmp_path):
+    """Tune may call the searcher before the recorder has written the trial, or never (a stopped
+    sweep): the study learns of a trial only once its record is written, and never of one whose
+    record failed (it stays RUNNING, and --resume reruns it)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from rnnbench.sweep_search import SweepSearch, journal_storage
+
+    storage = journal_storage(str(tmp_path / "j.journal"))
+    search = SweepSearch(
+        space=lambda trial: {"lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True)},
+        metric="val_loss", mode="min", sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="s:lstm", storage=storage,
+    )  # fmt: skip
+    for trial_id in ("a", "b", "c", "d"):
+        assert search.suggest(trial_id) is not None
+
+    def states() -> list:
+        return [t.state for t in optuna.load_study(study_name="s:lstm", storage=storage).trials]
+
+    final = {"final": True, "status": "completed", "val_loss": 0.5}
+    search.record_written("a", final)  # the recorder first: told at once
+    search.on_trial_complete("a", final)  # Tune's later call changes nothing
+    search.on_trial_complete("b", error=True)  # Tune first (a worker that died): held
+    assert states() == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.RUNNING, TrialState.RUNNING]
+    search.record_written("b", None)
+    search.on_trial_complete("c", {"final": False, "val_loss": 0.9})
+    search.leave_untold("c")  # its record failed
+    search.record_written("d", {"final": False, "val_loss": 0.7})
+    assert states() == [TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED]

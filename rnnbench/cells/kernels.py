@@ -54,17 +54,18 @@ def missing_tools() -> str | None:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an OS file lock: released by the OS if the holder dies, unlike torch's lock file."""
+def _exclusive(lock_path: Path) -> Iterator[bool]:
+    """Hold an OS file lock (released by the OS if the holder dies, unlike torch's lock file);
+    yields False where there is none (Windows), and torch's own lock file must serialise the build."""
     try:
         import fcntl
-    except ImportError:  # Windows: torch's own lock file still serialises the build
-        yield
+    except ImportError:
+        yield False
         return
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -126,14 +127,15 @@ class CompiledKernel:
         if not (done.exists() and library.exists()):
             build_dir.mkdir(parents=True, exist_ok=True)
             # Ray workers starting together queue here; the first builds, the others then just load.
-            with _exclusive(build_dir / "rnnbench.lock"):
+            with _exclusive(build_dir / "rnnbench.lock") as locked:
                 if not (done.exists() and library.exists()):
                     missing = missing_tools()
                     if missing:
                         raise self.error(missing)
                     # Every build goes through the lock above, so a torch lock file seen here was left
                     # by a build that died; torch would wait on it forever.
-                    (build_dir / "lock").unlink(missing_ok=True)
+                    if locked:
+                        (build_dir / "lock").unlink(missing_ok=True)
                     cpp_extension.load(
                         name,
                         [str(self.source)],
