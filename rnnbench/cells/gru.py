@@ -22,7 +22,6 @@ then with one warning); ``cpp`` and ``python`` force the compiled kernel and its
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +32,13 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnbench.cells import check_input
-from rnnbench.cells.kernels import CompiledKernel, KernelChoiceError, KernelError
+from rnnbench.cells.kernels import (
+    CompiledKernel,
+    KernelChoiceError,
+    KernelError,
+    autocast_enabled,
+    autocast_off,
+)
 
 KERNEL_ENV = "RNNBENCH_GRU_KERNEL"
 KERNEL_CHOICES = ("auto", "cpp", "python", "torch")
@@ -175,20 +180,6 @@ def _weight_grads(
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except (TypeError, RuntimeError):  # torch < 2.4, or a device autocast does not know (meta)
-        return False
-
-
-def _autocast_off(device_type: str) -> contextlib.AbstractContextManager[Any]:
-    """Turn autocast off around the recurrence: its in-place steps keep one dtype throughout."""
-    if _autocast_enabled(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
-
-
 class _GRUFunction(torch.autograd.Function):
     """One GRU layer over time-major inputs, with a hand-written backward."""
 
@@ -202,7 +193,7 @@ class _GRUFunction(torch.autograd.Function):
         b_hh: torch.Tensor,
         recurrence: _Recurrence,
     ) -> torch.Tensor:
-        with _autocast_off(x.device.type):
+        with autocast_off(x.device.type):
             h, act, hn = recurrence.forward(x, w_ih, w_hh, b_ih, b_hh)
         ctx.recurrence = recurrence  # type: ignore[attr-defined]
         ctx.save_for_backward(x, w_ih, w_hh, h, act, hn)
@@ -213,7 +204,7 @@ class _GRUFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w_ih, w_hh, h, act, hn = ctx.saved_tensors
         need_x_grad = ctx.needs_input_grad[0]
-        with _autocast_off(x.device.type):
+        with autocast_off(x.device.type):
             dx, dw_ih, dw_hh, db_ih, db_hh = ctx.recurrence.backward(
                 grad_h.contiguous(), x, w_ih, w_hh, h, act, hn, need_x_grad
             )
@@ -258,7 +249,7 @@ class FastGRU(nn.GRU):
         tensors = (x, *(p for layer in self._layer_params() for p in layer))
         if choice == "cpp":
             return KERNEL.for_tensors(tensors, forced=True)
-        if _autocast_enabled(x.device.type):
+        if autocast_enabled(x.device.type):
             return None
         # No size rule: on CPU the kernel was never slower than torch's GRU (forward + backward, one
         # thread; two threads widen the gap), from (B, T, I, H) = (1, 100, 64, 64) at 0.13x torch's
@@ -278,7 +269,7 @@ class FastGRU(nn.GRU):
             return super().forward(input, hx)
         self.check_input(input, None)
         x = input
-        if choice != "auto" and _autocast_enabled(x.device.type) and x.dtype != self.weight_ih_l0.dtype:
+        if choice != "auto" and autocast_enabled(x.device.type) and x.dtype != self.weight_ih_l0.dtype:
             # Under autocast a forced path runs in its parameters' dtype (float32 as a rule).
             x = x.to(self.weight_ih_l0.dtype)
         recurrence = self._recurrence(x, choice)

@@ -41,6 +41,20 @@ class KernelChoiceError(RnnbenchError, ValueError):
     """A kernel-choice environment variable holds a value that is not one of the choices."""
 
 
+def autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except (TypeError, RuntimeError):  # torch < 2.4, or a device autocast does not know (meta)
+        return False
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager[Any]:
+    """Turn autocast off around a kernel's recurrence: its in-place steps keep one dtype throughout."""
+    if autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def missing_tools() -> str | None:
     """Why kernels cannot be compiled here (no C++ compiler or no ninja), or None when they can."""
     from torch.utils import cpp_extension

@@ -20,7 +20,6 @@ and cached on disk by rnnbench.cells.kernels; elsewhere, or when it cannot be bu
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +31,14 @@ from torch.nn import functional as F
 
 from rnnbench.cells import check_input
 from rnnbench.cells.kernels import KERNEL_DIR_ENV as KERNEL_DIR_ENV  # re-exported: the cache directory
-from rnnbench.cells.kernels import CompiledKernel, KernelChoiceError, KernelError, missing_tools
+from rnnbench.cells.kernels import (
+    CompiledKernel,
+    KernelChoiceError,
+    KernelError,
+    autocast_enabled,
+    autocast_off,
+    missing_tools,
+)
 
 KERNEL_ENV = "RNNBENCH_PEEPHOLE_KERNEL"
 KERNEL_CHOICES = ("auto", "cpp", "python")
@@ -205,20 +211,6 @@ def _weight_grads(
     return dx, dw_ih, dw_hh, dbias, dpeephole
 
 
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except (TypeError, RuntimeError):  # torch < 2.4, or a device autocast does not know (meta)
-        return False
-
-
-def _autocast_off(device_type: str) -> contextlib.AbstractContextManager[Any]:
-    """Turn autocast off around the recurrence: its in-place steps keep one dtype throughout."""
-    if _autocast_enabled(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
-
-
 class _PeepholeFunction(torch.autograd.Function):
     """One peephole LSTM layer over time-major inputs, with a hand-written backward."""
 
@@ -232,7 +224,7 @@ class _PeepholeFunction(torch.autograd.Function):
         peephole: torch.Tensor,
         recurrence: _Recurrence,
     ) -> torch.Tensor:
-        with _autocast_off(x.device.type):
+        with autocast_off(x.device.type):
             h, act, c = recurrence.forward(x, w_ih, w_hh, bias, peephole)
         ctx.recurrence = recurrence  # type: ignore[attr-defined]
         ctx.save_for_backward(x, w_ih, w_hh, peephole, h, act, c)
@@ -243,7 +235,7 @@ class _PeepholeFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w_ih, w_hh, peephole, h, act, c = ctx.saved_tensors
         need_x_grad = ctx.needs_input_grad[0]
-        with _autocast_off(x.device.type):
+        with autocast_off(x.device.type):
             dx, dw_ih, dw_hh, dbias, dpeephole = ctx.recurrence.backward(
                 grad_h.contiguous(), x, w_ih, w_hh, peephole, h, act, c, need_x_grad
             )
@@ -284,7 +276,7 @@ class PeepholeLSTMLayer(nn.Module):
         if steps == 0:
             return x.new_zeros(batch, 0, self.hidden_size)
         params = (self.weight_ih, self.weight_hh, self.bias, self.peephole.contiguous())
-        if _autocast_enabled(x.device.type) and x.dtype != self.weight_ih.dtype:
+        if autocast_enabled(x.device.type) and x.dtype != self.weight_ih.dtype:
             # Under autocast the layer runs in its parameters' dtype (float32 as a rule): a lower
             # precision input, say from an autocast Linear, is cast up rather than mixed in.
             x = x.to(self.weight_ih.dtype)
