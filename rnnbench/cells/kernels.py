@@ -1,6 +1,6 @@
 """Building and loading rnnbench's compiled C++ kernels (one torch op extension per cell).
 
-A kernel is one ``.cpp`` file next to this module, compiled with torch.utils.cpp_extension on first
+A kernel is one ``.cpp`` file next to this module (including the shared ``kernel_math.h``), compiled with torch.utils.cpp_extension on first
 use and cached on disk under ``$RNNBENCH_KERNEL_DIR`` (else torch's extension cache). The cache entry
 is named after a hash of the source, torch, Python, the machine and the flags, so a stale build is
 never reused. An OS file lock makes processes that start together (Ray workers) build once: the
@@ -31,6 +31,7 @@ KERNEL_DIR_ENV = "RNNBENCH_KERNEL_DIR"
 # No -march=native: the cache directory may be shared by machines with different CPUs.
 KERNEL_CFLAGS = ["-O3"]
 KERNEL_DTYPES = (torch.float32, torch.float64)
+SHARED_HEADER = Path(__file__).with_name("kernel_math.h")  # included by every kernel
 
 
 class KernelError(RnnbenchError, RuntimeError):
@@ -118,7 +119,7 @@ class CompiledKernel:
 
     def name(self) -> str:
         """Extension name; it hashes everything the binary depends on, so stale builds are never reused."""
-        digest = hashlib.sha256(self.source.read_bytes())
+        digest = hashlib.sha256(self.source.read_bytes() + b"\0" + SHARED_HEADER.read_bytes())
         for part in (torch.__version__, sys.version, platform.machine(), " ".join(KERNEL_CFLAGS)):
             digest.update(b"\0" + part.encode())
         return f"rnnbench_{self.cell}_{digest.hexdigest()[:16]}"
@@ -154,6 +155,7 @@ class CompiledKernel:
                         name,
                         [str(self.source)],
                         extra_cflags=KERNEL_CFLAGS,
+                        extra_include_paths=[str(SHARED_HEADER.parent)],
                         build_directory=str(build_dir),
                         is_python_module=False,
                         verbose=False,
