@@ -100,10 +100,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         uri = f"sqlite:///{(Path(tmp) / 'mlflow.db').resolve()}"
         base = config(quick, device, str(Path(tmp) / "cache"))
 
-        def one_plain() -> dict[str, float]:
-            start = time.perf_counter()
-            result = train(copy.deepcopy(base))
-            wall = time.perf_counter() - start
+        def measured(result: Any, wall: float) -> dict[str, float]:
             return {
                 "wall_s": wall,
                 "train_seconds": result.train_seconds,
@@ -112,17 +109,17 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
                 "val_loss": result.val_loss or 0.0,
             }
 
+        def one_plain() -> dict[str, float]:
+            start = time.perf_counter()
+            result = train(copy.deepcopy(base))
+            return measured(result, time.perf_counter() - start)
+
         def one_tracked(timer: CallTimer) -> dict[str, float]:
             timer.reset()
             start = time.perf_counter()
             result = run_tracked(copy.deepcopy(base), tracking_uri=uri, experiment="bench").result
-            wall = time.perf_counter() - start
             return {
-                "wall_s": wall,
-                "train_seconds": result.train_seconds,
-                "steps": result.steps,
-                "step_s": result.train_seconds / result.steps,
-                "val_loss": result.val_loss or 0.0,
+                **measured(result, time.perf_counter() - start),
                 "in_loop_logging_s": timer.seconds["log_epoch"],
                 "logging_s": sum(timer.seconds.values()),
             }
