@@ -229,9 +229,7 @@ def _make_callback(**kwargs: Any) -> Any:
             # The worker died and Ray will run the trial again (FailureConfig): it is not running now.
             if trial.trial_id in self.finished:
                 return
-            progress = self.progress.cells[self.cell]
-            progress.running = max(progress.running - 1, 0)
-            self.progress.update()
+            self._not_running()
             run_id = self.runs.get(trial.trial_id)
             if run_id is not None:
                 tags = [RunTag("status", "retrying"), RunTag("last_worker_error", _trial_error(trial))]
@@ -272,7 +270,7 @@ def _make_callback(**kwargs: Any) -> Any:
                 return
             if self.errors:  # stopped because the store failed: neither pruned nor told; resume reruns it
                 self.search.leave_untold(trial.trial_id)
-                self._stopped(trial)
+                self._not_running()
                 return
             self._finish(trial, "pruned", trial.last_result or {})
 
@@ -282,7 +280,7 @@ def _make_callback(**kwargs: Any) -> Any:
             if trial.trial_id not in self.finished:
                 self._finish(trial, "failed", trial.last_result or {}, error=error)
 
-        def _stopped(self, trial: Any) -> None:
+        def _not_running(self) -> None:
             progress = self.progress.cells[self.cell]
             progress.running = max(progress.running - 1, 0)
             self.progress.update()
@@ -292,23 +290,22 @@ def _make_callback(**kwargs: Any) -> Any:
             run_id = self.runs.get(trial.trial_id)
             if run_id is None:  # its run could not be created: the store is failing
                 self.search.leave_untold(trial.trial_id)
-                self._stopped(trial)
+                self._not_running()
                 return
             written = self._guard(
                 "recording the result", trial, lambda: self._write_final(trial, run_id, status, result, error)
             )
-            progress = self.progress.cells[self.cell]
-            progress.running = max(progress.running - 1, 0)
             if written:
                 # Told now, not when Tune gets to it: a sweep stopped in between must not rerun it.
                 self.search.record_written(trial.trial_id, None if status == "failed" and error else result)
+                progress = self.progress.cells[self.cell]
                 progress.counts[status] += 1
                 progress.durations.append(
                     time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
                 )
                 if status == "completed":
                     self.progress.record_best(self.cell, result.get(self.progress.metric))
-            self.progress.update()
+            self._not_running()
 
         def _write_final(self, trial: Any, run_id: str, status: str, result: dict, error: str | None) -> None:
             import tempfile
