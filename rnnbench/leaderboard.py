@@ -147,9 +147,13 @@ def build(
     with_importance: bool = True,
 ) -> Leaderboard:
     """Read the store and rank the cells per task."""
-    from mlflow.tracking import MlflowClient
-
-    from rnnbench.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri, sqlite_file
+    from rnnbench.tracking import (
+        TrackingError,
+        check_tracking_uri,
+        open_client,
+        resolve_tracking_uri,
+        sqlite_file,
+    )
 
     if metric not in METRICS:
         raise LeaderboardError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
@@ -162,7 +166,7 @@ def build(
         raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
     check_tracking_uri(uri, write=False)
     try:
-        client = MlflowClient(uri)
+        client = open_client(uri)
         found = client.get_experiment_by_name(experiment)
     except Exception as exc:
         raise TrackingError(f"tracking URI {uri}: {type(exc).__name__}: {exc}") from exc

@@ -21,6 +21,8 @@ except ImportError:  # pragma: no cover - Windows: no lock, one process at a tim
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from rnnbench.lrd import LRDResult
     from rnnbench.training import EpochReport, TrainConfig, TrainResult
 
@@ -87,7 +89,12 @@ def _setup_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///") or fcntl is None:
         yield
         return
-    with open(f"{sqlite_file(uri)}.lock", "a") as handle:
+    try:
+        handle = open(f"{sqlite_file(uri)}.lock", "a")
+    except OSError:  # a read-only folder: no process can be setting a store up there
+        yield
+        return
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:  # a filesystem without locks (some NFS, FUSE): set up unlocked, as before
@@ -97,6 +104,18 @@ def _setup_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_client(uri: str) -> MlflowClient:
+    """An MlflowClient on ``uri`` with its store set up. MLflow creates a new store's tables on first
+    use; any process doing so at the same time as another (a sweep, a leaderboard) would fail, so the
+    first use happens under the lock beside a sqlite store."""
+    from mlflow.tracking import MlflowClient
+
+    with _setup_lock(uri):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    return client
 
 
 def root_cause(exc: BaseException) -> str:
@@ -137,8 +156,6 @@ class RunRecorder:
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
         import logging
 
-        from mlflow.tracking import MlflowClient
-
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema set-up chatter on a new store
         # It logs a failed write with its traceback before raising; rnnbench reports the error itself.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
@@ -146,10 +163,9 @@ class RunRecorder:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         check_tracking_uri(self.tracking_uri)
         try:
-            # Two processes opening a new sqlite store at once would both create its tables (or the
-            # experiment): one sets it up while the other waits.
+            self.client = open_client(self.tracking_uri)
+            # Two processes could create the experiment at once: one does while the other waits.
             with _setup_lock(self.tracking_uri):
-                self.client = MlflowClient(self.tracking_uri)
                 found = self.client.get_experiment_by_name(experiment)
                 self.experiment_id = (
                     found.experiment_id

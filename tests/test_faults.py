@@ -13,6 +13,8 @@ import os
 import resource
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,6 +189,19 @@ def test_two_sweeps_write_to_one_sqlite_store_at_once(tmp_path):
     )
     assert sorted(r.data.tags["sweep"] for r in parents) == ["left", "right"]
     assert all(r.info.status == "FINISHED" for r in parents)
+
+
+def test_processes_opening_a_new_store_at_once_set_it_up_once(tmp_path):
+    """A sweep, a leaderboard, a test polling the store: MLflow creates a new store's tables on first
+    use, and processes doing that at once fail ("table ... already exists") unless they take turns."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = f"from rnnbench.tracking import open_client; open_client({uri!r}).search_experiments()"
+    openers = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    for opener in openers:
+        _, err = opener.communicate(timeout=300)
+        assert opener.returncode == 0, err[-2000:]
 
 
 # 6 ----------------------------------------------------------------------------------------------------

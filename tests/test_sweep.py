@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from rnnbench.sweep import SweepError, run_sweep
 from rnnbench.sweep_config import SweepSettings
 from rnnbench.sweep_search import FINISHED, journal_storage
+from rnnbench.tracking import open_client
 from tests.conftest import TINY_TASK
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def settings(tmp_path: Path, **overrides) -> SweepSettings:
 
 
 def trial_runs(uri: str, sweep: str, cell: str | None = None) -> list:
-    client = MlflowClient(uri)
+    client = open_client(uri)  # the sweep may be creating the store while a test polls it
     experiment = client.get_experiment_by_name("rnnbench")
     query = f"tags.sweep = '{sweep}' and tags.optuna_trial != ''" + (
         f" and tags.cell = '{cell}'" if cell else ""
