@@ -5,7 +5,7 @@ in a temporary folder, one trial at a time, FIFO: no pruning), every parameter o
 ``[space_overrides]`` so that all trials train the same tiny model on the same tiny data.
 
 Baseline: the same trials in this process, in a plain Optuna loop (``study.ask`` -> the space with
-the same overrides -> ``rnnbench.trainable.trial_config`` -> ``rnnbench.training.train`` ->
+the same overrides -> ``rnnbench.sweep.worker.trial_config`` -> ``rnnbench.training.train`` ->
 ``study.tell``), no Ray, no MLflow.
 
     start-up           = first trial's start (its MLflow run's start_time, written by the driver when
@@ -53,18 +53,12 @@ def sweep_settings(trials: int, epochs: int, device: str) -> dict[str, Any]:
     }
 
 
-def fixed_values(epochs: int, cache_dir: str) -> dict[str, Any]:
-    """What a sweep hands its trials (rnnbench.sweep.prepare), for the same settings."""
-    return {
-        "cell": "lstm",
-        "task": "adding",
-        "epochs": epochs,
-        "seed": 0,
-        "cpus_per_trial": 1,
-        "task_options": TASK_OPTIONS,
-        "cache_dir": cache_dir,
-        "train": {},
-    }
+def trial_spec(epochs: int, cache_dir: str) -> Any:
+    """What a sweep hands its trials (rnnbench.sweep.plan.SweepPlan.trial_spec), for the same settings."""
+    from rnnbench.sweep.worker import TrialSpec
+
+    return TrialSpec(cell="lstm", task="adding", epochs=epochs, seed=0, cpus_per_trial=1,
+                     task_options=TASK_OPTIONS, cache_dir=cache_dir)  # fmt: skip
 
 
 def plain_loop(trials: int, epochs: int, cache_dir: str, device: str) -> dict[str, Any]:
@@ -73,19 +67,19 @@ def plain_loop(trials: int, epochs: int, cache_dir: str, device: str) -> dict[st
 
     import rnnbench
     from rnnbench.search_spaces.overrides import apply_overrides
-    from rnnbench.trainable import trial_config
+    from rnnbench.sweep.worker import trial_config
     from rnnbench.training import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = apply_overrides(rnnbench.get_search_space("default"), OVERRIDES)
-    fixed = fixed_values(epochs, cache_dir)
+    spec = trial_spec(epochs, cache_dir)
     started = time.perf_counter()
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
     per_trial, train_seconds = [], []
     for _ in range(trials):
         t0 = time.perf_counter()
         trial = study.ask()
-        config = trial_config(space(trial), fixed)
+        config = trial_config(space(trial), spec)
         config.device = device
         result = train(config)
         study.tell(trial, result.val_loss)
@@ -136,7 +130,7 @@ def analyse(record: SweepRecord, trials: int, plain_per_trial: float) -> dict[st
 
 
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    from rnnbench.plugins import load_plugins
+    from rnnbench.plugin_manager import load_plugins
 
     load_plugins()
     trials = 4 if quick else 12

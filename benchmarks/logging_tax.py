@@ -87,7 +87,7 @@ def config(quick: bool, device: str, cache_dir: str) -> Any:
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
     import copy
 
-    from rnnbench.plugins import load_plugins
+    from rnnbench.plugin_manager import load_plugins
     from rnnbench.run import run_tracked
     from rnnbench.tracking import RunRecorder
     from rnnbench.training import train

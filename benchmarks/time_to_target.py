@@ -63,7 +63,7 @@ def first_hit(events: list[tuple[float, float, Any]], start: float, goal: float)
 
 def subject_arm(settings_kwargs: dict[str, Any], goal: float) -> dict[str, Any]:
     from rnnbench.sweep import run_sweep
-    from rnnbench.sweep_config import SweepSettings
+    from rnnbench.sweep.settings import SweepSettings
 
     settings = SweepSettings(**settings_kwargs)
     wall_start = time.time()
@@ -131,7 +131,7 @@ def ratio_of(baseline: dict[str, Any], subject: dict[str, Any]) -> tuple[float |
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
     import ray
 
-    from rnnbench.sweep_config import SweepSettings
+    from rnnbench.sweep.settings import SweepSettings
 
     p = plan(quick)
     seeds = list(range(repeats)) if repeats else p["seeds"]

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from rnnbench import cli_options as o
 from rnnbench.errors import RnnbenchError
+from rnnbench.reports import STATUSES
+from rnnbench.sweep.settings import SweepSettings
 
 app = typer.Typer(
     name="rnnbench",
@@ -51,7 +56,7 @@ def reports_errors(command: F) -> F:
 
 def _version(value: bool) -> None:
     if value:
-        from rnnbench import __version__
+        from rnnbench.version import __version__
 
         console.print(f"rnnbench {__version__}")
         raise typer.Exit()
@@ -75,12 +80,9 @@ def main_options(
     ] = False,
 ) -> None:
     """Benchmark recurrent cells: sweep them with Optuna on Ray Tune, track them in MLflow."""
-    from rnnbench.plugins import load_plugins
+    from rnnbench.plugin_manager import load_plugins
 
     load_plugins(plugin or [])
-
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 
 
 def _print_json(data: Any) -> None:
@@ -89,9 +91,9 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 @reports_errors
-def plugins(as_json: JsonOption = False) -> None:
+def plugins(as_json: o.Json = False) -> None:
     """List every loaded plugin, its version and what it registered (and installed plugins disabled)."""
-    from rnnbench.plugins import broken_plugins, plugin_infos
+    from rnnbench.plugin_manager import broken_plugins, plugin_infos
 
     infos = plugin_infos()
     broken = broken_plugins()
@@ -113,9 +115,9 @@ def plugins(as_json: JsonOption = False) -> None:
 
 @app.command()
 @reports_errors
-def cells(as_json: JsonOption = False) -> None:
+def cells(as_json: o.Json = False) -> None:
     """List the registered recurrent cells with their description, reference and plugin."""
-    from rnnbench.plugins import registries
+    from rnnbench.plugin_manager import registries
 
     specs = list(registries().cells)
     if as_json:
@@ -147,10 +149,10 @@ def check_cell_command(
         str | None,
         typer.Option(help="Accelerator for the device-move check (default: cuda or mps when present)."),
     ] = None,
-    as_json: JsonOption = False,
+    as_json: o.Json = False,
 ) -> None:
     """Run the cell conformance kit on a cell; exit code 1 if any check fails."""
-    from rnnbench import get_cell
+    from rnnbench.plugin_manager import get_cell
     from rnnbench.testing import check_cell
 
     report = check_cell(
@@ -201,9 +203,9 @@ def _task_row(spec: Any) -> dict[str, Any]:
 
 @app.command()
 @reports_errors
-def tasks(as_json: JsonOption = False) -> None:
+def tasks(as_json: o.Json = False) -> None:
     """List the registered tasks with their description, reference and defaults."""
-    from rnnbench.plugins import registries
+    from rnnbench.plugin_manager import registries
 
     rows = [_task_row(spec) for spec in registries().tasks]
     if as_json:
@@ -229,78 +231,46 @@ def tasks(as_json: JsonOption = False) -> None:
 @app.command("train")
 @reports_errors
 def train_command(
-    cell: Annotated[str, typer.Option(help="Cell to train, as `rnnbench cells` lists it.")],
-    task: Annotated[str, typer.Option(help="Task to train on, as `rnnbench tasks` lists it.")],
-    depth: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
-    width: Annotated[int, typer.Option(help="Hidden units per layer.")] = 64,
-    clip: Annotated[
-        float, typer.Option(help="Gradient-norm clipping threshold; 0 turns clipping off.")
-    ] = 1.0,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 3e-3,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (passes over the training split).")] = 30,
-    batch_size: Annotated[int, typer.Option(help="Examples per training step.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batch order.")] = 0,
-    data_seed: Annotated[
-        int, typer.Option(help="Seed of the task's data (keep it fixed to compare runs).")
-    ] = 0,
-    length: Annotated[
-        int | None, typer.Option(help="Sequence length T of the task (the task's default if not given).")
-    ] = None,
-    train_size: Annotated[
-        int | None, typer.Option(help="Training examples (task default if not given).")
-    ] = None,
-    validation_size: Annotated[
-        int | None, typer.Option(help="Validation examples (task default if not given).")
-    ] = None,
-    test_size: Annotated[int | None, typer.Option(help="Test examples (task default if not given).")] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--option",
-            "-o",
-            help="A task option KEY=VALUE, repeatable (for example -o path=data.csv).",
-            metavar="KEY=VALUE",
-        ),
-    ] = None,
-    optimizer: Annotated[str, typer.Option(help="adam, sgd (with momentum) or rmsprop.")] = "adam",
-    momentum: Annotated[float, typer.Option(help="Momentum for sgd and rmsprop.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
-    dropout: Annotated[float, typer.Option(help="Dropout between stacked layers.")] = 0.0,
-    input_noise: Annotated[
-        float, typer.Option(help="Std of Gaussian noise added to real-valued inputs in training.")
-    ] = 0.0,
-    patience: Annotated[
-        int, typer.Option(help="Stop after this many epochs without a better validation loss; 0: never.")
-    ] = 10,
-    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(
-            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."
-        ),
-    ] = None,
-    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "rnnbench",
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Task data cache (default: $RNNBENCH_CACHE_DIR or ~/.cache/rnnbench).")
-    ] = None,
-    as_json: JsonOption = False,
+    cell: o.Cell,
+    task: o.Task,
+    depth: o.Depth = 1,
+    width: o.Width = 64,
+    clip: o.Clip = 1.0,
+    lr: o.Lr = 3e-3,
+    epochs: o.Epochs = 30,
+    batch_size: o.BatchSize = 64,
+    seed: o.Seed = 0,
+    data_seed: o.DataSeed = 0,
+    length: o.Length = None,
+    train_size: o.TrainSize = None,
+    validation_size: o.ValidationSize = None,
+    test_size: o.TestSize = None,
+    option: o.TaskOptions = None,
+    optimizer: o.Optimizer = "adam",
+    momentum: o.Momentum = 0.9,
+    weight_decay: o.WeightDecay = 0.0,
+    dropout: o.Dropout = 0.0,
+    input_noise: o.InputNoise = 0.0,
+    patience: o.Patience = 10,
+    threads: o.Threads = None,
+    device: o.Device = "auto",
+    tracking_uri: o.TrackingUri = None,
+    experiment: o.Experiment = "rnnbench",
+    cache_dir: o.CacheDir = None,
+    as_json: o.Json = False,
 ) -> None:
     """Train one configuration, evaluate it on test, and record it as one MLflow run."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rnnbench.run import TrainingFailed, run_tracked
+    from rnnbench.train_config import TrainConfig, parse_option
 
-    from rnnbench.run import TrainingFailed, parse_option, run_tracked
-    from rnnbench.training import TrainConfig
-
-    task_options = dict(parse_option(o) for o in option or [])
-    for key, value in (
-        ("length", length),
-        ("train_size", train_size),
-        ("validation_size", validation_size),
-        ("test_size", test_size),
-    ):
-        if value is not None:
-            task_options[key] = value
+    sizes = {
+        "length": length,
+        "train_size": train_size,
+        "validation_size": validation_size,
+        "test_size": test_size,
+    }
+    task_options = {**dict(parse_option(text) for text in option or []),
+                    **{k: v for k, v in sizes.items() if v is not None}}  # fmt: skip
     config = TrainConfig(
         cell=cell, task=task, depth=depth, width=width, clip=clip or None, lr=lr, epochs=epochs,
         batch_size=batch_size, seed=seed, data_seed=data_seed, optimizer=optimizer, momentum=momentum,
@@ -308,12 +278,26 @@ def train_command(
         threads=threads, device=device, task_options=task_options,
         cache_dir=str(cache_dir) if cache_dir else None,
     )  # fmt: skip
+    with _training_progress(f"{cell} on {task}", epochs, quiet=as_json) as (on_epoch, on_step):
+        try:
+            run = run_tracked(config, tracking_uri, experiment, on_epoch=on_epoch, on_step=on_step)
+        except TrainingFailed as exc:
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+    _print_training(run, f"{cell} on {task}", as_json)
+
+
+@contextlib.contextmanager
+def _training_progress(title: str, epochs: int, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
+    """A progress bar on stderr, and the epoch and step callbacks that move it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-        console=err_console, disable=as_json, transient=False,
+        console=err_console, disable=quiet, transient=False,
     )  # fmt: skip
     with progress:
-        bar = progress.add_task(f"{cell} on {task}", total=epochs, status="loading data")
+        bar = progress.add_task(title, total=epochs, status="loading data")
 
         def on_step(step: int, loss: float) -> None:
             if step % 10 == 0:
@@ -325,23 +309,17 @@ def train_command(
                 status=f"epoch {report.epoch}: val loss {report.val_loss:.4f}, val acc {report.val_accuracy:.3f}",
             )  # fmt: skip
 
-        try:
-            run = run_tracked(config, tracking_uri, experiment, on_epoch=on_epoch, on_step=on_step)
-        except TrainingFailed as exc:
-            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(EXIT_FAILED) from None
+        yield on_epoch, on_step
+
+
+def _print_training(run: Any, title: str, as_json: bool) -> None:
     result = run.result
-    summary = {
-        "run_id": run.run_id,
-        "tracking_uri": run.tracking_uri,
-        "experiment_id": run.experiment_id,
-        "status": result.status,
-        **result.final_metrics(),
-    }
+    summary = {"run_id": run.run_id, "tracking_uri": run.tracking_uri, "experiment_id": run.experiment_id,
+               "status": result.status, **result.final_metrics()}  # fmt: skip
     if as_json:
         _print_json(summary)
         return
-    table = Table(title=f"{cell} on {task}: {result.status}", show_header=False)
+    table = Table(title=f"{title}: {result.status}", show_header=False)
     for key, value in summary.items():
         if isinstance(value, float):
             text = str(int(value)) if value.is_integer() else f"{value:.4g}"
@@ -357,115 +335,40 @@ def train_command(
 @app.command("sweep")
 @reports_errors
 def sweep_command(
-    sweep_file: Annotated[
-        Path | None, typer.Argument(help="A TOML sweep file with the same keys as the flags (flags win).")
-    ] = None,
-    task: Annotated[str | None, typer.Option(help="Task to sweep on (default adding).")] = None,
-    cells: Annotated[
-        str | None,
-        typer.Option(help="Cells to compare: comma-separated names or 'all' (the four built-ins)."),
-    ] = None,
-    trials: Annotated[int | None, typer.Option(help="Trials per cell (default 8).")] = None,
-    space: Annotated[
-        str | None, typer.Option(help="Search space (default 'default'; 'greff' for Greff et al.).")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed of the samplers and of every trial's initialisation.")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs per trial (default 10).")] = None,
-    length: Annotated[int | None, typer.Option(help="Sequence length T of the task.")] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option("--option", "-o", help="A task option KEY=VALUE, repeatable.", metavar="KEY=VALUE"),
-    ] = None,
-    cpus_per_trial: Annotated[
-        float | None, typer.Option(help="CPUs per trial (default 1); also its torch threads.")
-    ] = None,
-    gpus_per_trial: Annotated[
-        float | None,
-        typer.Option(
-            help="GPUs per trial; fractions pack trials on one GPU (default 1 when the cluster has GPUs)."
-        ),
-    ] = None,
-    max_concurrent: Annotated[
-        int | None, typer.Option(help="Most trials at once (default: what resources allow).")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Join this Ray cluster (HOST:PORT) instead of starting Ray here.")
-    ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
-    ] = None,
-    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name (default rnnbench).")] = None,
-    name: Annotated[
-        str | None, typer.Option(help="Sweep name (default TASK-DATE-TIME); names its folder and runs.")
-    ] = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(help="Validation metric for TPE and ASHA: val_loss (default) or val_accuracy."),
-    ] = None,
-    sweeps_dir: Annotated[
-        str | None,
-        typer.Option(help="Folder of sweep state (settings, Optuna journal); default ./rnnbench-sweeps."),
-    ] = None,
-    cache_dir: Annotated[str | None, typer.Option(help="Task data cache shared by the trials.")] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            help="Continue the interrupted sweep NAME to its requested trial counts.", metavar="NAME"
-        ),
-    ] = None,
-    reseed: Annotated[
-        int,
-        typer.Option(
-            min=0, help="After the search, re-train each cell's best configuration with K fresh seeds."
-        ),
-    ] = 0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="No live display; print the result as JSON.")
-    ] = False,
+    sweep_file: o.SweepFile = None,
+    task: o.SweepTask = None,
+    cells: o.SweepCells = None,
+    trials: o.Trials = None,
+    space: o.Space = None,
+    seed: o.SweepSeed = None,
+    epochs: o.SweepEpochs = None,
+    length: o.SweepLength = None,
+    option: o.SweepTaskOptions = None,
+    cpus_per_trial: o.CpusPerTrial = None,
+    gpus_per_trial: o.GpusPerTrial = None,
+    max_concurrent: o.MaxConcurrent = None,
+    address: o.Address = None,
+    tracking_uri: o.TrackingUri = None,
+    experiment: o.SweepExperiment = None,
+    name: o.SweepName = None,
+    metric: o.Metric = None,
+    sweeps_dir: o.SweepsDir = None,
+    cache_dir: o.SweepCacheDir = None,
+    resume: o.Resume = None,
+    reseed: o.Reseed = 0,
+    as_json: o.SweepJson = False,
 ) -> None:
     """Sweep cells with Optuna (TPE) on Ray Tune (ASHA), one MLflow run per trial; print the best per cell."""
-    from rich.live import Live
+    # The parameters named as SweepSettings fields are its flags: read before any other local exists.
+    flags = {k: v for k, v in locals().items() if k in SweepSettings.__dataclass_fields__}
+    from rnnbench.sweep import SweepInterrupted, resolve_settings, run_sweep
 
-    from rnnbench.run import parse_option
-    from rnnbench.sweep import SweepInterrupted, load_state, run_sweep
-    from rnnbench.sweep_config import SweepSettings, check_values, load_sweep_file, validate
-
-    flags = {
-        "task": task, "cells": cells, "trials": trials, "space": space, "seed": seed, "epochs": epochs,
-        "length": length, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-        "max_concurrent": max_concurrent, "address": address, "tracking_uri": tracking_uri,
-        "experiment": experiment, "name": name, "metric": metric, "sweeps_dir": sweeps_dir, "cache_dir": cache_dir,
-    }  # fmt: skip
-    given = check_values({k: v for k, v in flags.items() if v is not None}, "command line")
-    if resume is not None:
-        state = load_state(resume, sweeps_dir or SweepSettings.sweeps_dir)
-        values = dict(state["settings"])
-        values.update({k: v for k, v in given.items() if k in ("address", "tracking_uri")})
-        settings = SweepSettings(**values)
-    else:
-        values = load_sweep_file(sweep_file) if sweep_file is not None else {}
-        where = f"sweep file {sweep_file}" if sweep_file else "command line"
-        values.update(given)
-        if option:
-            values["task_options"] = {
-                **values.get("task_options", {}),
-                **dict(parse_option(o) for o in option),
-            }
-        settings = SweepSettings(**values)
-        validate(settings, where)
-
-    if as_json:
-        listener = None
-        live = None
-    else:
-        live = Live(console=err_console, refresh_per_second=2, transient=False)
-        listener = lambda progress: live.update(progress.render())  # noqa: E731
+    settings = resolve_settings(sweep_file, flags, option, resume)
+    live = None if as_json else Live(console=err_console, refresh_per_second=2, transient=False)
     try:
         if live is not None:
             live.start()
+        listener = None if live is None else (lambda progress: live.update(progress.render()))
         result = run_sweep(settings, resume=resume is not None, listener=listener)
     except SweepInterrupted as exc:
         if live is not None:
@@ -479,31 +382,28 @@ def sweep_command(
         from rnnbench.reseed import reseed as reseed_best
 
         reseed_best(result.name, reseed, result.tracking_uri, settings.experiment, settings.cache_dir)
-    summary = {
-        "name": result.name,
-        "folder": str(result.folder),
-        "tracking_uri": result.tracking_uri,
-        "experiment_id": result.experiment_id,
-        "parent_run_id": result.parent_run_id,
-        "counts": result.counts,
-        "best": result.best,
-    }
+    _print_sweep(result, as_json)
+
+
+def _print_sweep(result: Any, as_json: bool) -> None:
+    """The sweep's best trial per cell and its counts, as a table or JSON."""
     if as_json:
-        _print_json(summary)
+        _print_json({"name": result.name, "folder": str(result.folder), "tracking_uri": result.tracking_uri,
+                     "experiment_id": result.experiment_id, "parent_run_id": result.parent_run_id,
+                     "counts": result.counts, "best": result.best})  # fmt: skip
         return
     table = Table(title=f"sweep {result.name}: best trial per cell (chosen on validation, reported on test)")
     for column in ("cell", "test acc", "LRD", "horizon", "params", "configuration", "done/pruned/div/fail"):
         table.add_column(column, justify="left" if column in ("cell", "configuration") else "right")
     for cell, counts in result.counts.items():
         row = result.best.get(cell)
-        tally = "/".join(str(counts[s]) for s in ("completed", "pruned", "diverged", "failed"))
+        tally = "/".join(str(counts[s]) for s in STATUSES)
         if row is None:
             table.add_row(cell, "-", "-", "-", "-", "no completed trial", tally)
             continue
-        config = row["config"]
         described = " ".join(
             f"{k} {float(v):.2g}" if k in ("lr", "clip") and v not in (None, "none") else f"{k} {v}"
-            for k, v in config.items()
+            for k, v in row["config"].items()
         )
         table.add_row(
             cell, f"{row['test_accuracy']:.4f}", f"{row['lrd_score']:.3f}", f"{row['lrd_horizon']:.0f}",
@@ -523,46 +423,19 @@ FORMATS = ("table", "markdown", "html", "csv", "json")
 @app.command("leaderboard")
 @reports_errors
 def leaderboard_command(
-    task: Annotated[
-        str | None, typer.Option(help="Only this task (default: every task with trials).")
-    ] = None,
-    sweep: Annotated[
-        str | None, typer.Option(help="Only the trials of this sweep (default: all sweeps).")
-    ] = None,
-    metric: Annotated[str, typer.Option(help="Rank by lrd_score or test_accuracy.")] = "lrd_score",
-    output_format: Annotated[
-        str, typer.Option("--format", help="table, markdown, html, csv or json.")
-    ] = "table",
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
-    ] = None,
-    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "rnnbench",
-    publish: Annotated[
-        Path | None,
-        typer.Option(
-            help="Also write README.md, a self-contained index.html and the plots into this folder."
-        ),
-    ] = None,
-    plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Log the plots to each sweep's MLflow parent run.")
-    ] = True,
-    note: Annotated[
-        str | None, typer.Option(help="A line for the published page (for example how to reproduce it).")
-    ] = None,
+    task: o.BoardTask = None,
+    sweep: o.BoardSweep = None,
+    metric: o.BoardMetric = "lrd_score",
+    output_format: o.Format = "table",
+    tracking_uri: o.TrackingUri = None,
+    experiment: o.Experiment = "rnnbench",
+    publish: o.Publish = None,
+    plots: o.Plots = True,
+    note: o.Note = None,
 ) -> None:
     """Rank the cells per task from MLflow: best trial chosen on validation, reported on test."""
     from rnnbench.leaderboard import NothingToRank, build
-    from rnnbench.leaderboard_report import (
-        markdown,
-        rich_tables,
-        to_csv,
-        to_html,
-        to_json,
-    )
-    from rnnbench.leaderboard_report import (
-        publish as publish_page,
-    )
+    from rnnbench.leaderboard_report import markdown, rich_tables, to_csv, to_html, to_json
 
     if output_format not in FORMATS:
         raise typer.BadParameter(
@@ -575,64 +448,65 @@ def leaderboard_command(
         if output_format == "json":
             _print_json({"metric": metric, "tasks": {}, "message": str(exc)})
         return
-    if output_format == "json":
-        print(to_json(board))
-    elif output_format == "csv":
-        print(to_csv(board), end="")
-    elif output_format == "markdown":
-        print(markdown(board))
-    elif output_format == "html":
-        print(to_html(board))
-    else:
+    if output_format == "table":
         for table in rich_tables(board):
             console.print(table)
+    else:
+        text = {"json": to_json, "csv": to_csv, "markdown": markdown, "html": to_html}[output_format](board)
+        print(text, end="" if output_format == "csv" else "\n")
     if plots and sweep:
         _log_plots(board, sweep, experiment)
     if publish is not None:
-        import platform
-        import shlex
-        import time
-
-        from rnnbench import __version__
+        from rnnbench.leaderboard_report import publish as publish_page
 
         given = {"--task": task, "--sweep": sweep, "--metric": metric, "--tracking-uri": tracking_uri,
                  "--experiment": None if experiment == "rnnbench" else experiment, "--publish": str(publish)}  # fmt: skip
-        command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
-        header = [
-            f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`",
-            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; MLflow store {board.tracking_uri}.",
-        ]
-        from rnnbench.leaderboard import sweep_settings
-
-        keys = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "task_options",
-                "space_overrides", "train", "grace_period", "cpus_per_trial")  # fmt: skip
-        for found in sweep_settings(board, experiment):
-            described = ", ".join(f"{k}={found[k]}" for k in keys if found.get(k) not in (None, "None", "{}"))
-            header.append(f"Sweep `{found['sweep']}`: {described}.")
-        if note:
-            header.append(note)
-        written = publish_page(board, publish, header)
+        written = publish_page(board, publish, _page_header(board, given, experiment, note))
         err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
+
+
+def _page_header(board: Any, given: dict[str, str | None], experiment: str, note: str | None) -> list[str]:
+    """The published page's opening lines: the command, the machine, each sweep's settings, the note."""
+    import platform
+    import shlex
+    import time
+
+    from rnnbench.leaderboard import sweep_settings
+    from rnnbench.version import __version__
+
+    command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
+    header = [
+        f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; MLflow store {board.tracking_uri}.",
+    ]
+    keys = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "task_options",
+            "space_overrides", "train", "grace_period", "cpus_per_trial")  # fmt: skip
+    for found in sweep_settings(board, experiment):
+        described = ", ".join(f"{k}={found[k]}" for k in keys if found.get(k) not in (None, "None", "{}"))
+        header.append(f"Sweep `{found['sweep']}`: {described}.")
+    if note:
+        header.append(note)
+    return header
 
 
 def _log_plots(board: Any, sweep: str, experiment: str) -> None:
     """Attach the leaderboard plots to the sweep's parent run (artifact folder leaderboard/)."""
     import tempfile
 
-    from mlflow.tracking import MlflowClient
-
     from rnnbench.leaderboard_report import plots
+    from rnnbench.run_search import sweep_run
+    from rnnbench.tracking import open_client
 
-    client = MlflowClient(board.tracking_uri)
+    client = open_client(board.tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    parents = client.search_runs([found.experiment_id], f"tags.kind = 'sweep' and tags.sweep = '{sweep}'")
-    if not parents:
+    parent = sweep_run(client, found.experiment_id, sweep)
+    if parent is None:
         return
     with tempfile.TemporaryDirectory() as folder:
         for paths in plots(board, Path(folder)).values():
             for path in paths:
-                client.log_artifact(parents[0].info.run_id, str(path), artifact_path="leaderboard")
+                client.log_artifact(parent.info.run_id, str(path), artifact_path="leaderboard")
 
 
 @app.command("reseed")

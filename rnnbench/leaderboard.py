@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.reports import CONFIG_PARAMS, best_run, selection_metric, status_counts
+from rnnbench.run_search import reseed_runs, sweep_run, trial_runs
 
 METRICS = ("lrd_score", "test_accuracy")
-STATUSES = ("completed", "pruned", "diverged", "failed")
-CONFIG_KEYS = ("depth", "width", "clip", "lr", "momentum", "input_noise")
 
 
 class LeaderboardError(RnnbenchError):
@@ -85,19 +85,6 @@ def _quartiles(values: list[float]) -> dict[str, float]:
     return {"median": median, "q1": q1, "q3": q3, "n": len(values)}
 
 
-def _trial_runs(client: Any, experiment_ids: list[str], task: str | None, sweep: str | None) -> list[Any]:
-    query = ["tags.optuna_trial != ''"]
-    if task:
-        query.append(f"tags.task = '{task}'")
-    if sweep:
-        query.append(f"tags.sweep = '{sweep}'")
-    return list(client.search_runs(experiment_ids, " and ".join(query), max_results=50_000))
-
-
-def _reseed_runs(client: Any, experiment_ids: list[str], run_id: str) -> list[Any]:
-    return list(client.search_runs(experiment_ids, f"tags.reseed_of = '{run_id}'", max_results=10_000))
-
-
 def importance(runs: list[Any], selection: str, mode: str) -> dict[str, float] | None:
     """fANOVA importances (Optuna's evaluator) over a cell's completed trials, rebuilt from MLflow."""
     import optuna
@@ -158,9 +145,13 @@ def build(
     if metric not in METRICS:
         raise LeaderboardError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
     if task is not None:
-        import rnnbench
+        from rnnbench.plugin_manager import get_task
 
-        rnnbench.get_task(task)  # UnknownTaskError lists the valid tasks
+        get_task(task)  # UnknownTaskError lists the valid tasks
+    if sweep is not None:
+        from rnnbench.sweep.settings import check_sweep_name
+
+        check_sweep_name(sweep, "--sweep")  # no sweep can have another name: say so rather than find nothing
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not sqlite_file(uri).is_file():
         raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
@@ -172,14 +163,12 @@ def build(
         raise TrackingError(f"tracking URI {uri}: {type(exc).__name__}: {exc}") from exc
     if found is None:
         raise NothingToRank(f"the store {uri} has no experiment {experiment!r} yet; run a sweep first")
-    runs = _trial_runs(client, [found.experiment_id], task, sweep)
+    runs = trial_runs(client, found.experiment_id, task=task, sweep=sweep)
     if not runs:
         what = " and ".join(
             x for x in (f"task {task!r}" if task else "", f"sweep {sweep!r}" if sweep else "") if x
         )
-        known = sorted(
-            {r.data.tags.get("task", "?") for r in _trial_runs(client, [found.experiment_id], None, None)}
-        )
+        known = sorted({r.data.tags.get("task", "?") for r in trial_runs(client, found.experiment_id)})
         raise NothingToRank(
             f"no sweep trials in {uri}" + (f" for {what}" if what else "")
             + (f"; tasks with trials: {', '.join(known)}" if known else "; run a sweep first")
@@ -204,22 +193,22 @@ def build(
 
 def sweep_settings(board: Leaderboard, experiment: str = "rnnbench") -> list[dict[str, str]]:
     """The settings (params) of every sweep on the board, from their MLflow parent runs."""
-    from mlflow.tracking import MlflowClient
+    from rnnbench.tracking import open_client
 
-    client = MlflowClient(board.tracking_uri)
+    client = open_client(board.tracking_uri)
     found = client.get_experiment_by_name(experiment)
     names = sorted({e.sweep for e in board.entries if e.sweep})
     settings = []
     for name in names:
-        parents = client.search_runs([found.experiment_id], f"tags.kind = 'sweep' and tags.sweep = '{name}'")
-        if parents:
-            settings.append({"sweep": name, **parents[0].data.params})
+        parent = sweep_run(client, found.experiment_id, name)
+        if parent is not None:
+            settings.append({"sweep": name, **parent.data.params})
     return settings
 
 
 def _entry(client: Any, experiment_id: str, task: str, cell: str, runs: list[Any], metric: str,
            with_importance: bool) -> Entry | None:  # fmt: skip
-    counts = {s: sum(1 for r in runs if r.data.tags.get("status") == s) for s in STATUSES}
+    counts = status_counts(runs)
     completed = [r for r in runs if r.data.tags.get("status") == "completed"]
     total = sum(
         ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000.0
@@ -229,26 +218,23 @@ def _entry(client: Any, experiment_id: str, task: str, cell: str, runs: list[Any
     if not completed:
         return Entry(task, cell, runs[0].data.params.get("plugin", "?"), "", runs[0].data.tags.get("sweep", ""),
                      None, None, None, None, "", math.nan, {}, counts, total, {})  # fmt: skip
-    selection = (
-        "best_val_accuracy" if runs[0].data.params.get("metric") == "val_accuracy" else "best_val_loss"
-    )
-    mode = "max" if selection == "best_val_accuracy" else "min"
-    candidates = [r for r in completed if selection in r.data.metrics]
-    if not candidates:
+    sweep_metric = runs[0].data.params.get("metric", "val_loss")
+    selection, mode = selection_metric(sweep_metric)
+    pick = best_run(completed, sweep_metric)
+    if pick is None:
         return None
-    pick = (max if mode == "max" else min)(candidates, key=lambda r: r.data.metrics[selection])
     m, p = pick.data.metrics, pick.data.params
     entry = Entry(
         task=task, cell=cell, plugin=p.get("plugin", "?"), run_id=pick.info.run_id,
         sweep=pick.data.tags.get("sweep", ""), test_accuracy=m.get("test_accuracy"), lrd_score=m.get("lrd_score"),
         lrd_horizon=m.get("lrd_horizon"), param_count=m.get("param_count"), selection=selection,
-        selection_value=m[selection], config={k: p[k] for k in CONFIG_KEYS if k in p}, counts=counts,
+        selection_value=m[selection], config={k: p[k] for k in CONFIG_PARAMS if k in p}, counts=counts,
         total_seconds=total,
         spread=_quartiles([r.data.metrics[metric] for r in completed if metric in r.data.metrics]),
     )  # fmt: skip
     reseeded = [
         r
-        for r in _reseed_runs(client, [experiment_id], pick.info.run_id)
+        for r in reseed_runs(client, experiment_id, pick.info.run_id)
         if r.data.tags.get("status") == "completed"
     ]
     if reseeded:

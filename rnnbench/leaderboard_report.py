@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnbench.leaderboard import STATUSES, Entry, Leaderboard
+from rnnbench.leaderboard import Entry, Leaderboard
+from rnnbench.reports import STATUSES
 
 COLUMNS = ("rank", "cell", "plugin", "test acc", "LRD score", "LRD horizon", "params", "configuration",
            "done/pruned/div/fail", "trial time", "spread (median [IQR])")  # fmt: skip
@@ -170,9 +171,10 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(board.tracking_uri)
+    from rnnbench.tracking import open_client
+
+    client = open_client(board.tracking_uri)
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, list[Path]] = {}
     for task in board.tasks():

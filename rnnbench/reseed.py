@@ -6,27 +6,19 @@ from dataclasses import replace
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.run import TrackedRun, parse_option, run_tracked
-from rnnbench.training import TrainConfig
+from rnnbench.run import TrackedRun, run_tracked
+from rnnbench.train_config import TrainConfig, parse_option, recorded_fields
 
-INT_KEYS = ("depth", "width", "epochs", "batch_size", "seed", "data_seed", "patience")
-FLOAT_KEYS = ("lr", "momentum", "weight_decay", "dropout", "input_noise")
 SEED_STRIDE = 1000  # re-seeds use seed + 1000 k, far from the search's seed
 
 
 def config_from_params(params: dict[str, str]) -> TrainConfig:
     """The TrainConfig that an MLflow trial run recorded."""
     values: dict[str, Any] = {"cell": params["cell"], "task": params["task"]}
-    for key in INT_KEYS:
-        if key in params:
-            values[key] = int(params[key])
-    for key in FLOAT_KEYS:
-        if key in params:
-            values[key] = float(params[key])
-    if "optimizer" in params:
-        values["optimizer"] = params["optimizer"]
-    clip = params.get("clip", "none")
-    values["clip"] = None if clip in ("none", "None", "") else float(clip)
+    for key, kind in recorded_fields().items():
+        if key in params:  # an unset value (clipping off) is recorded as "none"
+            values[key] = None if params[key] in ("none", "None", "") else kind(params[key])
+    values.setdefault("clip", None)
     values["task_options"] = dict(
         parse_option(f"{k[5:]}={v}") for k, v in params.items() if k.startswith("task.")
     )
@@ -42,14 +34,13 @@ def reseed(
     on_run: Any = None,
 ) -> list[TrackedRun]:
     """Train the best trial of every cell of ``sweep`` again with ``seeds`` new seeds."""
-    from mlflow.tracking import MlflowClient
-
     from rnnbench.leaderboard import build
+    from rnnbench.tracking import open_client
 
     if seeds < 1:
         raise RnnbenchError(f"seeds must be a positive integer, got {seeds}")
     board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
-    client = MlflowClient(board.tracking_uri)
+    client = open_client(board.tracking_uri)
     runs: list[TrackedRun] = []
     for entry in board.entries:
         if not entry.run_id:

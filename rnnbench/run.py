@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking import DEFAULT_EXPERIMENT, RunRecorder, TrackingError, run_params
+from rnnbench.train_config import parse_option
 from rnnbench.training import EpochReport, TrainConfig, TrainResult, build_task, train
+
+__all__ = ["TrackedRun", "TrainingFailed", "parse_option", "run_tracked"]
 
 
 class TrainingFailed(RnnbenchError):
@@ -44,11 +46,11 @@ def run_tracked(
     Bad input (unknown cell or task, invalid sizes or options, unusable store) raises before any
     run is created; an error during training marks the run FAILED and raises TrainingFailed.
     """
-    import rnnbench
-    from rnnbench.plugins import plugin_infos
+    from rnnbench.plugin_manager import get_cell, plugin_infos
+    from rnnbench.version import __version__
 
     config.validate()
-    cell = rnnbench.get_cell(config.cell)
+    cell = get_cell(config.cell)
     task = build_task(config)
     splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)  # bad files fail here, before a run
     cell.preflight(task.input_size)
@@ -56,7 +58,7 @@ def run_tracked(
     versions = {info.name: info.version for info in plugin_infos()}
     tags = {
         "status": "running",
-        "rnnbench_version": rnnbench.__version__,
+        "rnnbench_version": __version__,
         "task_data_version": task.data_version,
         "cell": config.cell,
         "task": config.task,
@@ -93,24 +95,3 @@ def run_tracked(
             raise
         raise TrainingFailed(run_id, exc) from exc
     return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, result)
-
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """``key=value`` with value read as int, float, true/false/none, or else kept as text."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise RnnbenchError(f"task option {text!r} must look like KEY=VALUE")
-    value: Any = raw
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        value = lowered == "true"
-    elif lowered in ("none", "null"):
-        value = None
-    else:
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-    return key.strip(), value

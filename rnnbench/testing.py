@@ -270,7 +270,7 @@ def _as_spec(cell: str | CellSpec | Callable[..., torch.nn.Module]) -> CellSpec:
     if isinstance(cell, CellSpec):
         return cell
     if isinstance(cell, str):
-        from rnnbench import get_cell
+        from rnnbench.plugin_manager import get_cell
 
         return get_cell(cell)
     name = getattr(cell, "__name__", type(cell).__name__)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from rnnbench.lrd import LRDResult
-    from rnnbench.training import EpochReport, TrainConfig, TrainResult
+    from rnnbench.train_config import TrainConfig
+    from rnnbench.training import EpochReport, TrainResult
 
 F = TypeVar("F", bound="Callable[..., Any]")
 DEFAULT_EXPERIMENT = "rnnbench"
@@ -211,15 +212,7 @@ class RunRecorder:
         )
 
     def log_epoch(self, report: EpochReport) -> None:
-        self.log_metrics(
-            {
-                "train_loss": report.train_loss,
-                "val_loss": report.val_loss,
-                "val_accuracy": report.val_accuracy,
-                "epoch_seconds": report.seconds,
-            },
-            step=report.epoch,
-        )
+        self.log_metrics(report.metrics(), step=report.epoch)
 
     @_writes
     def finish(self, result: TrainResult) -> None:

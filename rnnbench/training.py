@@ -7,7 +7,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -16,64 +16,15 @@ import torch
 from rnnbench.errors import TrainingConfigError
 from rnnbench.lrd import LRDResult, lrd_score
 from rnnbench.model import SequenceModel, parameter_count
+from rnnbench.plugin_manager import get_cell, get_task
+from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS, pick
 from rnnbench.tasks.base import Task
+from rnnbench.train_config import TrainConfig
+
+__all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "train"]
 
 Status = Literal["completed", "diverged", "pruned"]
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
 EVAL_BATCH = 512
-
-
-@dataclass
-class TrainConfig:
-    """One point of the search space plus everything else that determines a training run."""
-
-    cell: str
-    task: str
-    depth: int = 1
-    width: int = 64
-    clip: float | None = 1.0  # gradient-norm clipping; None or 0 turns it off
-    lr: float = 3e-3
-    epochs: int = 30
-    batch_size: int = 64
-    seed: int = 0  # model initialisation and batch order
-    data_seed: int = 0  # the task's data: the same for every trial of a comparison
-    optimizer: str = "adam"
-    momentum: float = 0.9  # for sgd (Nesterov off) and rmsprop
-    weight_decay: float = 0.0
-    dropout: float = 0.0  # between stacked layers
-    input_noise: float = 0.0  # std of Gaussian noise added to linear inputs in training (Greff et al.)
-    patience: int = 10  # epochs without a better validation loss before stopping; 0 never stops early
-    threads: int | None = None  # torch intra-op threads; None leaves torch's default
-    device: str = "auto"  # auto: cuda when available, else cpu
-    task_options: dict[str, Any] = field(default_factory=dict)
-    cache_dir: str | None = None
-
-    def validate(self) -> None:
-        def fail(name: str, rule: str) -> None:
-            raise TrainingConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-
-        for name in ("depth", "width", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                fail(name, "a positive integer")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            fail("lr", "a positive number")
-        if self.clip is not None and not (math.isfinite(self.clip) and self.clip >= 0):
-            fail("clip", "a non-negative number (0 or none: no clipping)")
-        if self.optimizer not in OPTIMIZERS:
-            fail("optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        if not 0.0 <= self.dropout < 1.0:
-            fail("dropout", "in [0, 1)")
-        for name in ("momentum", "weight_decay", "input_noise"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                fail(name, "a non-negative number")
-        if self.patience < 0:
-            fail("patience", "0 (off) or a positive integer")
-        if self.threads is not None and self.threads < 1:
-            fail("threads", "a positive integer")
-
-    def params(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -84,6 +35,16 @@ class EpochReport:
     val_loss: float
     val_accuracy: float
     seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        """The epoch's metrics under their declared names (rnnbench.reports.EPOCH_METRICS)."""
+        values = {
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+            "epoch_seconds": self.seconds,
+        }
+        return _declared(values, EPOCH_METRICS)
 
 
 class StopTraining(Exception):
@@ -118,7 +79,7 @@ class TrainResult:
         return self.steps / self.train_seconds if self.train_seconds > 0 else 0.0
 
     def final_metrics(self) -> dict[str, float]:
-        metrics: dict[str, float | int | None] = {
+        values: dict[str, float | int | None] = {
             # Per-epoch curves are val_loss / val_accuracy; these are the epoch the test used.
             "best_val_loss": self.val_loss,
             "best_val_accuracy": self.val_accuracy,
@@ -134,7 +95,14 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "diverged_step": self.diverged_step,
         }
-        return {k: float(v) for k, v in metrics.items() if v is not None}
+        return _declared(values, FINAL_METRICS)
+
+
+def _declared(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+    """``values`` as floats, checked against the declared metric names (rnnbench.reports)."""
+    if set(values) != set(names):
+        raise AssertionError(f"metrics {sorted(values)} differ from the declared {sorted(names)}")
+    return pick(values, names)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -156,8 +124,6 @@ def seed_everything(seed: int) -> None:
 
 
 def build_task(config: TrainConfig) -> Task:
-    from rnnbench import get_task
-
     return get_task(config.task).build(**config.task_options)
 
 
@@ -208,8 +174,6 @@ def train(
     in when the caller has already built and loaded them. A NaN or infinite loss ends the run
     with status ``diverged``: the best weights so far, if any epoch finished, are still tested.
     """
-    from rnnbench import get_cell
-
     config.validate()
     cell = get_cell(config.cell)
     task = task if task is not None else build_task(config)
@@ -229,39 +193,44 @@ def train(
     baseline = task.baseline_loss(splits["test"].with_format("numpy")["length"])
     result.baseline_loss = baseline
     generator = torch.Generator().manual_seed(config.seed)
-    train_inputs, train_target = data["train"]["inputs"], data["train"]["target"]
-    noisy = config.input_noise > 0 and task.encoding == "linear"
-    best_state, best_loss, stale = None, math.inf, 0
     started = time.perf_counter()
+    best_state = _fit(config, model, optimizer, generator, task, data, result, on_epoch, on_step)
+    result.train_seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        result.test_loss, test_scores = evaluate(model, task, data["test"])
+        result.test_accuracy = float(test_scores.mean())
+        result.lrd = lrd_score(data["test"]["distance"].cpu().numpy(), test_scores.numpy(), task.chance)
+    return result
+
+
+def _fit(
+    config: TrainConfig,
+    model: SequenceModel,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    task: Task,
+    data: dict[str, dict[str, torch.Tensor]],
+    result: TrainResult,
+    on_epoch: Callable[[EpochReport], None] | None,
+    on_step: Callable[[int, float], None] | None,
+) -> dict[str, Any] | None:
+    """The epochs: train, validate, keep the best weights, stop early. Returns the best weights (None
+    when no epoch finished)."""
+    best_state, best_loss, stale = None, math.inf, 0
     try:
         for epoch in range(1, config.epochs + 1):
-            epoch_start, running, batches = time.perf_counter(), 0.0, 0
-            order = torch.randperm(len(train_target), generator=generator).to(device)
-            for begin in range(0, len(order), config.batch_size):
-                index = order[begin : begin + config.batch_size]
-                x, y = train_inputs[index], train_target[index]
-                if noisy:
-                    x = x + config.input_noise * torch.randn_like(x)
-                loss = task.loss(model(x), y)
-                result.steps += 1
-                value = loss.item()
-                if not math.isfinite(value):
-                    result.status, result.diverged_step = "diverged", result.steps
-                    raise StopIteration
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimizer.step()
-                running += value
-                batches += 1
-                if on_step is not None:
-                    on_step(result.steps, value)
+            epoch_start = time.perf_counter()
+            train_loss = _train_epoch(
+                config, model, optimizer, generator, task, data["train"], result, on_step
+            )
+            if train_loss is None:  # a non-finite loss: diverged, nothing of this epoch is kept
+                break
             val_loss, val_scores = evaluate(model, task, data["validation"])
             report = EpochReport(
                 epoch=epoch,
                 step=result.steps,
-                train_loss=running / max(batches, 1),
+                train_loss=train_loss,
                 val_loss=val_loss,
                 val_accuracy=float(val_scores.mean()),
                 seconds=time.perf_counter() - epoch_start,
@@ -281,14 +250,45 @@ def train(
                 on_epoch(report)
             if config.patience and stale >= config.patience:
                 break
-    except StopIteration:
-        pass
     except StopTraining as stop:
         result.status = stop.status
-    result.train_seconds = time.perf_counter() - started
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        result.test_loss, test_scores = evaluate(model, task, data["test"])
-        result.test_accuracy = float(test_scores.mean())
-        result.lrd = lrd_score(data["test"]["distance"].cpu().numpy(), test_scores.numpy(), task.chance)
-    return result
+    return best_state
+
+
+def _train_epoch(
+    config: TrainConfig,
+    model: SequenceModel,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    task: Task,
+    split: dict[str, torch.Tensor],
+    result: TrainResult,
+    on_step: Callable[[int, float], None] | None,
+) -> float | None:
+    """One pass over the training split in a seeded order; the mean loss, or None once a loss is not
+    finite (the result is then marked diverged at that step)."""
+    inputs, target = split["inputs"], split["target"]
+    noisy = config.input_noise > 0 and task.encoding == "linear"
+    running, batches = 0.0, 0
+    order = torch.randperm(len(target), generator=generator).to(inputs.device)
+    for begin in range(0, len(order), config.batch_size):
+        index = order[begin : begin + config.batch_size]
+        x, y = inputs[index], target[index]
+        if noisy:
+            x = x + config.input_noise * torch.randn_like(x)
+        loss = task.loss(model(x), y)
+        result.steps += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            result.status, result.diverged_step = "diverged", result.steps
+            return None
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        running += value
+        batches += 1
+        if on_step is not None:
+            on_step(result.steps, value)
+    return running / max(batches, 1)

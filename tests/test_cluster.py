@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rnnbench.sweep import run_sweep
-from rnnbench.sweep_config import SweepSettings
+from rnnbench.sweep.settings import SweepSettings
 from rnnbench.tracking import TrackingError
 from tests.conftest import REPO, TINY_TASK
 
@@ -28,7 +28,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
     import ray
     from ray.cluster_utils import Cluster
     from rnnbench.sweep import run_sweep
-    from rnnbench.sweep_config import SweepSettings
+    from rnnbench.sweep.settings import SweepSettings
 
     folder, task = sys.argv[1], json.loads(sys.argv[2])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

@@ -26,10 +26,10 @@ from optuna.trial import TrialState
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.leaderboard import build
-from rnnbench.plugins import load_plugin_file, unregister_plugin
+from rnnbench.plugin_manager import load_plugin_file, unregister_plugin
 from rnnbench.sweep import run_sweep
-from rnnbench.sweep_config import SweepSettings, check_values, load_sweep_file, validate
-from rnnbench.sweep_search import FINISHED
+from rnnbench.sweep.search import FINISHED
+from rnnbench.sweep.settings import SweepSettings, check_values, load_sweep_file, validate
 from tests.conftest import TEST_PLUGINS, TINY_TASK
 from tests.test_sweep import cli, optuna_trials, trial_runs
 

@@ -22,7 +22,7 @@ from rnnbench.leaderboard import LeaderboardError, NothingToRank, build
 from rnnbench.leaderboard_report import markdown, publish, to_csv, to_html
 from rnnbench.reseed import config_from_params, reseed
 from rnnbench.sweep import run_sweep
-from rnnbench.sweep_config import SweepSettings
+from rnnbench.sweep.settings import SweepSettings
 from tests.conftest import TINY_TASK
 
 pytestmark = pytest.mark.slow

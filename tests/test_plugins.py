@@ -15,7 +15,7 @@ import pytest
 import rnnbench
 from rnnbench import hookspecs
 from rnnbench.errors import DuplicateNameError, InvalidRegistrationError, PluginLoadError
-from rnnbench.plugins import (
+from rnnbench.plugin_manager import (
     DEFAULT_PLUGINS,
     _infos,
     hook_names,
@@ -272,7 +272,7 @@ def test_plugin_paths_reach_child_processes():
     """--plugin paths are exported in RNNBENCH_PLUGINS so that worker processes load the same set."""
     code = (
         "import os, subprocess, sys\n"
-        "from rnnbench.plugins import load_plugins\n"
+        "from rnnbench.plugin_manager import load_plugins\n"
         f"load_plugins([{str(TEST_PLUGINS / 'mgu.py')!r}])\n"
         "child = 'import rnnbench; print(\",\".join(rnnbench.cell_names()))'\n"
         "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout)\n"

@@ -15,8 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rnnbench.sweep import SweepError, run_sweep
-from rnnbench.sweep_config import SweepSettings
-from rnnbench.sweep_search import FINISHED, journal_storage
+from rnnbench.sweep.search import FINISHED, journal_storage
+from rnnbench.sweep.settings import SweepSettings
 from rnnbench.tracking import open_client
 from tests.conftest import TINY_TASK
 
@@ -135,7 +135,7 @@ def test_unreachable_ray_address(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(SweepError, match=f"Ray address 127.0.0.1:{port}: no Ray head answers there"):
-        from rnnbench.sweep import check_address
+        from rnnbench.sweep.cluster import check_address
 
         check_address(f"127.0.0.1:{port}")
     with pytest.raises(SweepError, match="must look like HOST:PORT"):

@@ -12,7 +12,7 @@ from rnnbench.search_spaces.overrides import (
     check_overrides,
 )
 from rnnbench.sweep import CellProgress, SweepProgress
-from rnnbench.sweep_config import SweepConfigError, SweepSettings, check_values, load_sweep_file, validate
+from rnnbench.sweep.settings import SweepConfigError, SweepSettings, check_values, load_sweep_file, validate
 
 
 def test_sweep_file_round_trip(tmp_path):
@@ -66,12 +66,12 @@ def test_validate_errors(overrides, message):
     ("trials", "startup", "expected"), [(8, None, 3), (20, None, 5), (100, None, 10), (8, 6, 6)]
 )
 def test_tpe_models_after_a_few_random_trials_on_small_budgets(trials, startup, expected):
-    from rnnbench.sweep import _sampler
+    from rnnbench.sweep.search import make_sampler
 
     settings = SweepSettings(trials=trials, startup_trials=startup)
     assert settings.tpe_startup_trials == expected
-    assert _sampler(settings)._n_startup_trials == expected
-    assert type(_sampler(SweepSettings(sampler="random"))).__name__ == "RandomSampler"
+    assert make_sampler(settings)._n_startup_trials == expected
+    assert type(make_sampler(SweepSettings(sampler="random"))).__name__ == "RandomSampler"
 
 
 def test_overrides_fix_narrow_and_restrict():
@@ -157,10 +157,10 @@ def test_progress_counts_best_and_eta():
 def test_scheduler_never_prunes_at_or_after_the_last_epoch():
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-    from rnnbench.sweep import _scheduler
+    from rnnbench.sweep.scheduler import make_scheduler
 
-    assert isinstance(_scheduler(SweepSettings(epochs=5, grace_period=5)), FIFOScheduler)
-    asha = _scheduler(SweepSettings(epochs=6, grace_period=2, reduction_factor=3))
+    assert isinstance(make_scheduler(SweepSettings(epochs=5, grace_period=5)), FIFOScheduler)
+    asha = make_scheduler(SweepSettings(epochs=6, grace_period=2, reduction_factor=3))
     for result in ({"training_iteration": 6, "final": False}, {"training_iteration": 7, "final": True}):
         assert asha.on_trial_result(None, None, result) == TrialScheduler.CONTINUE
 
@@ -172,7 +172,7 @@ def test_search_tells_optuna_only_what_mlflow_recorded(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from rnnbench.sweep_search import SweepSearch, journal_storage
+    from rnnbench.sweep.search import SweepSearch, journal_storage
 
     storage = journal_storage(str(tmp_path / "j.journal"))
     search = SweepSearch(

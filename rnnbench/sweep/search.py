@@ -1,12 +1,16 @@
-"""Ray Tune's OptunaSearch, made resumable and honest about pruned, diverged and failed trials."""
+"""The resumable searcher: Ray Tune's OptunaSearch over a study kept in a journal file, honest about
+pruned, diverged and failed trials, and the Optuna sampler a sweep asks for."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+if TYPE_CHECKING:
+    from rnnbench.sweep.settings import SweepSettings
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -16,6 +20,22 @@ def journal_storage(path: str) -> optuna.storages.BaseStorage:
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(path))
+
+
+def make_sampler(settings: SweepSettings) -> optuna.samplers.BaseSampler:
+    """TPE (seeded, with the sweep's start-up trials) or, for a baseline, random search."""
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
+
+
+def finished_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials that are told (complete, pruned or failed); none if it does not exist yet."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return []
+    return [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
 
 
 class SweepSearch(OptunaSearch):

@@ -1,4 +1,5 @@
-"""Sweep settings: from flags or a TOML sweep file, validated with errors that name file, key and value."""
+"""Sweep settings: from flags, a TOML sweep file or a resumed sweep's state, validated with errors that
+name the file, the key and the value."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.sweep.state import DEFAULT_SWEEPS_DIR, load_state
+from rnnbench.train_config import parse_option, trainable_fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,12 +21,6 @@ else:  # pragma: no cover
 
 BUILTIN_CELLS = ("lstm", "gru", "peephole", "rnn")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-# TrainConfig fields a sweep may fix for every trial (the space samples the rest).
-TRAIN_KEYS = {
-    "batch_size": int, "patience": int, "data_seed": int, "optimizer": str, "momentum": float,
-    "weight_decay": float, "dropout": float, "input_noise": float, "clip": float, "lr": float,
-    "depth": int, "width": int,
-}  # fmt: skip
 
 
 class SweepConfigError(RnnbenchError, ValueError):
@@ -54,7 +51,7 @@ class SweepSettings:
     max_failures: int = 2  # Ray retries of a trial whose worker died
     sampler: str = "tpe"  # "random": a random-search baseline (with grace_period >= epochs: no pruning)
     startup_trials: int | None = None  # TPE's random start-up trials; None: min(10, max(3, trials // 4))
-    sweeps_dir: str = "rnnbench-sweeps"
+    sweeps_dir: str = DEFAULT_SWEEPS_DIR
     cache_dir: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig values for every trial
@@ -138,22 +135,37 @@ def check_values(raw: dict[str, Any], where: str) -> dict[str, Any]:
         else:
             raise SweepConfigError(f"{at}: unknown key; valid keys: {', '.join(valid)}")
     if "train" in values:
-        for key, value in values["train"].items():
-            if key not in TRAIN_KEYS:
-                raise SweepConfigError(
-                    f"{where}, key 'train.{key}': unknown; valid keys: {', '.join(sorted(TRAIN_KEYS))}"
-                )
-            kind = TRAIN_KEYS[key]
-            ok = (
-                isinstance(value, str)
-                if kind is str
-                else isinstance(value, (int, float)) and not isinstance(value, bool)
-            )
-            if kind is int:
-                ok = ok and float(value).is_integer()
-            if not ok:
-                raise SweepConfigError(f"{where}, key 'train.{key}': must be {kind.__name__}, got {value!r}")
+        _check_train(values["train"], where)
     return values
+
+
+def _check_train(train: dict[str, Any], where: str) -> None:
+    """The [train] table: TrainConfig fields a sweep may fix, each of its field's type."""
+    types = trainable_fields()
+    for key, value in train.items():
+        if key not in types:
+            raise SweepConfigError(
+                f"{where}, key 'train.{key}': unknown; valid keys: {', '.join(sorted(types))}"
+            )
+        kind = types[key]
+        ok = (
+            isinstance(value, str)
+            if kind is str
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+        )
+        if kind is int:
+            ok = ok and float(value).is_integer()
+        if not ok:
+            raise SweepConfigError(f"{where}, key 'train.{key}': must be {kind.__name__}, got {value!r}")
+
+
+def check_sweep_name(name: str, where: str) -> None:
+    """Sweep names are folder names, and so never hold a quote or a path separator."""
+    if not SWEEP_NAME.match(name):
+        raise SweepConfigError(
+            f"{where}: {name!r} is not a sweep name (letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit)"
+        )
 
 
 def validate(settings: SweepSettings, where: str = "sweep") -> None:
@@ -205,3 +217,30 @@ def validate(settings: SweepSettings, where: str = "sweep") -> None:
 
 def fields_of_settings() -> set[str]:
     return {f.name for f in fields(SweepSettings)}
+
+
+# Flags that may change on --resume: where the cluster and the store are, not what the sweep is.
+RESUME_FLAGS = ("address", "tracking_uri")
+
+
+def resolve_settings(
+    sweep_file: str | Path | None,
+    flags: dict[str, Any],
+    options: list[str] | None = None,
+    resume: str | None = None,
+) -> SweepSettings:
+    """The settings of ``rnnbench sweep``: a resumed sweep's own (only RESUME_FLAGS may change), else
+    the sweep file's with the flags and ``-o KEY=VALUE`` task options on top (flags win)."""
+    given = check_values({k: v for k, v in flags.items() if v is not None}, "command line")
+    if resume is not None:
+        state = load_state(resume, given.get("sweeps_dir") or DEFAULT_SWEEPS_DIR)
+        values = dict(state["settings"])
+        values.update({k: v for k, v in given.items() if k in RESUME_FLAGS})
+        return SweepSettings(**values)
+    values = load_sweep_file(sweep_file) if sweep_file is not None else {}
+    values.update(given)
+    if options:
+        values["task_options"] = {**values.get("task_options", {}), **dict(parse_option(o) for o in options)}
+    settings = SweepSettings(**values)
+    validate(settings, f"sweep file {sweep_file}" if sweep_file else "command line")
+    return settings

@@ -1,0 +1,243 @@
+"""The sweep driver: per-cell Optuna studies (TPE, persistent) run as Ray Tune trials with ASHA,
+recorded in MLflow.
+
+Each cell gets its own study and sampler, so cells are compared on equal budgets. Every trial is one
+nested MLflow run under the sweep's parent run, written from the driver alone (the trial recorder), so
+parallel trials never contend for an sqlite store. The sweep's folder (``rnnbench-sweeps/NAME``) holds
+its settings and the Optuna journal: ``--resume NAME`` continues to exactly the requested number of
+trials per cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnnbench.sweep.progress import CellProgress, SweepProgress
+from rnnbench.sweep.settings import SweepSettings
+from rnnbench.sweep.state import (
+    JOURNAL_FILE,
+    STATE_FILE,
+    SweepError,
+    SweepInterrupted,
+    load_state,
+    resume_command,
+    sweep_folder,
+    write_state,
+)
+
+if TYPE_CHECKING:
+    from rnnbench.sweep.plan import SweepPlan
+    from rnnbench.sweep.recorder import TrialRecorder
+    from rnnbench.tracking import RunRecorder
+
+Listener = Callable[[SweepProgress], None]
+
+
+@dataclass
+class SweepResult:
+    name: str
+    folder: Path
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    best: dict[str, dict[str, Any]]
+    counts: dict[str, dict[str, int]]
+    optuna_counts: dict[str, int]
+
+
+def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener | None = None) -> SweepResult:
+    """Run (or resume) a sweep to exactly ``trials`` finished trials per cell."""
+    # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
+    import ray
+
+    from rnnbench.sweep.cluster import connect
+    from rnnbench.sweep.plan import prepare
+    from rnnbench.tracking import RunRecorder
+
+    folder = _claim_folder(settings, resume)
+    plan = prepare(settings)
+    state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
+    sweep = _Sweep(plan, RunRecorder(settings.tracking_uri, settings.experiment), folder, resume)
+    started_ray = connect(settings)
+    try:
+        sweep.start(state.get("parent_run_id"), listener)
+        for cell in settings.cells:
+            sweep.run_cell(cell)
+        return sweep.finish()
+    except KeyboardInterrupt:
+        sweep.mark_interrupted()
+        raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _claim_folder(settings: SweepSettings, resume: bool) -> Path:
+    """Name the sweep (TASK-DATE-TIME by default); a new sweep may not reuse an existing folder."""
+    if settings.name is None:
+        settings.name = f"{settings.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = sweep_folder(settings.sweeps_dir, settings.name)
+    if (folder / STATE_FILE).is_file() and not resume:
+        raise SweepError(
+            f"a sweep named {settings.name!r} exists in {folder}; continue it with "
+            f"`rnnbench sweep --resume {settings.name}` or choose another --name"
+        )
+    return folder
+
+
+class _Sweep:
+    """One run of a sweep: its parent MLflow run, its Optuna journal, its progress, one Tuner per cell."""
+
+    def __init__(self, plan: SweepPlan, recorder: RunRecorder, folder: Path, resume: bool) -> None:
+        self.plan, self.settings, self.folder, self.resume = plan, plan.settings, folder, resume
+        self.name: str = plan.settings.name or ""
+        self.client, self.experiment_id = recorder.client, recorder.experiment_id
+        self.recorder = recorder
+        self.parent_run_id: str | None = None
+        self.gpus = 0.0
+        self.storage: Any = None
+        self.progress: SweepProgress | None = None
+
+    def start(self, parent_run_id: str | None, listener: Listener | None) -> None:
+        """Check the cluster's resources, open (or reopen) the parent run, write the state, the journal."""
+        import optuna
+        import ray
+
+        from rnnbench.sweep.cluster import check_resources
+        from rnnbench.sweep.search import journal_storage
+
+        s = self.settings
+        self.gpus = check_resources(s)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if parent_run_id is not None:
+            self.client.update_run(parent_run_id, status="RUNNING")
+        else:
+            parent_run_id = self.recorder.start(
+                self.name, self.plan.sweep_params(self.gpus), self.plan.sweep_tags(),
+                description=f"rnnbench sweep of {', '.join(s.cells)} on {s.task}",
+            )  # fmt: skip
+        self.parent_run_id = parent_run_id
+        write_state(self.folder, {"name": self.name, "settings": s.as_dict(), "parent_run_id": parent_run_id,
+                                  "experiment_id": self.experiment_id, "gpus_per_trial": self.gpus})  # fmt: skip
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.storage = journal_storage(str((self.folder / JOURNAL_FILE).resolve()))
+        cpus_total = ray.cluster_resources().get("CPU", 1)
+        concurrency = s.max_concurrent or max(1, int(cpus_total // s.cpus_per_trial))
+        cells = {c: CellProgress(s.trials) for c in s.cells}
+        self.progress = SweepProgress(self.name, s.metric, s.mode, cells, concurrency=concurrency)
+        if listener is not None:
+            self.progress.listeners.append(listener)
+
+    def run_cell(self, cell: str) -> None:
+        """Run the trials ``cell`` still lacks; raises when the sweep stopped before all finished."""
+        from rnnbench.sweep.search import finished_trials
+
+        assert self.progress is not None
+        study = f"{self.name}:{cell}"
+        remaining = self.settings.trials - len(finished_trials(self.storage, study))
+        self._count_earlier_trials(cell)
+        self.progress.update()
+        if remaining <= 0:
+            return
+        recorder = self._fit(cell, study, remaining)
+        if recorder.errors:
+            self._stopped_by_store(recorder)
+        if len(finished_trials(self.storage, study)) < self.settings.trials:
+            self.mark_interrupted()
+            raise SweepInterrupted(self.name, self.settings.sweeps_dir)
+
+    def _count_earlier_trials(self, cell: str) -> None:
+        """Counts of trials a previous (interrupted) run of this sweep finished."""
+        from rnnbench.reports import status_counts
+        from rnnbench.run_search import trial_runs
+
+        assert self.progress is not None
+        earlier = status_counts(trial_runs(self.client, self.experiment_id, sweep=self.name, cell=cell))
+        for status, count in earlier.items():
+            self.progress.cells[cell].counts[status] += count
+
+    def _fit(self, cell: str, study: str, remaining: int) -> TrialRecorder:
+        """One Tuner over the cell's study, recorded by a TrialRecorder; returns the recorder."""
+        from ray import tune
+
+        from rnnbench.search_spaces.overrides import apply_overrides
+        from rnnbench.sweep.recorder import CellRecord, StopOnTrackingError, TrialRecorder
+        from rnnbench.sweep.scheduler import make_scheduler
+        from rnnbench.sweep.search import SweepSearch, make_sampler
+        from rnnbench.sweep.worker import trial_entry
+
+        s, plan = self.settings, self.plan
+        assert self.progress is not None and self.parent_run_id is not None
+        search = SweepSearch(space=apply_overrides(plan.space, s.space_overrides), metric=s.metric, mode=s.mode,
+                             sampler=make_sampler(s), study_name=study, storage=self.storage)  # fmt: skip
+        record = CellRecord(sweep=self.name, cell=cell, task=s.task, experiment_id=self.experiment_id,
+                            parent_run_id=self.parent_run_id, params=plan.trial_params(cell, self.gpus),
+                            tags=plan.trial_tags(), resuming=self.resume)  # fmt: skip
+        recorder = TrialRecorder(self.client, record, search, self.progress)
+        trainable = tune.with_resources(
+            tune.with_parameters(trial_entry, spec=plan.trial_spec(cell)),
+            {"cpu": s.cpus_per_trial, "gpu": self.gpus},
+        )
+        ray_dir = self.folder / "ray"
+        attempt = len(list(ray_dir.glob(f"{cell}-*"))) if ray_dir.is_dir() else 0
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric=s.metric, mode=s.mode, search_alg=search, scheduler=make_scheduler(s),
+                num_samples=remaining, max_concurrent_trials=self.progress.concurrency, reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{cell}-{attempt}", storage_path=str(ray_dir.resolve()), callbacks=[recorder], verbose=0,
+                failure_config=tune.FailureConfig(max_failures=s.max_failures), stop=StopOnTrackingError(recorder),
+            ),
+        )  # fmt: skip
+        try:
+            tuner.fit()
+        finally:
+            for failure in recorder.wait_for_plots():
+                logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
+        return recorder
+
+    def _stopped_by_store(self, recorder: TrialRecorder) -> None:
+        from rnnbench.tracking import TrackingError
+
+        with contextlib.suppress(Exception):  # the store may refuse this write too
+            self.mark_interrupted()
+        raise TrackingError(
+            f"sweep {self.name!r} stopped: the tracking store {self.settings.tracking_uri} could not be "
+            f"written ({recorder.errors[0]}). Finished trials are kept in {self.folder / JOURNAL_FILE}; "
+            f"fix the store, then continue with: {resume_command(self.name, self.settings.sweeps_dir)}"
+        )
+
+    def finish(self) -> SweepResult:
+        """Summarise the sweep on its parent run and close it."""
+        from rnnbench.sweep.search import finished_trials
+        from rnnbench.sweep.summary import log_summary, summarize
+
+        s = self.settings
+        assert self.parent_run_id is not None
+        best, counts = summarize(self.client, self.experiment_id, self.name, s.cells, s.metric)
+        log_summary(self.client, self.parent_run_id, best)
+        self.client.set_terminated(self.parent_run_id, "FINISHED")
+        optuna_counts = {c: len(finished_trials(self.storage, f"{self.name}:{c}")) for c in s.cells}
+        return SweepResult(self.name, self.folder, s.tracking_uri or "", self.experiment_id, self.parent_run_id,
+                           best, counts, optuna_counts)  # fmt: skip
+
+    def mark_interrupted(self) -> None:
+        """Trial runs cut short (Ctrl-C, a store failure) are KILLED (``--resume`` replaces them); so is
+        the sweep's run."""
+        from mlflow.entities import RunTag
+
+        from rnnbench.run_search import trial_runs
+
+        for run in trial_runs(self.client, self.experiment_id, sweep=self.name, status="RUNNING"):
+            self.client.log_batch(run.info.run_id, tags=[RunTag("status", "interrupted")])
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        if self.parent_run_id:
+            self.client.set_terminated(self.parent_run_id, "KILLED")

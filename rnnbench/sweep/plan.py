@@ -1,0 +1,97 @@
+"""A sweep's plan: every check that needs no cluster (plugins, task options and data, space overrides,
+store), and what each cell's trials are given and recorded with."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.plugin_manager import get_cell, get_search_space, get_task, plugin_infos
+from rnnbench.registry import SearchSpaceSpec
+from rnnbench.search_spaces.overrides import check_overrides
+from rnnbench.sweep.settings import SweepConfigError, SweepSettings, validate
+from rnnbench.sweep.worker import TrialSpec
+from rnnbench.tasks.base import Task
+from rnnbench.tracking import check_tracking_uri, resolve_tracking_uri
+from rnnbench.train_config import TrainConfig
+from rnnbench.version import __version__
+
+
+@dataclass
+class SweepPlan:
+    """A checked sweep: its settings, search space and task, and the plugins behind its cells."""
+
+    settings: SweepSettings
+    space: SearchSpaceSpec
+    task: Task
+    task_options: dict[str, Any]
+    plugin_paths: tuple[str, ...]  # one-file plugins, loaded again in every worker
+    plugins: dict[str, str]  # cell -> the plugin that registered it
+    versions: dict[str, str | None]  # cell -> that plugin's version
+
+    def trial_spec(self, cell: str) -> TrialSpec:
+        """What every trial of ``cell`` is given besides its sampled values."""
+        s = self.settings
+        return TrialSpec(
+            cell=cell, task=s.task, epochs=s.epochs, seed=s.seed, cpus_per_trial=s.cpus_per_trial,
+            task_options=self.task_options, cache_dir=str(Path(s.cache_dir).resolve()) if s.cache_dir else None,
+            train=dict(s.train), plugin_paths=self.plugin_paths,
+        )  # fmt: skip
+
+    def trial_params(self, cell: str, gpus: float) -> dict[str, Any]:
+        """The MLflow params every trial run of ``cell`` shares (its sampled values are added)."""
+        s = self.settings
+        params = {
+            "cell": cell, "task": s.task, "space": s.space, "seed": s.seed, "metric": s.metric,
+            "epochs": s.epochs, "length": self.task_options.get("length"), "plugin": self.plugins[cell],
+            "plugin_version": self.versions[cell] or "unknown", "cpus_per_trial": s.cpus_per_trial,
+            "gpus_per_trial": gpus, **{f"task.{k}": v for k, v in self.task_options.items()}, **s.train,
+        }  # fmt: skip
+        return {k: v for k, v in params.items() if v is not None}
+
+    def trial_tags(self) -> dict[str, str]:
+        """The tags every trial run carries."""
+        return {"rnnbench_version": __version__, "task_data_version": self.task.data_version}
+
+    def sweep_params(self, gpus: float) -> dict[str, Any]:
+        """The MLflow params of the sweep's parent run: its settings (tables as JSON)."""
+        values = self.settings.as_dict().items()
+        return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in values} | {
+            "gpus_per_trial": gpus
+        }
+
+    def sweep_tags(self) -> dict[str, str]:
+        s = self.settings
+        return {"sweep": s.name or "", "kind": "sweep", "task": s.task, "space": s.space, **self.trial_tags()}
+
+
+def prepare(settings: SweepSettings) -> SweepPlan:
+    """Check everything that needs no cluster; the store's URI is resolved in ``settings``."""
+    validate(settings)
+    for cell in settings.cells:
+        get_cell(cell)
+    space = get_search_space(settings.space)
+    check_overrides(space, settings.space_overrides, "sweep settings")
+    options = dict(settings.task_options)
+    if settings.length is not None:
+        options["length"] = settings.length
+    task = get_task(settings.task).build(**options)
+    task.load(seed=int(settings.train.get("data_seed", 0)), cache_dir=settings.cache_dir)  # cache for workers
+    for cell in settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
+        get_cell(cell).preflight(task.input_size)
+    try:
+        TrainConfig(cell=settings.cells[0], task=settings.task, **settings.train).validate()
+    except RnnbenchError as exc:
+        raise SweepConfigError(f"sweep settings, table 'train': {exc}") from None
+    settings.tracking_uri = resolve_tracking_uri(settings.tracking_uri)
+    check_tracking_uri(settings.tracking_uri)
+    infos = {info.name: info for info in plugin_infos()}
+    plugins = {c: get_cell(c).plugin for c in settings.cells}
+    return SweepPlan(
+        settings=settings, space=space, task=task, task_options=options,
+        plugin_paths=tuple(i.location for i in infos.values() if i.source == "file"),
+        plugins=plugins, versions={c: infos[plugins[c]].version for c in settings.cells},
+    )  # fmt: skip
