@@ -355,7 +355,7 @@ def sweep_command(
     sweeps_dir: o.SweepsDir = None,
     cache_dir: o.SweepCacheDir = None,
     resume: o.Resume = None,
-    reseed: o.Reseed = 0,
+    reseed: o.Reseed = None,
     as_json: o.SweepJson = False,
 ) -> None:
     """Sweep cells with Optuna (TPE) on Ray Tune (ASHA), one MLflow run per trial; print the best per cell."""
@@ -378,10 +378,12 @@ def sweep_command(
     finally:
         if live is not None:
             live.stop()
-    if reseed:
+    if settings.reseed:
         from rnnbench.reseed import reseed as reseed_best
 
-        reseed_best(result.name, reseed, result.tracking_uri, settings.experiment, settings.cache_dir)
+        reseed_best(
+            result.name, settings.reseed, result.tracking_uri, settings.experiment, settings.cache_dir
+        )
     _print_sweep(result, as_json)
 
 
@@ -406,7 +408,7 @@ def _print_sweep(result: Any, as_json: bool) -> None:
             for k, v in row["config"].items()
         )
         table.add_row(
-            cell, f"{row['test_accuracy']:.4f}", f"{row['lrd_score']:.3f}", f"{row['lrd_horizon']:.0f}",
+            cell, f"{row['test_accuracy']:.4f}", _fmt(row["lrd_score"], ".3f"), _fmt(row["lrd_horizon"], ".0f"),
             f"{row['param_count']:.0f}", described, tally,
         )  # fmt: skip
     console.print(table)
@@ -415,6 +417,11 @@ def _print_sweep(result: Any, as_json: bool) -> None:
         f"{result.parent_run_id}); sweep state in {result.folder}",
         highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """A number, or n/a (an LRD measure on fixed-length data)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 FORMATS = ("table", "markdown", "html", "csv", "json")
@@ -432,8 +439,11 @@ def leaderboard_command(
     publish: o.Publish = None,
     plots: o.Plots = True,
     note: o.Note = None,
+    setup: o.BoardSetup = None,
+    baseline: o.Baseline = None,
+    min_trials: o.MinTrials = 20,
 ) -> None:
-    """Rank the cells per task from MLflow: best trial chosen on validation, reported on test."""
+    """Rank the cells of each set-up from MLflow on seeds, with Welch's t-test; chance-level groups unranked."""
     from rnnbench.leaderboard import NothingToRank, build
     from rnnbench.leaderboard_report import markdown, rich_tables, to_csv, to_html, to_json
 
@@ -442,11 +452,12 @@ def leaderboard_command(
             f"{output_format!r}; valid formats: {', '.join(FORMATS)}", param_hint="--format"
         )
     try:
-        board = build(tracking_uri, task=task, sweep=sweep, metric=metric, experiment=experiment)
+        board = build(tracking_uri, task=task, sweep=sweep, metric=metric, experiment=experiment, setup=setup,
+                      baseline=baseline, min_trials=min_trials)  # fmt: skip
     except NothingToRank as exc:
         err_console.print(f"Nothing to rank: {escape(str(exc))}", soft_wrap=True)
         if output_format == "json":
-            _print_json({"metric": metric, "tasks": {}, "message": str(exc)})
+            _print_json({"metric": metric, "groups": {}, "message": str(exc)})
         return
     if output_format == "table":
         for table in rich_tables(board):
@@ -459,8 +470,9 @@ def leaderboard_command(
     if publish is not None:
         from rnnbench.leaderboard_report import publish as publish_page
 
-        given = {"--task": task, "--sweep": sweep, "--metric": metric, "--tracking-uri": tracking_uri,
-                 "--experiment": None if experiment == "rnnbench" else experiment, "--publish": str(publish)}  # fmt: skip
+        given = {"--task": task, "--sweep": sweep, "--setup": setup, "--baseline": baseline, "--metric": metric,
+                 "--tracking-uri": tracking_uri, "--experiment": None if experiment == "rnnbench" else experiment,
+                 "--publish": str(publish)}  # fmt: skip
         written = publish_page(board, publish, _page_header(board, given, experiment, note))
         err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
 
@@ -472,6 +484,7 @@ def _page_header(board: Any, given: dict[str, str | None], experiment: str, note
     import time
 
     from rnnbench.leaderboard import sweep_settings
+    from rnnbench.leaderboard_report import without_paths
     from rnnbench.version import __version__
 
     command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
@@ -487,7 +500,7 @@ def _page_header(board: Any, given: dict[str, str | None], experiment: str, note
         header.append(f"Sweep `{found['sweep']}`: {described}.")
     if note:
         header.append(note)
-    return header
+    return [without_paths(line) for line in header]  # a published page names no path of this machine
 
 
 def _log_plots(board: Any, sweep: str, experiment: str) -> None:
@@ -525,7 +538,7 @@ def reseed_command(
         metrics = run.result.final_metrics()
         err_console.print(
             f"{entry.cell} seed {k}/{seeds}: test accuracy {metrics.get('test_accuracy', float('nan')):.4f}, "
-            f"LRD score {metrics.get('lrd_score', float('nan')):.3f}",
+            f"LRD score {_fmt(metrics.get('lrd_score'), '.3f')}",
             highlight=False,
         )
 

@@ -107,7 +107,7 @@ Resume = Annotated[
     typer.Option(help="Continue the interrupted sweep NAME to its requested trial counts.", metavar="NAME"),
 ]
 Reseed = Annotated[
-    int,
+    int | None,
     typer.Option(min=0, help="After the search, re-train each cell's best configuration with K fresh seeds."),
 ]
 SweepJson = Annotated[bool, typer.Option("--json", help="No live display; print the result as JSON.")]
@@ -123,6 +123,15 @@ Publish = Annotated[
 ]
 Plots = Annotated[
     bool, typer.Option("--plots/--no-plots", help="Log the plots to each sweep's MLflow parent run.")
+]
+BoardSetup = Annotated[
+    str | None, typer.Option(help="Only this set-up (its id, as each table's heading shows: adding-1a2b3c).")
+]
+Baseline = Annotated[
+    str | None, typer.Option(help="Test every cell against this cell instead of against each rank's leader.")
+]
+MinTrials = Annotated[
+    int, typer.Option(help="Completed trials a cell needs before its fANOVA importances are shown.")
 ]
 Note = Annotated[
     str | None, typer.Option(help="A line for the published page (for example how to reproduce it).")

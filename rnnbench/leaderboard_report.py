@@ -8,21 +8,47 @@ import html
 import io
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnbench.leaderboard import Entry, Leaderboard
+from rnnbench.leaderboard import Entry, Group, Leaderboard
 from rnnbench.reports import STATUSES
 
-COLUMNS = ("rank", "cell", "plugin", "test acc", "LRD score", "LRD horizon", "params", "configuration",
-           "done/pruned/div/fail", "trial time", "spread (median [IQR])")  # fmt: skip
+COLUMNS = ("rank", "cell", "plugin", "mean ± std", "95 % CI", "n", "p", "> chance (p)", "test acc", "LRD score",
+           "LRD horizon", "params", "configuration", "done/pruned/div/fail", "trial time",
+           "spread over trials (median [IQR])", "importance")  # fmt: skip
+NARROW = ("plugin", "params", "trial time", "importance")  # left out of the terminal table
+
+
+# An absolute path, not part of a URL: "/home/me/data/x.csv" -> "x.csv".
+ABSOLUTE_PATH = re.compile(r"(?<![\w:./])/(?:[^\s'\",}\]/]+/)+([^\s'\",}\]/]+)")
+SQLITE_URI = re.compile(r"sqlite:///([^\s'\",}\]]+?)(?=\.?(?:[\s'\",}\]]|$))")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its last part (``sqlite:////abs/mlflow.db`` ->
+    ``sqlite:///mlflow.db``)."""
+    text = SQLITE_URI.sub(lambda m: "sqlite:///" + m.group(1).rstrip("/").rsplit("/", 1)[-1], text)
+    return ABSOLUTE_PATH.sub(r"\1", text)
 
 
 def _num(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
+
+
+def _lrd(value: Any, group: Group, digits: int = 3) -> str:
+    """An LRD measure, or n/a where the set-up has none (one distance bucket)."""
+    return _num(value, digits) if value is not None else ("n/a" if group.metric != "lrd_score" else "-")
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _config(entry: Entry) -> str:
@@ -35,37 +61,49 @@ def _config(entry: Entry) -> str:
     return " ".join(parts)
 
 
-def _with_reseed(entry: Entry, key: str) -> str:
-    value = _num(getattr(entry, key))
-    if entry.reseed and key in entry.reseed:
-        stats = entry.reseed[key]
-        return f"{stats['mean']:.3f} ± {stats['std']:.3f} (n={entry.reseed['n']}; search {value})"
-    return value
+def _importance(entry: Entry, minimum: int) -> str:
+    if entry.importance:
+        top = sorted(entry.importance.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{k} {v:.2f}" for k, v in top) + f" (n={entry.importance_trials})"
+    if not entry.run_id:
+        return "-"
+    return f"n/a ({entry.importance_trials} trials < {minimum})"
 
 
-def row(entry: Entry) -> list[str]:
+def row(entry: Entry, group: Group) -> list[str]:
     spread = entry.spread
+    p = f"{_p(entry.p_value)} vs {entry.compared_with}" if entry.p_value is not None else "-"
     return [
-        str(entry.rank),
+        entry.rank_label,
         entry.cell,
         entry.plugin,
-        _with_reseed(entry, "test_accuracy"),
-        _with_reseed(entry, "lrd_score"),
-        _num(entry.lrd_horizon, 0),
+        f"{entry.mean:.3f} ± {entry.std:.3f}" if entry.mean is not None else "no completed trial",
+        f"[{entry.ci_low:.3f}, {entry.ci_high:.3f}]" if entry.n >= 2 else "-",
+        str(entry.n) if entry.n else "-",
+        p,
+        _p(entry.chance_p),
+        _num(entry.test_accuracy),
+        _lrd(entry.lrd_score, group),
+        _lrd(entry.lrd_horizon, group, 0),
         _num(entry.param_count, 0),
         _config(entry) or "-",
         "/".join(str(entry.counts[s]) for s in STATUSES),
         f"{entry.total_seconds:.0f} s",
         f"{spread['median']:.3f} [{spread['q1']:.3f}, {spread['q3']:.3f}]" if spread else "-",
+        _importance(entry, group.min_trials),
     ]
 
 
-def importance_rows(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
-    params = sorted({p for e in entries if e.importance for p in e.importance})
-    rows = [
-        [e.cell, *(_num((e.importance or {}).get(p), 2) for p in params)] for e in entries if e.importance
-    ]
-    return params, rows
+def heading(group: Group) -> str:
+    return f"{group.setup.task} · {group.setup.id}"
+
+
+def preamble(group: Group, board: Leaderboard) -> list[str]:
+    """The lines above a group's table: its set-up, what ranks it, and how to read the ranks."""
+    lines = [f"Set-up: {group.setup.describe()}.",
+             f"Ranked by {group.metric} of each cell's best configuration (chosen on validation, reported on "
+             "test)" + (f"; chance accuracy {group.chance:.3f}." if group.chance is not None else ".")]  # fmt: skip
+    return lines + [f"Note: {note}." for note in group.notes(board.metric)]
 
 
 def rich_tables(board: Leaderboard) -> list[Any]:
@@ -73,41 +111,37 @@ def rich_tables(board: Leaderboard) -> list[Any]:
     from rich.table import Table
 
     tables = []
-    for task in board.tasks():
-        entries = board.for_task(task)
-        table = Table(title=f"{task}: ranked by {board.metric} (best trial per cell, chosen on validation)")
-        shown = [i for i, c in enumerate(COLUMNS) if c != "plugin"]  # the terminal is narrow; --format has it
+    shown = [i for i, c in enumerate(COLUMNS) if c not in NARROW]  # the terminal is narrow; --format has them
+    for group in board.groups:
+        caption = "\n".join(preamble(group, board))
+        table = Table(title=heading(group), caption=escape(caption), caption_justify="left")
         for i in shown:
             table.add_column(COLUMNS[i], overflow="fold")
-        for entry in entries:
-            cells = row(entry)
+        for entry in group.entries:
+            cells = row(entry, group)
             table.add_row(*(escape(cells[i]) for i in shown))
         tables.append(table)
-        params, rows = importance_rows(entries)
-        if rows:
-            imp = Table(title=f"{task}: hyperparameter importance (fANOVA over completed trials)")
-            for column in ("cell", *params):
-                imp.add_column(column)
-            for r in rows:
-                imp.add_row(*r)
+        importances = [(e.cell, _importance(e, group.min_trials)) for e in group.entries if e.run_id]
+        if importances:
+            imp = Table(title=f"{heading(group)}: hyperparameter importance (fANOVA over completed trials)")
+            imp.add_column("cell")
+            imp.add_column("importance (n = trials behind it)")
+            for cell, text in importances:
+                imp.add_row(cell, escape(text))
             tables.append(imp)
     return tables
 
 
 def markdown(board: Leaderboard, images: dict[str, list[str]] | None = None) -> str:
     lines = []
-    for task in board.tasks():
-        entries = board.for_task(task)
-        lines += [f"## {task}", "", f"Ranked by `{board.metric}`; best trial per cell chosen on validation, "
-                  "reported on test.", ""]  # fmt: skip
+    for group in board.groups:
+        lines += [f"## {heading(group)}", ""]
+        lines += [line + "  " for line in preamble(group, board)] + [""]
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row(e)) + " |" for e in entries]
-        params, rows = importance_rows(entries)
-        if rows:
-            lines += ["", "Hyperparameter importance (fANOVA over each cell's completed trials):", ""]
-            lines += ["| cell | " + " | ".join(params) + " |", "|" + "---|" * (len(params) + 1)]
-            lines += ["| " + " | ".join(r) + " |" for r in rows]
-        for image in (images or {}).get(task, []):
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|") for c in row(e, group)) + " |" for e in group.entries
+        ]
+        for image in (images or {}).get(group.setup.id, []):
             lines += ["", f"![{Path(image).stem}]({image})"]
         lines.append("")
     return "\n".join(lines)
@@ -116,10 +150,10 @@ def markdown(board: Leaderboard, images: dict[str, list[str]] | None = None) -> 
 def to_csv(board: Leaderboard) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["task", *COLUMNS])
-    for task in board.tasks():
-        for entry in board.for_task(task):
-            writer.writerow([task, *row(entry)])
+    writer.writerow(["task", "setup", *COLUMNS])
+    for group in board.groups:
+        for entry in group.entries:
+            writer.writerow([group.setup.task, group.setup.id, *row(entry, group)])
     return out.getvalue()
 
 
@@ -132,32 +166,24 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>rnnbench leaderboard</title>',
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(2),"
-        "td:nth-child(3),td:nth-child(8){text-align:left}img{max-width:640px;margin:0.5em}</style>",
+        "td:nth-child(3),td:nth-child(13),td:nth-child(17){text-align:left}img{max-width:640px;margin:0.5em}"
+        "</style>",
         "</head><body>",
         "<h1>rnnbench leaderboard</h1>",
         header,
     ]
-    for task in board.tasks():
-        entries = board.for_task(task)
-        parts.append(f"<h2>{html.escape(task)}</h2>")
-        parts.append(f"<p>Ranked by <code>{html.escape(board.metric)}</code>; best trial per cell chosen on "
-                     "validation, reported on test.</p>")  # fmt: skip
+    for group in board.groups:
+        parts.append(f"<h2>{html.escape(heading(group))}</h2>")
+        parts += [f"<p>{html.escape(line)}</p>" for line in preamble(group, board)]
         parts.append('<table class="leaderboard"><thead><tr>')
         parts += [f"<th>{html.escape(c)}</th>" for c in COLUMNS]
         parts.append("</tr></thead><tbody>")
-        for entry in entries:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row(entry)) + "</tr>")
+        for entry in group.entries:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row(entry, group)) + "</tr>")
         parts.append("</tbody></table>")
-        params, rows = importance_rows(entries)
-        if rows:
-            parts.append('<h3>Hyperparameter importance (fANOVA)</h3><table class="importance"><tr>')
-            parts += [f"<th>{html.escape(c)}</th>" for c in ("cell", *params)]
-            parts.append("</tr>")
-            parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
-            parts.append("</table>")
-        for image in (images or {}).get(task, []):
+        for image in (images or {}).get(group.setup.id, []):
             data = base64.b64encode(Path(image).read_bytes()).decode()
             parts.append(f'<img alt="{html.escape(Path(image).stem)}" src="data:image/png;base64,{data}">')
     parts.append("</body></html>")
@@ -165,70 +191,93 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
 
 
 def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
-    """Per task: LRD curves of each cell's best model, the test-metric distribution per cell, and
-    the importance per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Per set-up: LRD curves of each cell's best model (where LRD is measured), the ranked metric per
+    seed and over the completed trials per cell, and the importances where there are any."""
     from rnnbench.tracking import open_client
 
     client = open_client(board.tracking_uri)
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, list[Path]] = {}
-    for task in board.tasks():
-        entries = [e for e in board.for_task(task) if e.run_id]
+    for group in board.groups:
+        entries = [e for e in group.entries if e.run_id]
+        stem = folder / group.setup.id
         paths = []
-        figure, axis = plt.subplots(figsize=(6.4, 4), dpi=100)
-        for entry in entries:
-            curve = _curve(client, entry.run_id)
-            if curve:
-                axis.plot(
-                    [max(r["low"], 1) for r in curve],
-                    [r["skill"] for r in curve],
-                    marker="o",
-                    label=entry.cell,
-                )
-        axis.set_xscale("log", base=2)
-        axis.set_ylim(-0.02, 1.02)
-        axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
-        axis.set_xlabel("distance (steps, log2 bucket lower edge)")
-        axis.set_ylabel("normalised skill")
-        axis.set_title(f"{task}: LRD curves of each cell's best model")
-        axis.legend(fontsize=8)
-        paths.append(_save(figure, folder / f"{task}-lrd-curves.png"))
-
-        figure, axis = plt.subplots(figsize=(6.4, 4), dpi=100)
-        values = [_completed_metric(client, board, e) for e in entries]
-        axis.boxplot(values, tick_labels=[e.cell for e in entries], showmeans=True)
-        axis.set_ylabel(board.metric)
-        axis.set_title(f"{task}: {board.metric} over all completed trials")
-        paths.append(_save(figure, folder / f"{task}-distribution.png"))
-
+        curves = {e.cell: _curve(client, e.run_id) for e in entries}
+        if any(len(c) > 1 for c in curves.values()):  # one bucket: no LRD measure, no curve to draw
+            paths.append(_lrd_plot(group, curves, Path(f"{stem}-lrd-curves.png")))
+        paths.append(_distribution_plot(group, entries, Path(f"{stem}-distribution.png")))
         ranked = [e for e in entries if e.importance]
         if ranked:
-            params = sorted({p for e in ranked for p in e.importance or {}})
-            figure, axis = plt.subplots(figsize=(6.4, 4), dpi=100)
-            width = 0.8 / len(ranked)
-            for k, entry in enumerate(ranked):
-                heights = [(entry.importance or {}).get(p, 0.0) for p in params]
-                axis.bar([i + k * width for i in range(len(params))], heights, width, label=entry.cell)
-            axis.set_xticks([i + 0.4 - width / 2 for i in range(len(params))], params)
-            axis.set_ylabel("fANOVA importance")
-            axis.set_title(f"{task}: hyperparameter importance")
-            axis.legend(fontsize=8)
-            paths.append(_save(figure, folder / f"{task}-importance.png"))
-        made[task] = paths
+            paths.append(_importance_plot(group, ranked, Path(f"{stem}-importance.png")))
+        made[group.setup.id] = paths
     return made
 
 
-def _save(figure: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+def _figure() -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    figure = Figure(figsize=(6.4, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def _lrd_plot(group: Group, curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
+    figure, axis = _figure()
+    for cell, curve in curves.items():
+        if not curve:
+            continue
+        x = [max(r["low"], 1) for r in curve]
+        y = [r["skill"] for r in curve]
+        low = [r.get("skill_low", math.nan) for r in curve]
+        high = [r.get("skill_high", math.nan) for r in curve]
+        below = [0.0 if math.isnan(v) else max(s - v, 0.0) for s, v in zip(y, low, strict=True)]
+        above = [0.0 if math.isnan(v) else max(v - s, 0.0) for s, v in zip(y, high, strict=True)]
+        axis.errorbar(x, y, yerr=[below, above], marker="o", capsize=3, label=cell)
+    axis.set_xscale("log", base=2)
+    axis.set_ylim(-0.02, 1.02)
+    axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
+    axis.set_xlabel("distance (steps, log2 bucket lower edge)")
+    axis.set_ylabel("normalised skill (95 % CI)")
+    axis.set_title(f"{heading(group)}: LRD curves of each cell's best model", fontsize=9)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _distribution_plot(group: Group, entries: list[Entry], path: Path) -> Path:
+    figure, axis = _figure()
+    labels = [e.cell for e in entries]
+    axis.boxplot([e.trial_values or [math.nan] for e in entries], tick_labels=labels, showmeans=True)
+    for k, entry in enumerate(entries, 1):  # the seeds the rank rests on, over the trials' spread
+        axis.plot(
+            [k] * len(entry.values), entry.values, "x", color="crimson", label="seeds" if k == 1 else None
+        )
+    if group.chance is not None and group.metric == "test_accuracy":
+        axis.axhline(group.chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
+    axis.set_ylabel(group.metric)
+    axis.set_title(f"{heading(group)}: {group.metric} over completed trials (box) and seeds (x)", fontsize=9)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _importance_plot(group: Group, ranked: list[Entry], path: Path) -> Path:
+    figure, axis = _figure()
+    params = sorted({p for e in ranked for p in e.importance or {}})
+    width = 0.8 / len(ranked)
+    for k, entry in enumerate(ranked):
+        heights = [(entry.importance or {}).get(p, 0.0) for p in params]
+        label = f"{entry.cell} (n={entry.importance_trials})"
+        axis.bar([i + k * width for i in range(len(params))], heights, width, label=label)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(params))], params)
+    axis.set_ylabel("fANOVA importance")
+    axis.set_title(f"{heading(group)}: hyperparameter importance", fontsize=9)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _save(figure: Any, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
     return path
 
 
@@ -245,19 +294,11 @@ def _curve(client: Any, run_id: str) -> list[dict[str, float]]:
             return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(handle)]
 
 
-def _completed_metric(client: Any, board: Leaderboard, entry: Entry) -> list[float]:
-    query = f"tags.sweep = '{entry.sweep}' and tags.cell = '{entry.cell}' and tags.status = 'completed'"
-    query += " and tags.optuna_trial != ''"
-    experiment = client.get_run(entry.run_id).info.experiment_id
-    return [r.data.metrics[board.metric] for r in client.search_runs([experiment], query, max_results=50_000)
-            if board.metric in r.data.metrics]  # fmt: skip
-
-
 def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[Path]:
     """Write README.md (tables and plots), a self-contained index.html, and the PNG plots."""
     folder.mkdir(parents=True, exist_ok=True)
     images = plots(board, folder)
-    relative = {task: [p.name for p in paths] for task, paths in images.items()}
+    relative = {setup: [p.name for p in paths] for setup, paths in images.items()}
     header_md = "\n\n".join(header_lines)
     (folder / "README.md").write_text(
         f"# rnnbench reference leaderboard\n\n{header_md}\n\n{markdown(board, relative)}"

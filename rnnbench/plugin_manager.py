@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rnnbench.tasks.copy",
     "rnnbench.tasks.temporal_order",
     "rnnbench.tasks.digits",
+    "rnnbench.tasks.mnist1d",
     "rnnbench.tasks.hf",
     "rnnbench.search_spaces.default",
     "rnnbench.search_spaces.greff",

@@ -15,6 +15,7 @@ from rnnbench.errors import (
     DuplicateNameError,
     InvalidRegistrationError,
     RnnbenchError,
+    TaskOptionError,
     UnknownCellError,
     UnknownNameError,
     UnknownSearchSpaceError,
@@ -117,7 +118,32 @@ class TaskSpec(Spec):
     """A benchmark task; ``build(**options)`` returns the task object."""
 
     def build(self, **options: Any) -> Any:
+        """The task with these options; an option it does not take is a TaskOptionError naming it."""
+        valid = _option_names(self.function)
+        unknown = sorted(set(options) - set(valid)) if valid is not None else []
+        if unknown:
+            raise TaskOptionError(
+                f"task {self.name!r} has no option {unknown[0]!r}; its options: {', '.join(valid or [])}"
+            )
         return self.function(**options)
+
+
+def _option_names(function: Callable[..., Any]) -> list[str] | None:
+    """The keyword options a task's builder takes, following ``**options`` passed on to a base class's
+    constructor; None when it takes any keyword."""
+    targets = (
+        [c.__init__ for c in function.__mro__ if "__init__" in vars(c)]
+        if isinstance(function, type)
+        else [function]
+    )
+    names: list[str] = []
+    for target in targets:
+        parameters = inspect.signature(target).parameters
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names += [n for n, p in parameters.items() if p.kind in kinds and n != "self" and n not in names]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return names
+    return None
 
 
 @dataclass(frozen=True)

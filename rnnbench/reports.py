@@ -12,11 +12,12 @@ from typing import Any
 
 # Logged at every epoch, with the epoch as the step.
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_seconds")
-# Logged once a run ends; the best_val_* are the epoch whose weights were tested.
+# Logged once a run ends; the best_val_* are the epoch whose weights were tested; chance is the task's
+# chance accuracy and test_count its test examples (what a test against chance needs).
 FINAL_METRICS = (
     "best_val_loss", "best_val_accuracy", "test_loss", "test_accuracy", "baseline_loss", "lrd_score",
     "lrd_horizon", "param_count", "train_seconds", "steps_per_second", "epochs_run", "best_epoch",
-    "diverged_step",
+    "diverged_step", "chance", "test_count",
 )  # fmt: skip
 # The ``status`` tag of a finished trial run.
 STATUSES = ("completed", "pruned", "diverged", "failed")

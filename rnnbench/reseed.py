@@ -47,7 +47,9 @@ def reseed(
             continue
         best = client.get_run(entry.run_id)
         parent = best.data.tags.get("mlflow.parentRunId")
-        config = replace(config_from_params(best.data.params), cache_dir=cache_dir)
+        # The trial's CPU share is its thread count: oversubscribed threads make small RNN kernels crawl.
+        cpus = int(float(best.data.params.get("cpus_per_trial", 0))) or None
+        config = replace(config_from_params(best.data.params), cache_dir=cache_dir, threads=cpus)
         for k in range(1, seeds + 1):
             run = run_tracked(
                 replace(config, seed=config.seed + SEED_STRIDE * k),

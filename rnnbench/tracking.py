@@ -297,14 +297,28 @@ def write_lrd_plot(lrd: LRDResult, folder: Path, title: str) -> Path:
     FigureCanvasAgg(figure)
     axis = figure.add_subplot()
     centres = [max(b.low, 1) for b in lrd.buckets]
-    axis.plot(centres, [b.skill for b in lrd.buckets], marker="o", label="normalised skill")
+    skill = [b.skill for b in lrd.buckets]
+    # 95 % binomial intervals; rows of older runs have none (NaN): no bar.
+    below = [max(b.skill - b.skill_low, 0.0) if b.skill_low == b.skill_low else 0.0 for b in lrd.buckets]
+    above = [max(b.skill_high - b.skill, 0.0) if b.skill_high == b.skill_high else 0.0 for b in lrd.buckets]
+    axis.errorbar(
+        centres, skill, yerr=[below, above], marker="o", capsize=3, label="normalised skill (95 % CI)"
+    )
     axis.plot(centres, [b.accuracy for b in lrd.buckets], marker=".", linestyle=":", label="accuracy")
+    for centre, bucket in zip(centres, lrd.buckets, strict=True):
+        axis.annotate(f"n={bucket.count}", (centre, bucket.skill), textcoords="offset points", xytext=(0, 8),
+                      fontsize=7, ha="center")  # fmt: skip
     axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--", label="horizon threshold (0.9)")
     axis.set_xscale("log", base=2)
     axis.set_ylim(-0.02, 1.02)
     axis.set_xlabel("distance (steps, log2 buckets: lower edge)")
     axis.set_ylabel("normalised skill, accuracy")
-    axis.set_title(f"{title}\nLRD score {lrd.score:.3f}, horizon {lrd.horizon}", fontsize=9)
+    measured = (
+        f"LRD score {lrd.score:.3f}, horizon {lrd.horizon}"
+        if lrd.measured
+        else "one distance bucket: no LRD measure"
+    )
+    axis.set_title(f"{title}\n{measured}", fontsize=9)
     axis.legend(fontsize=8)
     figure.tight_layout()
     plot = folder / "lrd_curve.png"

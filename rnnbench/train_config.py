@@ -14,7 +14,7 @@ from typing import Any
 
 from rnnbench.errors import RnnbenchError, TrainingConfigError
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "sgd", "nesterov", "rmsprop")  # nesterov: SGD with Nesterov momentum (Greff et al.)
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TrainConfig:
     seed: int = 0  # model initialisation and batch order
     data_seed: int = 0  # the task's data: the same for every trial of a comparison
     optimizer: str = "adam"
-    momentum: float = 0.9  # for sgd (Nesterov off) and rmsprop
+    momentum: float = 0.9  # for sgd, nesterov and rmsprop
     weight_decay: float = 0.0
     dropout: float = 0.0  # between stacked layers
     input_noise: float = 0.0  # std of Gaussian noise added to linear inputs in training (Greff et al.)

@@ -72,6 +72,8 @@ class TrainResult:
     lrd: LRDResult | None = None
     train_seconds: float = 0.0
     diverged_step: int | None = None
+    chance: float | None = None
+    test_count: int | None = None
     history: list[EpochReport] = field(default_factory=list)
 
     @property
@@ -94,6 +96,8 @@ class TrainResult:
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
             "diverged_step": self.diverged_step,
+            "chance": self.chance,
+            "test_count": self.test_count,
         }
         return _declared(values, FINAL_METRICS)
 
@@ -133,10 +137,11 @@ def _tensors(split: Any, device: torch.device) -> dict[str, torch.Tensor]:
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
-    if config.optimizer == "sgd":
+    if config.optimizer in ("sgd", "nesterov"):
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            nesterov=config.optimizer == "nesterov" and config.momentum > 0,
+        )  # fmt: skip
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -200,6 +205,7 @@ def train(
         model.load_state_dict(best_state)
         result.test_loss, test_scores = evaluate(model, task, data["test"])
         result.test_accuracy = float(test_scores.mean())
+        result.chance, result.test_count = float(task.chance), len(test_scores)
         result.lrd = lrd_score(data["test"]["distance"].cpu().numpy(), test_scores.numpy(), task.chance)
     return result
 

@@ -99,11 +99,30 @@ def test_greff_space_matches_the_paper_ranges():
 
     space = rnnbench.get_search_space("greff")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(50):
+    momenta = []
+    for _ in range(2000):
         config = space.suggest(study.ask())
-        assert config["depth"] == 1 and config["optimizer"] == "sgd" and config["clip"] is None
+        assert config["depth"] == 1 and config["optimizer"] == "nesterov" and config["clip"] is None
         assert 20 <= config["width"] <= 200 and 1e-6 <= config["lr"] <= 1e-2
         assert 0 <= config["momentum"] <= 0.99 and 0 <= config["input_noise"] <= 1
+        assert config["momentum"] == pytest.approx(1 - config["momentum_complement"])
+        momenta.append(config["momentum"])
+    above = sum(m > 0.9 for m in momenta) / len(momenta)
+    assert 0.46 < above < 0.54, f"1 - log-uniform[0.01, 1]: half the draws above 0.9, got {above:.3f}"
+
+
+def test_input_noise_is_neither_sampled_nor_returned_on_one_hot_tasks():
+    import optuna
+
+    from rnnbench.search_spaces.overrides import for_task
+
+    space = rnnbench.get_search_space("greff")
+    for encoding, present in (("linear", True), ("one-hot", False)):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        config = for_task(space, {}, encoding)(trial)
+        assert ("input_noise" in config) is present and ("input_noise" in trial.params) is present
+        assert "lr" in trial.params
 
 
 def test_overridden_trial_delegates_everything_else():
@@ -196,3 +215,14 @@ def test_search_tells_optuna_only_what_mlflow_recorded(tmp_path):
     search.leave_untold("c")  # its record failed
     search.record_written("d", {"final": False, "val_loss": 0.7})
     assert states() == [TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED]
+
+
+def test_a_greff_trial_trains_with_nesterov_sgd():
+    import optuna
+
+    from rnnbench.sweep.worker import TrialSpec, trial_config
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
+    sampled = rnnbench.get_search_space("greff").suggest(trial)
+    config = trial_config(sampled, TrialSpec(cell="lstm", task="adding", epochs=1, seed=0, cpus_per_trial=1))
+    assert config.optimizer == "nesterov" and config.momentum == sampled["momentum"] and config.clip is None

@@ -188,7 +188,9 @@ def test_bad_task_options(name, options, message):
 
 
 def test_unknown_task_option_names_the_task():
-    with pytest.raises(TypeError, match="lenght"):
+    with pytest.raises(
+        TaskOptionError, match="task 'adding' has no option 'lenght'; its options: length, spread"
+    ):
         rnnbench.get_task("adding").build(lenght=100)
 
 
@@ -269,3 +271,44 @@ def test_hf_task_missing_column_names_file_and_columns(csv_files, cache):
 def test_hf_task_bad_options(options, message, cache):
     with pytest.raises(TaskOptionError, match=message):
         rnnbench.get_task("hf").build(**options).load(cache_dir=cache)
+
+
+def test_mnist1d_is_the_standard_split_built_offline(cache):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    task = rnnbench.get_task("mnist1d").build()
+    data = task.load(seed=0, cache_dir=cache)
+    assert {s: len(data[s]) for s in ("train", "validation", "test")} == {
+        "train": 3500,
+        "validation": 500,
+        "test": 1000,
+    }
+    test = columns(task, "test", cache=cache)
+    assert test["inputs"].shape == (1000, 40, 1) and set(np.unique(test["target"])) == set(range(10))
+    reference = make_dataset(get_dataset_args())
+    assert np.allclose(test["inputs"][:, :, 0], reference["x_test"], atol=1e-6), "the standard test set"
+    train, validation = columns(task, "train", cache=cache), columns(task, "validation", cache=cache)
+    rows = {tuple(np.round(r[:, 0], 5)) for r in train["inputs"]}
+    assert not rows & {tuple(np.round(r[:, 0], 5)) for r in validation["inputs"]}, (
+        "validation carved from train"
+    )
+    assert (test["distance"] == 39).all() and task.chance == 0.1
+    shuffled = columns(rnnbench.get_task("mnist1d").build(shuffled=True), "test", cache=cache)
+    assert (
+        not np.allclose(shuffled["inputs"], test["inputs"]) and (shuffled["target"] == test["target"]).all()
+    )
+    assert np.allclose(np.sort(shuffled["inputs"], axis=1), np.sort(test["inputs"], axis=1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"length": 50}, "the length is fixed at 40 steps, got 50"),
+        ({"train_size": 3800, "validation_size": 500}, "the standard training set has 4000 examples"),
+        ({"test_size": 1001}, "more than the standard test set's 1000"),
+        ({"shuffled": "yes"}, "shuffled must be true or false, got 'yes'"),
+    ],
+)
+def test_mnist1d_bad_options(options, message):
+    with pytest.raises(TaskOptionError, match=message):
+        rnnbench.get_task("mnist1d").build(**options)

@@ -48,6 +48,22 @@ def test_training_completes_with_every_metric(tmp_path):
     assert 0 <= metrics["lrd_score"] <= 1 and metrics["param_count"] == 4 * 8 * (2 + 8 + 2) + 9
 
 
+def test_nesterov_is_sgd_with_nesterov_momentum(tmp_path, monkeypatch):
+    import torch
+
+    built = []
+    original = torch.optim.SGD.__init__
+
+    def spy(self, params, **kwargs):
+        built.append(kwargs)
+        original(self, params, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "__init__", spy)
+    train(config(tmp_path, epochs=1, optimizer="nesterov", momentum=0.95, clip=None))
+    train(config(tmp_path, epochs=1, optimizer="sgd", momentum=0.95))
+    assert [b["nesterov"] for b in built] == [True, False] and built[0]["momentum"] == 0.95
+
+
 def test_training_is_deterministic_under_a_seed(tmp_path):
     a, b = train(config(tmp_path)), train(config(tmp_path))
     c = train(config(tmp_path, seed=1))
@@ -111,7 +127,7 @@ def test_callback_can_prune(tmp_path):
         ({"lr": 0.0}, "lr must be a positive number, got 0.0"),
         ({"lr": float("nan")}, "lr must be a positive number"),
         ({"clip": -1.0}, "clip must be a non-negative number"),
-        ({"optimizer": "adagrad"}, "optimizer must be one of adam, sgd, rmsprop, got 'adagrad'"),
+        ({"optimizer": "adagrad"}, "optimizer must be one of adam, sgd, nesterov, rmsprop, got 'adagrad'"),
         ({"dropout": 1.0}, "dropout must be in \\[0, 1\\), got 1.0"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"device": "tpu"}, "device 'tpu' is not a torch device"),
@@ -190,7 +206,7 @@ def test_bad_input_creates_no_run(tmp_path, tracking_uri):
 
 def test_train_command(tmp_path, tracking_uri):
     args = ["train", "--cell", "gru", "--task", "adding", "--width", "8", "--epochs", "1", "--length", "12",
-            "--train-size", "64", "--validation-size", "32", "--test-size", "64", "--threads", "1",
+            "--train-size", "64", "--validation-size", "32", "--test-size", "256", "--threads", "1",
             "--tracking-uri", tracking_uri, "--experiment", "cli-test", "--cache-dir", str(tmp_path), "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -69,6 +69,25 @@ def apply_overrides(space: SearchSpaceSpec, overrides: dict[str, Any]) -> Any:
     return overridden
 
 
+# Parameters that act on real-valued inputs only: training ignores input noise on one-hot inputs.
+LINEAR_ONLY = ("input_noise",)
+
+
+def for_task(space: SearchSpaceSpec, overrides: dict[str, Any], encoding: str) -> Any:
+    """The space with the overrides applied, for a task with this input encoding: a parameter that
+    cannot act on the task (input noise on one-hot inputs) is neither sampled nor returned, so it is
+    never recorded and fANOVA cannot credit it."""
+    if encoding == "linear":
+        return apply_overrides(space, overrides)
+    suggest = apply_overrides(space, {**overrides, **dict.fromkeys(LINEAR_ONLY, 0.0)})
+
+    def without_inert(trial: Any) -> dict[str, Any]:
+        return {k: v for k, v in suggest(trial).items() if k not in LINEAR_ONLY}
+
+    without_inert.__name__ = f"{space.name}_for_{encoding}"
+    return without_inert
+
+
 def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: str) -> None:
     """Fail, naming the key, on an override that is malformed, out of range or names no parameter.
 

@@ -166,7 +166,7 @@ class _Sweep:
         """One Tuner over the cell's study, recorded by a TrialRecorder; returns the recorder."""
         from ray import tune
 
-        from rnnbench.search_spaces.overrides import apply_overrides
+        from rnnbench.search_spaces.overrides import for_task
         from rnnbench.sweep.recorder import CellRecord, StopOnTrackingError, TrialRecorder
         from rnnbench.sweep.scheduler import make_scheduler
         from rnnbench.sweep.search import SweepSearch, make_sampler
@@ -174,7 +174,7 @@ class _Sweep:
 
         s, plan = self.settings, self.plan
         assert self.progress is not None and self.parent_run_id is not None
-        search = SweepSearch(space=apply_overrides(plan.space, s.space_overrides), metric=s.metric, mode=s.mode,
+        search = SweepSearch(space=for_task(plan.space, s.space_overrides, plan.task.encoding), metric=s.metric, mode=s.mode,
                              sampler=make_sampler(s), study_name=study, storage=self.storage)  # fmt: skip
         record = CellRecord(sweep=self.name, cell=cell, task=s.task, experiment_id=self.experiment_id,
                             parent_run_id=self.parent_run_id, params=plan.trial_params(cell, self.gpus),

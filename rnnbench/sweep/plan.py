@@ -48,9 +48,15 @@ class SweepPlan:
             "cell": cell, "task": s.task, "space": s.space, "seed": s.seed, "metric": s.metric,
             "epochs": s.epochs, "length": self.task_options.get("length"), "plugin": self.plugins[cell],
             "plugin_version": self.versions[cell] or "unknown", "cpus_per_trial": s.cpus_per_trial,
-            "gpus_per_trial": gpus, **{f"task.{k}": v for k, v in self.task_options.items()}, **s.train,
+            "gpus_per_trial": gpus, "data_seed": self.data_seed,
+            # Every option of the task as built (defaults too): the set-up the leaderboard groups by.
+            **{f"task.{k}": v for k, v in self.task.options().items()}, **s.train,
         }  # fmt: skip
         return {k: v for k, v in params.items() if v is not None}
+
+    @property
+    def data_seed(self) -> int:
+        return int(self.settings.train.get("data_seed", 0))
 
     def trial_tags(self) -> dict[str, str]:
         """The tags every trial run carries."""

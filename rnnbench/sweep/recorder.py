@@ -235,8 +235,8 @@ class TrialRecorder(tune.Callback):
         if not rows:
             return
         lrd = LRDResult(
-            score=float(result["lrd_score"]),
-            horizon=int(result["lrd_horizon"]),
+            score=result.get("lrd_score"),  # absent: one distance bucket, no LRD measure
+            horizon=None if result.get("lrd_horizon") is None else int(result["lrd_horizon"]),
             buckets=tuple(Bucket(**row) for row in rows),
         )
         with tempfile.TemporaryDirectory() as folder:

@@ -51,6 +51,7 @@ class SweepSettings:
     max_failures: int = 2  # Ray retries of a trial whose worker died
     sampler: str = "tpe"  # "random": a random-search baseline (with grace_period >= epochs: no pruning)
     startup_trials: int | None = None  # TPE's random start-up trials; None: min(10, max(3, trials // 4))
+    reseed: int = 0  # after the search, re-train each cell's best configuration with K fresh seeds
     sweeps_dir: str = DEFAULT_SWEEPS_DIR
     cache_dir: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +77,7 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "max_concurrent": (int,), "address": (str,), "tracking_uri": (str,), "experiment": (str,),
     "name": (str,), "metric": (str,), "grace_period": (int,), "reduction_factor": (int,),
     "max_failures": (int,), "sweeps_dir": (str,), "cache_dir": (str,), "sampler": (str,),
-    "startup_trials": (int,),
+    "startup_trials": (int,), "reseed": (int,),
 }  # fmt: skip
 TABLES = {"task_options": "task_options", "train": "train", "space_overrides": "space_overrides"}
 METRICS = ("val_loss", "val_accuracy")
@@ -182,6 +183,8 @@ def validate(settings: SweepSettings, where: str = "sweep") -> None:
             or value < (0 if key == "max_failures" else 1)
         ):
             fail(key, "a non-negative integer" if key == "max_failures" else "a positive integer")
+    if not isinstance(settings.reseed, int) or isinstance(settings.reseed, bool) or settings.reseed < 0:
+        fail("reseed", "0 (no reseeds) or a positive integer")
     if settings.reduction_factor < 2:
         fail("reduction_factor", "an integer >= 2")
     if settings.length is not None and settings.length < 1:

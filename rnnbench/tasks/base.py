@@ -39,6 +39,10 @@ class Sizes:
     def of(self, split: str) -> int:
         return int(getattr(self, split))
 
+    def options(self) -> dict[str, int]:
+        """As the task's constructor takes them (``train_size=...``)."""
+        return {f"{split}_size": self.of(split) for split in SPLITS}
+
 
 class Task(ABC):
     """A benchmark task. Subclasses set the class attributes and implement ``generate``.
@@ -140,8 +144,9 @@ class Task(ABC):
         return None
 
     def options(self) -> dict[str, Any]:
-        """Everything that determines the data, for the cache key and the MLflow params."""
-        return {"length": self.length, **self.sizes.__dict__}
+        """Everything that determines the data, as the constructor takes it: the cache key, the MLflow
+        params, and what a run is rebuilt from (``rnnbench reseed``)."""
+        return {"length": self.length, **self.sizes.options()}
 
     # --- data -------------------------------------------------------------------------------------
     def generate(self, split: str, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -52,8 +52,12 @@ class HFSequence(Task):
         train_size: int | None = None,
         validation_size: int | None = None,
         test_size: int | None = None,
+        label: str | None = None,
     ) -> None:
         self.path, self.data_files, self.config = path, data_files, name
+        if label is not None and not (isinstance(label, str) and label.strip()):
+            raise TaskOptionError(f"task 'hf': label must be a non-empty name, got {label!r}")
+        self.label = label  # how the leaderboard names this data set (default: the file's stem)
         self.sequence_column, self.label_column = sequence_column, label_column
         if encoding not in ("auto", "linear", "one-hot", "chars"):
             raise TaskOptionError(
@@ -97,7 +101,8 @@ class HFSequence(Task):
             "label_column": self.label_column,
             "max_length": self.max_length,
             "encoding": self.requested_encoding,
-            **self.sizes.__dict__,
+            **self.sizes.options(),
+            "label": self.label,
         }
 
     def _load_raw(self, cache_dir: Path) -> Any:

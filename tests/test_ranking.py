@@ -1,0 +1,203 @@
+"""The leaderboard's science on hand-made MLflow runs: set-ups kept apart, seeds, Welch + Holm, chance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnbench.cli import app
+from rnnbench.leaderboard import LeaderboardError, build
+from rnnbench.stats import Summary, holm, welch_p
+from rnnbench.tracking import RunRecorder
+
+ADDING = {"task.length": "100", "task.spread": "1.0", "task.train_size": "3000", "task.validation_size": "500",
+          "task.test_size": "1000", "data_seed": "0"}  # fmt: skip
+
+
+class Store:
+    """A real sqlite MLflow store holding runs shaped as a sweep's trials and reseeds."""
+
+    def __init__(self, tmp_path) -> None:
+        self.uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        self.recorder = RunRecorder(self.uri, "rnnbench")
+        self.client, self.experiment = self.recorder.client, self.recorder.experiment_id
+        self.numbers: dict[tuple[str, str], int] = {}
+
+    def trial(self, sweep: str, cell: str, accuracy: float, lrd: float | None = None, *, task: str = "adding",
+              options: dict[str, str] = ADDING, status: str = "completed", chance: float = 0.0776,
+              val_loss: float | None = None) -> str:  # fmt: skip
+        number = self.numbers.get((sweep, cell), 0)
+        self.numbers[(sweep, cell)] = number + 1
+        tags = {"sweep": sweep, "cell": cell, "task": task, "optuna_trial": str(number), "status": status}
+        run = self.client.create_run(self.experiment, tags=tags)
+        params = {
+            "cell": cell,
+            "task": task,
+            "metric": "val_loss",
+            "plugin": f"p.{cell}",
+            "depth": "1",
+            **options,
+        }
+        for key, value in params.items():
+            self.client.log_param(run.info.run_id, key, value)
+        metrics = {"test_accuracy": accuracy, "best_val_loss": 1 - accuracy if val_loss is None else val_loss,
+                   "chance": chance, "test_count": 1000.0}  # fmt: skip
+        if lrd is not None:
+            metrics["lrd_score"] = lrd
+        for key, value in metrics.items():
+            self.client.log_metric(run.info.run_id, key, value)
+        return run.info.run_id
+
+    def reseeds(self, best: str, accuracies: list[float], lrds: list[float] | None = None) -> None:
+        for k, accuracy in enumerate(accuracies):
+            tags = {"kind": "reseed", "reseed_of": best, "status": "completed", "cell": "?"}
+            run = self.client.create_run(self.experiment, tags=tags)
+            self.client.log_metric(run.info.run_id, "test_accuracy", accuracy)
+            if lrds is not None:
+                self.client.log_metric(run.info.run_id, "lrd_score", lrds[k])
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path)
+
+
+def board_json(store: Store, *args: str) -> dict:
+    result = CliRunner().invoke(
+        app, ["leaderboard", "--tracking-uri", store.uri, "--format", "json", "--no-plots", *args]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def entries(data: dict) -> dict[str, dict]:
+    (group,) = data["groups"].values()
+    return {e["cell"]: e for e in group["entries"]}
+
+
+def test_a_significant_difference_ranks_apart_and_a_tie_shares_the_rank(store):
+    lstm = store.trial("s", "lstm", 0.95, 0.9)
+    gru = store.trial("s", "gru", 0.94, 0.9)
+    rnn = store.trial("s", "rnn", 0.20, 0.1)
+    store.reseeds(lstm, [0.95, 0.96, 0.94, 0.97, 0.95], [0.90, 0.92, 0.89, 0.93, 0.91])
+    store.reseeds(gru, [0.94, 0.97, 0.93, 0.96, 0.95], [0.89, 0.93, 0.88, 0.92, 0.91])
+    store.reseeds(rnn, [0.20, 0.22, 0.19, 0.21, 0.20], [0.10, 0.12, 0.09, 0.11, 0.10])
+    data = board_json(store)
+    (group,) = data["groups"].values()
+    assert group["unsolved"] is False and group["single_runs"] is False and group["metric"] == "lrd_score"
+    cells = entries(data)
+    assert cells["lstm"]["rank_label"] == "=1" and cells["gru"]["rank_label"] == "=1", "no significant gap"
+    assert cells["rnn"]["rank_label"] == "3"
+    for entry in cells.values():
+        assert entry["n"] == 5 and entry["ci_low"] < entry["mean"] < entry["ci_high"] and entry["std"] > 0
+    leader = max(cells.values(), key=lambda e: e["mean"])
+    others = [c for c in cells if c != leader["cell"]]
+    for cell in others:
+        assert cells[cell]["compared_with"] == leader["cell"]
+    raw = [welch_p(_values(store, leader["cell"]), _values(store, c)) for c in others]
+    assert [cells[c]["p_value"] for c in others] == pytest.approx(holm(raw))
+    tie = next(c for c in others if c != "rnn")
+    assert cells["rnn"]["p_value"] < 0.001 and cells[tie]["p_value"] > 0.05
+    assert cells["lstm"]["chance_p"] < 0.05
+
+
+def _values(store: Store, cell: str) -> list[float]:
+    board = build(store.uri, with_importance=False)
+    return next(e.values for e in board.entries if e.cell == cell)
+
+
+def test_a_group_where_no_cell_beats_chance_is_unsolved_and_unranked(store):
+    for cell, values in (("lstm", [0.12, 0.13, 0.11]), ("gru", [0.13, 0.12, 0.12])):
+        best = store.trial(
+            "c", cell, values[0], 0.01, task="copy", options={"task.length": "30"}, chance=0.125
+        )
+        store.reseeds(best, values, [0.0, 0.01, 0.0])
+    (group,) = board_json(store)["groups"].values()
+    assert group["unsolved"] is True
+    assert all(e["rank"] is None and e["rank_label"] == "-" for e in group["entries"])
+    assert any("unsolved at this budget" in note for note in group["notes"])
+    text = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--format", "markdown",
+                                    "--no-plots"]).stdout  # fmt: skip
+    assert "unsolved at this budget" in text
+
+
+def test_without_reseeds_ranks_are_single_runs_and_equal_values_share_a_rank(store):
+    for cell, accuracy in (("peephole", 1.0), ("gru", 1.0), ("lstm", 1.0), ("rnn", 0.6)):
+        store.trial("t", cell, accuracy, 1.0 if accuracy == 1.0 else 0.4, task="temporal_order",
+                    options={"task.length": "60"}, chance=0.25)  # fmt: skip
+    (group,) = board_json(store)["groups"].values()
+    assert group["single_runs"] is True
+    cells = {e["cell"]: e for e in group["entries"]}
+    assert {cells[c]["rank_label"] for c in ("peephole", "gru", "lstm")} == {"=1"}
+    assert cells["rnn"]["rank_label"] == "4" and cells["rnn"]["n"] == 1 and cells["rnn"]["p_value"] is None
+    assert any("single runs" in note for note in group["notes"])
+
+
+def test_two_lengths_and_two_data_files_are_four_set_ups(store):
+    for length in ("50", "100"):
+        store.trial("a" + length, "lstm", 0.9, 0.8, options={**ADDING, "task.length": length})
+    for name in ("mnist1d.csv", "shuffled.csv"):
+        store.trial("h" + name[0], "gru", 0.9, task="hf",
+                    options={"task.path": f"/data/{name}", "task.sequence_column": "x"}, chance=0.1)  # fmt: skip
+    data = board_json(store)
+    setups = {g["setup"]["id"]: g for g in data["groups"].values()}
+    assert len(setups) == 4, "different set-ups are never merged"
+    lengths = sorted(
+        g["setup"]["options"]["length"] for g in setups.values() if g["setup"]["task"] == "adding"
+    )
+    assert lengths == ["100", "50"]
+    labels = sorted(g["setup"]["label"] for g in setups.values() if g["setup"]["task"] == "hf")
+    assert labels == ["mnist1d", "shuffled"], "a data set is named by its file's stem"
+    assert all("/data/" not in json.dumps(g["setup"]) for g in setups.values()), "no path shown"
+    one = next(i for i, g in setups.items() if g["setup"]["label"] == "shuffled")
+    assert list(board_json(store, "--setup", one)["groups"]) == [one]
+    bad = CliRunner().invoke(
+        app, ["leaderboard", "--tracking-uri", store.uri, "--setup", "nope", "--no-plots"]
+    )
+    assert bad.exit_code == 2 and "unknown set-up 'nope'; set-ups with trials:" in bad.stderr
+
+
+def test_fixed_length_data_is_ranked_by_accuracy_with_lrd_na(store):
+    for cell, accuracy in (("gru", 0.9), ("lstm", 0.8)):
+        store.trial("m", cell, accuracy, task="mnist1d", options={"task.length": "40"}, chance=0.1)
+    (group,) = board_json(store)["groups"].values()
+    assert group["metric"] == "test_accuracy" and any("LRD is n/a" in n for n in group["notes"])
+    markdown = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--format", "markdown",
+                                        "--no-plots"]).stdout  # fmt: skip
+    assert "| n/a |" in markdown
+
+
+def test_baseline_tests_every_cell_against_the_chosen_cell(store):
+    for cell, values in (
+        ("lstm", [0.90, 0.91, 0.92]),
+        ("gru", [0.95, 0.96, 0.97]),
+        ("rnn", [0.5, 0.52, 0.51]),
+    ):
+        best = store.trial("b", cell, values[0], values[0])
+        store.reseeds(best, values, values)
+    cells = entries(board_json(store, "--baseline", "lstm", "--metric", "test_accuracy"))
+    assert cells["gru"]["compared_with"] == "lstm" and cells["rnn"]["compared_with"] == "lstm"
+    assert cells["lstm"]["p_value"] is None
+    with pytest.raises(LeaderboardError, match="--baseline 'mgu' has no trials in set-up"):
+        build(store.uri, baseline="mgu")
+
+
+def test_importance_needs_enough_completed_trials(store):
+    best = store.trial("i", "lstm", 0.9, 0.9)
+    store.trial("i", "lstm", 0.5, 0.4, status="pruned")
+    board = build(store.uri)
+    (entry,) = board.entries
+    assert entry.run_id == best and entry.importance is None and entry.importance_trials == 0
+    from rnnbench.leaderboard_report import row
+
+    assert row(entry, board.groups[0])[-1] == "n/a (0 trials < 20)"
+
+
+def test_summary_and_holm_by_hand():
+    summary = Summary.of([1.0, 2.0, 3.0])
+    assert summary.mean == 2.0 and summary.std == 1.0 and summary.n == 3
+    assert summary.high - summary.mean == pytest.approx(4.302653 / 3**0.5, rel=1e-5)  # t(0.975, 2)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0 and welch_p([1.0], [2.0]) == 1.0
