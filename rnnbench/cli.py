@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -361,23 +362,10 @@ def sweep_command(
     """Sweep cells with Optuna (TPE) on Ray Tune (ASHA), one MLflow run per trial; print the best per cell."""
     # The parameters named as SweepSettings fields are its flags: read before any other local exists.
     flags = {k: v for k, v in locals().items() if k in SweepSettings.__dataclass_fields__}
-    from rnnbench.sweep import SweepInterrupted, resolve_settings, run_sweep
+    from rnnbench.sweep import resolve_settings
 
     settings = resolve_settings(sweep_file, flags, option, resume)
-    live = None if as_json else Live(console=err_console, refresh_per_second=2, transient=False)
-    try:
-        if live is not None:
-            live.start()
-        listener = None if live is None else (lambda progress: live.update(progress.render()))
-        result = run_sweep(settings, resume=resume is not None, listener=listener)
-    except SweepInterrupted as exc:
-        if live is not None:
-            live.stop()
-        err_console.print(f"[yellow]{escape(str(exc))}[/]", soft_wrap=True)
-        raise typer.Exit(130) from None
-    finally:
-        if live is not None:
-            live.stop()
+    result = _run_sweep_live(settings, resume is not None, as_json)
     if settings.reseed:
         from rnnbench.reseed import reseed as reseed_best
 
@@ -385,6 +373,34 @@ def sweep_command(
             result.name, settings.reseed, result.tracking_uri, settings.experiment, settings.cache_dir
         )
     _print_sweep(result, as_json)
+
+
+def _run_sweep_live(settings: Any, resume: bool, as_json: bool) -> Any:
+    """Run the sweep under a live table (none with --json); an interruption exits with the resume
+    command: 130 for Ctrl-C, 143 for SIGTERM, 1 when Ray gave up."""
+    from rnnbench.sweep import SweepInterrupted, SweepStopped, run_sweep
+    from rnnbench.sweep.cluster import stop_as_on_ctrl_c, terminated
+
+    signal.signal(signal.SIGTERM, stop_as_on_ctrl_c)  # until Ray starts; then again over Ray's own
+    live = None if as_json else Live(console=err_console, refresh_per_second=2, transient=False)
+    interrupted = 143 if terminated.is_set() else 130
+    try:
+        if live is not None:
+            live.start()
+        listener = None if live is None else (lambda progress: live.update(progress.render()))
+        return run_sweep(settings, resume=resume, listener=listener)
+    except SweepInterrupted as exc:
+        if live is not None:
+            live.stop()
+        err_console.print(f"[yellow]{escape(str(exc))}[/]", soft_wrap=True)
+        code = EXIT_FAILED if isinstance(exc, SweepStopped) else 143 if terminated.is_set() else interrupted
+        raise typer.Exit(code) from None
+    except KeyboardInterrupt:  # before the sweep's run existed: nothing was recorded, nothing to resume
+        err_console.print("[yellow]sweep stopped while starting up; nothing was recorded[/]")
+        raise typer.Exit(143 if terminated.is_set() else 130) from None
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def _print_sweep(result: Any, as_json: bool) -> None:

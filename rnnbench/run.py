@@ -67,7 +67,7 @@ def run_tracked(
     name = run_name or f"{config.cell}-{config.task}-d{config.depth}w{config.width}-s{config.seed}"
     run_id = recorder.start(
         name,
-        run_params(config, task.options(), cell.plugin, versions.get(cell.plugin)),
+        run_params(config, task.options(), cell.plugin, versions.get(cell.plugin), task.encoding),
         tags,
         parent_run_id=parent_run_id,
         description=f"{cell.name} ({cell.description}) on {config.task} ({task.description})",

@@ -260,7 +260,11 @@ def _title(config: TrainConfig) -> str:
 
 
 def run_params(
-    config: TrainConfig, task_options: dict[str, Any], plugin: str, plugin_version: str | None
+    config: TrainConfig,
+    task_options: dict[str, Any],
+    plugin: str,
+    plugin_version: str | None,
+    input_encoding: str,
 ) -> dict[str, Any]:
     """The MLflow params of a training run: the configuration, the task's options, the plugin."""
     params = {k: v for k, v in config.params().items() if k not in ("task_options", "cache_dir")}
@@ -270,6 +274,7 @@ def run_params(
         params["length"] = task_options["length"]
     params["plugin"] = plugin
     params["plugin_version"] = plugin_version or "unknown"
+    params["input_encoding"] = input_encoding  # as resolved from the data (an hf option may say "auto")
     return params
 
 

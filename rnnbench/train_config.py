@@ -14,6 +14,7 @@ from typing import Any
 
 from rnnbench.errors import RnnbenchError, TrainingConfigError
 
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]
 OPTIMIZERS = ("adam", "sgd", "nesterov", "rmsprop")  # nesterov: SGD with Nesterov momentum (Greff et al.)
 
 
@@ -61,6 +62,10 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "input_noise"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 fail(name, "a non-negative number")
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                fail(name, f"an integer in [0, {MAX_SEED}] (numpy's seed range)")
         if self.patience < 0:
             fail("patience", "0 (off) or a positive integer")
         if self.threads is not None and self.threads < 1:

@@ -462,3 +462,192 @@ def test_load_of_200_trivial_trials_records_each_exactly_once(tmp_path, ray_sess
         trials = optuna_trials(result.folder, f"load:{cell}")
         assert len(trials) == 100 and all(t.state in FINISHED for t in trials)
     print(f"200 trials in {elapsed:.0f} s")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("seed = -1\n", "key 'seed': must be an integer in [0, 4294967295]"),
+        ("seed = 9223372036854775807\n", "key 'seed': must be an integer in [0, 4294967295]"),
+        ("[train]\ndata_seed = -3\n", "data_seed must be an integer in [0, 4294967295]"),
+        ("[task_options]\nbogus = 1\n", "task 'adding' has no option 'bogus'; its options: length, spread"),
+        ("[task_options]\nlength = 1000000000000\n", "task 'adding': length 1000000000000 with"),
+        (
+            '[space_overrides]\nwidth = "wide"\n',
+            "key 'space_overrides.width': fixed to 'wide', but the space samples it as an integer",
+        ),
+        (
+            '[space_overrides]\nclipping = "sometimes"\n',
+            "fixed to 'sometimes', not one of the space's choices",
+        ),
+        ("[train]\nwidth = 8\n", "key 'train.width': search space 'default' sets width for every trial"),
+    ],
+)
+def test_mistakes_that_used_to_fail_after_ray_started_fail_before(tmp_path, content, message):
+    """Each once ended in a traceback with a parent run left RUNNING and a sweep folder behind."""
+    (tmp_path / "sweep.toml").write_text(
+        "cells = ['gru']\ntrials = 1\nepochs = 1\nname = 'early'\n" + content
+    )
+    process = cli(tmp_path, "sweep", "sweep.toml")
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == 2, err[-2000:]
+    assert message in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "rnnbench-sweeps" / "early").exists(), "no sweep folder before the checks pass"
+    assert not (tmp_path / "mlflow.db").exists() or not trial_runs(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "early"
+    )
+
+
+@pytest.mark.parametrize("after", [2.0, 6.0])
+def test_ctrl_c_while_starting_up_stops_the_sweep(tmp_path, after):
+    """While imports, checks and ray.init run (2 s) or Tune sets up (6 s): the sweep stops, exit 130."""
+    import signal as signals
+
+    process = cli(tmp_path, "sweep", "--cells", "gru", "--trials", "4", "--epochs", "3", "--length", "16",
+                  "--name", "early", "-o", "train_size=512", "--json",
+                  preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))  # fmt: skip
+    time.sleep(after)
+    process.send_signal(signals.SIGINT)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert time.monotonic() - started < 60 and "Traceback" not in err
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if (tmp_path / "mlflow.db").exists():
+        runs = trial_runs(uri, "early")
+        assert len([r for r in runs if r.info.status == "FINISHED"]) < 4, "the sweep did not run to the end"
+        assert all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
+    import signal as signals
+
+    args = ["sweep", "--cells", "gru", "--trials", "6", "--epochs", "4", "--length", "16", "--name", "term",
+            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+    process = cli(tmp_path, *args)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            if any(r.info.status == "FINISHED" for r in trial_runs(uri, "term")):
+                break
+        except Exception:  # the store is still being created
+            continue
+    process.send_signal(signals.SIGTERM)  # to the driver only, as `timeout` and `kill` send it
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err[-2000:]
+    assert "continue it with: rnnbench sweep --resume term" in err and "Traceback" not in err
+    runs = trial_runs(uri, "term")
+    assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
+        "nothing left RUNNING"
+    )
+    resumed = cli(tmp_path, "sweep", "--resume", "term", "--json")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    runs = trial_runs(uri, "term")
+    assert len(runs) == 6 and sorted(int(r.data.tags["optuna_trial"]) for r in runs) == list(range(6))
+
+
+def test_ray_giving_up_ends_the_sweep_with_its_reason_and_resume_completes(
+    tmp_path, ray_session, monkeypatch
+):
+    """Ray's memory monitor killing workers once ended the driver in a RuntimeError, runs left RUNNING
+    and no resume command. The failure is injected where Tune raises it: from Tuner.fit."""
+    from ray import tune
+
+    from rnnbench.sweep import SweepStopped
+
+    s = sweep_settings(tmp_path, "oom", ["gru"])
+    real_fit = tune.Tuner.fit
+
+    def fit_then_give_up(self):
+        real_fit(self)
+        raise RuntimeError("2 worker(s) were killed due to the node running low on memory")
+
+    monkeypatch.setattr(tune.Tuner, "fit", fit_then_give_up)
+    with pytest.raises(SweepStopped) as info:
+        run_sweep(s)
+    assert "node running low on memory" in str(info.value)
+    assert info.value.resume_command in str(info.value) and "--resume oom" in info.value.resume_command
+    runs = trial_runs(s.tracking_uri, "oom")
+    assert all(r.info.status != "RUNNING" for r in runs), "nothing left RUNNING"
+    client = MlflowClient(s.tracking_uri)
+    parent = client.search_runs([runs[0].info.experiment_id], "tags.kind = 'sweep' and tags.sweep = 'oom'")[0]
+    assert parent.info.status == "KILLED"
+    monkeypatch.setattr(tune.Tuner, "fit", real_fit)
+    resumed = run_sweep(SweepSettings(**{**s.as_dict(), "name": "oom"}), resume=True)
+    assert resumed.optuna_counts == {"gru": 2} and len(trial_runs(s.tracking_uri, "oom")) == 2
+
+
+# Item 7 of the reliability round: end to end through the command line ------------------------------
+
+TINY_FILE = {"cells": '["gru"]', "trials": "1", "epochs": "1", "grace_period": "1", "name": '"prop"'}
+mutations = st.fixed_dictionaries(
+    {},
+    optional={
+        "seed": st.sampled_from(["-1", "0", "7", "9223372036854775807", "4294967296"]),
+        "trials": st.sampled_from(["0", "1", "-2", '"one"']),
+        "length": st.sampled_from(["2", "12", "1000000000000", "-5"]),
+        "task_options": st.sampled_from(["{ bogus = 1 }", "{ spread = 0.5 }", "{ train_size = 64 }", "{}"]),
+        "space_overrides": st.sampled_from(
+            ['{ width = "wide" }', "{ width = 8 }", "{ depth = 0 }", "{ wdth = 8 }"]
+        ),
+        "train": st.sampled_from(
+            ["{ width = 8 }", "{ batch_size = 16 }", "{ data_seed = -1 }", "{ lr = 0 }"]
+        ),
+    },
+)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=mutations)
+def test_any_sweep_file_end_to_end_exits_0_or_2_and_leaves_nothing_half_done(tmp_path_factory, changes):
+    folder = tmp_path_factory.mktemp("prop")
+    keys = {**TINY_FILE, **changes}
+    (folder / "sweep.toml").write_text(
+        "\n".join(f"{k} = {v}" for k, v in keys.items())
+        + "\n[task_options]\ntrain_size = 64\nvalidation_size = 32\ntest_size = 64\nlength = 12\n"
+    )
+    if "task_options" in keys or "length" in keys:  # a TOML key cannot be both: keep the table's keys apart
+        text = (folder / "sweep.toml").read_text().split("[task_options]")[0]
+        (folder / "sweep.toml").write_text(text)
+    process = cli(folder, "sweep", "sweep.toml", "--json")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode in (0, 2), (keys, err[-2000:])
+    assert "Traceback" not in err, (keys, err[-2000:])
+    if process.returncode == 2:
+        assert not (folder / "rnnbench-sweeps" / "prop").exists(), "no partial sweep folder"
+    if (folder / "mlflow.db").exists():
+        assert all(
+            r.info.status != "RUNNING" for r in trial_runs(f"sqlite:///{folder / 'mlflow.db'}", "prop")
+        )
+
+
+cells_of_csv = st.one_of(
+    st.sampled_from(["1 2 3", "0.5,0.25", "nan", "4 inf", "", "abc", "1e400", "-1e-3 2"]),
+    st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=5).map(
+        lambda v: " ".join(map(str, v))
+    ),
+)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(cells_of_csv, st.sampled_from(["0", "1", "", "x"])), min_size=0, max_size=40),
+       header=st.booleans(), ragged=st.booleans())  # fmt: skip
+def test_any_small_csv_trains_or_is_a_clear_error(tmp_path_factory, rows, header, ragged):
+    folder = tmp_path_factory.mktemp("csv")
+    lines = ["sequence,label"] if header else []
+    lines += [
+        f'"{seq}",{label}' + (",extra" if ragged and k == 3 else "") for k, (seq, label) in enumerate(rows)
+    ]
+    (folder / "data.csv").write_text("\n".join(lines) + "\n")
+    process = cli(folder, "train", "--cell", "gru", "--task", "hf", "-o", "path=data.csv", "--epochs", "1",
+                  "--width", "4", "--json")  # fmt: skip
+    _, err = process.communicate(timeout=300)
+    assert process.returncode in (0, 2), (lines[:6], err[-2000:])
+    assert "Traceback" not in err, (lines[:6], err[-2000:])
+    if (folder / "mlflow.db").exists():
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert all(r.info.status != "RUNNING" for r in runs)

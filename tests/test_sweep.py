@@ -162,7 +162,9 @@ def test_sweep_file_and_flags(tmp_path):
     process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--json")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
-    summary = json.loads(out)
+    summary = json.loads(out)  # stdout is JSON only
+    noise = [line for line in err.splitlines() if line.strip()]
+    assert not noise, f"--json: nothing on stderr for a clean run, got {noise[:5]}"
     assert summary["name"] == "fromfile" and list(summary["counts"]) == ["rnn"]
     assert sum(summary["counts"]["rnn"].values()) == 3, "the --trials flag wins over the file"
     runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "fromfile")

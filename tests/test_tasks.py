@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -312,3 +313,43 @@ def test_mnist1d_is_the_standard_split_built_offline(cache):
 def test_mnist1d_bad_options(options, message):
     with pytest.raises(TaskOptionError, match=message):
         rnnbench.get_task("mnist1d").build(**options)
+
+
+GOOD = '"1 2 3",0\n"6 7",1\n' * 20
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('sequence,label\n"1 2 3",a\n"4 5",b,extra,cells\n"6 7",a\n', "could not be read:"),
+        ("", "could not be read:"),
+        ("sequence,label\n", "holds no examples"),
+        (
+            'sequence,label\n"1 2 3",0\n"6 7",1\n',
+            "the train split has 2 examples, too few to carve validation and test",
+        ),
+        ('sequence,label\n"4 5",\n' + GOOD, "column 'label' of split "),
+        ('sequence,label\n"4 nan 5",1\n' + GOOD, "holds a number that is not finite ('4 nan 5')"),
+        ('sequence,label\n"4 inf",1\n' + GOOD, "holds a number that is not finite ('4 inf')"),
+    ],
+)
+def test_hf_task_on_a_broken_csv_names_the_file_and_the_problem(tmp_path, cache, content, message):
+    """Each of these once ended in a traceback (or, for nan/inf, silently as one-hot text)."""
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(TaskOptionError, match=re.escape(message)):
+        rnnbench.get_task("hf").build(path=str(path)).load(seed=0, cache_dir=cache)
+
+
+def test_hf_task_refuses_padding_that_cannot_fit_in_memory(tmp_path, cache, monkeypatch):
+    from rnnbench.tasks import base
+
+    monkeypatch.setattr(base, "physical_memory", lambda: 2**30)  # a 1 GiB machine
+    long_row = " ".join(["0.5"] * 1_000_000)
+    rows = ['"1 2 3",0'] * 199 + [f'"{long_row}",1']
+    (tmp_path / "long.csv").write_text("sequence,label\n" + "\n".join(rows) + "\n")
+    task = rnnbench.get_task("hf").build(path=str(tmp_path / "long.csv"))
+    with pytest.raises(TaskOptionError, match=r"padded to 1000000 steps .* set -o max_length=N"):
+        task.load(seed=0, cache_dir=cache)
+    capped = rnnbench.get_task("hf").build(path=str(tmp_path / "long.csv"), max_length=50)
+    assert capped.load(seed=0, cache_dir=cache)["train"].num_rows > 0

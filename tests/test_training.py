@@ -155,6 +155,7 @@ def test_tracked_run_records_params_metrics_tags_and_curve(tmp_path, tracking_ur
     assert params["cell"] == "lstm" and params["task"] == "adding" and params["length"] == "12"
     assert params["width"] == "8" and params["clip"] == "1.0" and params["lr"] == "0.003"
     assert params["plugin"] == "rnnbench.plugins.lstm" and params["plugin_version"] != "unknown"
+    assert params["input_encoding"] == "linear", "the encoding as resolved is recorded"
     for key in (
         "test_accuracy",
         "lrd_score",

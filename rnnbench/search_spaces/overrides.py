@@ -22,6 +22,25 @@ class SpaceOverrideError(RnnbenchError, ValueError):
     """A [space_overrides] entry names no parameter of the space, or gives an invalid range."""
 
 
+class FixedValueError(ValueError):
+    """A parameter fixed to a value of the wrong kind (a string for an integer, a value not among the
+    choices)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def _check_fixed(name: str, value: Any, kind: str, choices: list[Any] | None = None) -> Any:
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise FixedValueError(name, f"fixed to {value!r}, but the space samples it as an integer")
+    if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise FixedValueError(name, f"fixed to {value!r}, but the space samples it as a number")
+    if kind == "categorical" and value not in (choices or []):
+        raise FixedValueError(name, f"fixed to {value!r}, not one of the space's choices {choices!r}")
+    return value
+
+
 class OverriddenTrial:
     """An Optuna trial whose suggest_* calls apply the overrides; everything else is delegated."""
 
@@ -41,17 +60,19 @@ class OverriddenTrial:
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
         fixed, args = self._range(name, low=low, high=high, step=step, log=log)
-        return args if fixed else self._trial.suggest_int(name, **args)
+        return _check_fixed(name, args, "int") if fixed else self._trial.suggest_int(name, **args)
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
     ) -> Any:
         fixed, args = self._range(name, low=low, high=high, step=step, log=log)
-        return args if fixed else self._trial.suggest_float(name, **args)
+        return _check_fixed(name, args, "float") if fixed else self._trial.suggest_float(name, **args)
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         fixed, args = self._range(name, choices=list(choices))
-        return args if fixed else self._trial.suggest_categorical(name, args["choices"])
+        if fixed:
+            return _check_fixed(name, args, "categorical", list(choices))
+        return self._trial.suggest_categorical(name, args["choices"])
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._trial, item)
@@ -88,10 +109,11 @@ def for_task(space: SearchSpaceSpec, overrides: dict[str, Any], encoding: str) -
     return without_inert
 
 
-def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: str) -> None:
+def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: str) -> set[str]:
     """Fail, naming the key, on an override that is malformed, out of range or names no parameter.
 
-    Parameters are discovered by sampling the space at random (conditional ones included).
+    Parameters are discovered by sampling the space at random (conditional ones included). Returns
+    the training settings the space sets for every trial (the keys of what it returns).
     """
     import optuna
 
@@ -114,11 +136,14 @@ def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: st
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen: set[str] = set()
+    returned: set[str] = set()
     for _ in range(DISCOVERY_SAMPLES):
         trial = study.ask()
         wrapped = OverriddenTrial(trial, overrides)
         try:
-            space.suggest(wrapped)
+            returned |= set(space.suggest(wrapped))
+        except FixedValueError as exc:
+            raise SpaceOverrideError(f"{where}, key 'space_overrides.{exc.name}': {exc}") from None
         except (ValueError, TypeError) as exc:
             culprit = next((n for n in overrides if n in wrapped.seen), "?")
             raise SpaceOverrideError(f"{where}, key 'space_overrides.{culprit}': {exc}") from None
@@ -130,3 +155,4 @@ def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: st
             f"{where}, key 'space_overrides.{unknown[0]}': search space {space.name!r} has no parameter "
             f"{unknown[0]!r}; its parameters: {', '.join(sorted(seen))}"
         )
+    return returned

@@ -22,7 +22,7 @@ from __future__ import annotations
 from rnnbench.sweep.driver import SweepResult, run_sweep
 from rnnbench.sweep.progress import CellProgress, SweepProgress
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings, resolve_settings
-from rnnbench.sweep.state import SweepError, SweepInterrupted, load_state
+from rnnbench.sweep.state import SweepError, SweepInterrupted, SweepStopped, load_state
 
 __all__ = [
     "CellProgress",
@@ -32,6 +32,7 @@ __all__ = [
     "SweepProgress",
     "SweepResult",
     "SweepSettings",
+    "SweepStopped",
     "load_state",
     "resolve_settings",
     "run_sweep",

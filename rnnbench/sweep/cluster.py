@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
+from typing import Any
 
 from rnnbench.sweep.settings import SweepSettings
 from rnnbench.sweep.state import SweepError
+
+# The embedded Ray is single-node: Ray then registers and binds every process (GCS, raylet, core
+# workers, agents) on 127.0.0.1 instead of every interface.
+EMBEDDED_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Ray >= 2.59 turns token authentication on for a new local cluster and says so on stderr at every
+# start (the README's Security section says it instead).
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+_saved_env: dict[str, str | None] = {}
+_saved_cluster: list[bool] = []
+_saved_sigterm: list[Any] = []
+terminated = threading.Event()  # set once SIGTERM arrived: the command exits 143 (128 + 15), not 130
 
 
 def check_address(address: str) -> None:
@@ -54,6 +68,8 @@ def connect(settings: SweepSettings) -> bool:
         return False
     if settings.address:
         check_address(settings.address)
+    else:
+        _embedded_environment()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # On Ctrl-C Tune suggests Tuner.restore(...); rnnbench prints its own resume command instead.
     logging.getLogger("ray.tune.tune").addFilter(lambda record: "Tuner.restore" not in record.getMessage())
@@ -65,4 +81,52 @@ def connect(settings: SweepSettings) -> bool:
         log_to_driver=False,
         configure_logging=True,
     )
+    # After ray.init: Ray's core installs its own SIGTERM handler (a stack dump, then abort).
+    if threading.current_thread() is threading.main_thread():
+        _saved_sigterm.append(signal.signal(signal.SIGTERM, stop_as_on_ctrl_c))
     return True
+
+
+def stop_as_on_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM (timeout, systemd, Kubernetes, batch schedulers) stops a sweep as Ctrl-C does: runs cut
+    short are KILLED and the resume command is printed."""
+    terminated.set()
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):  # Tune's graceful stop while trials run, else Python's KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job) or left to the OS: stop all the same
+        raise KeyboardInterrupt
+
+
+def _embedded_environment() -> None:
+    """Loopback only for a Ray started here; child processes inherit the environment, and this
+    process's already imported Ray reads the constant it derived from it."""
+    from ray._private import ray_constants
+
+    for key, value in EMBEDDED_ENV.items():
+        _saved_env.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+    _saved_cluster.append(ray_constants.ENABLE_RAY_CLUSTER)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    logging.getLogger(TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
+
+
+def disconnect(started: bool) -> None:
+    """Shut down the Ray this process started, and give the environment back as it was."""
+    import ray
+    from ray._private import ray_constants
+
+    if not started:
+        return
+    ray.shutdown()
+    if _saved_sigterm:
+        previous = _saved_sigterm.pop()  # None: Ray's handler, set from C, which Python cannot restore
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    if _saved_cluster:
+        ray_constants.ENABLE_RAY_CLUSTER = _saved_cluster.pop()
+    for key, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _saved_env.clear()

@@ -25,6 +25,7 @@ from rnnbench.sweep.state import (
     STATE_FILE,
     SweepError,
     SweepInterrupted,
+    SweepStopped,
     load_state,
     resume_command,
     sweep_folder,
@@ -54,9 +55,7 @@ class SweepResult:
 def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener | None = None) -> SweepResult:
     """Run (or resume) a sweep to exactly ``trials`` finished trials per cell."""
     # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
-    import ray
-
-    from rnnbench.sweep.cluster import connect
+    from rnnbench.sweep.cluster import connect, disconnect
     from rnnbench.sweep.plan import prepare
     from rnnbench.tracking import RunRecorder
 
@@ -74,8 +73,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
         sweep.mark_interrupted()
         raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
     finally:
-        if started_ray:
-            ray.shutdown()
+        disconnect(started_ray)
 
 
 def _claim_folder(settings: SweepSettings, resume: bool) -> Path:
@@ -199,6 +197,12 @@ class _Sweep:
         )  # fmt: skip
         try:
             tuner.fit()
+        except Exception as exc:  # Ray or Tune gave up (a node out of memory, a lost raylet)
+            from rnnbench.tracking import root_cause
+
+            with contextlib.suppress(Exception):
+                self.mark_interrupted()
+            raise SweepStopped(self.name, self.settings.sweeps_dir, root_cause(exc)) from exc
         finally:
             for failure in recorder.wait_for_plots():
                 logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)

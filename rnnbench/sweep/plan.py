@@ -48,7 +48,7 @@ class SweepPlan:
             "cell": cell, "task": s.task, "space": s.space, "seed": s.seed, "metric": s.metric,
             "epochs": s.epochs, "length": self.task_options.get("length"), "plugin": self.plugins[cell],
             "plugin_version": self.versions[cell] or "unknown", "cpus_per_trial": s.cpus_per_trial,
-            "gpus_per_trial": gpus, "data_seed": self.data_seed,
+            "gpus_per_trial": gpus, "data_seed": self.data_seed, "input_encoding": self.task.encoding,
             # Every option of the task as built (defaults too): the set-up the leaderboard groups by.
             **{f"task.{k}": v for k, v in self.task.options().items()}, **s.train,
         }  # fmt: skip
@@ -77,10 +77,19 @@ class SweepPlan:
 def prepare(settings: SweepSettings) -> SweepPlan:
     """Check everything that needs no cluster; the store's URI is resolved in ``settings``."""
     validate(settings)
+    try:
+        TrainConfig(cell=settings.cells[0], task=settings.task, **settings.train).validate()
+    except RnnbenchError as exc:
+        raise SweepConfigError(f"sweep settings, table 'train': {exc}") from None
     for cell in settings.cells:
         get_cell(cell)
     space = get_search_space(settings.space)
-    check_overrides(space, settings.space_overrides, "sweep settings")
+    sets = check_overrides(space, settings.space_overrides, "sweep settings")
+    for key in sorted(set(settings.train) & sets):  # the space's value would win: say so, do not ignore it
+        raise SweepConfigError(
+            f"sweep settings, key 'train.{key}': search space {settings.space!r} sets {key} for every trial, "
+            f"so [train] cannot fix it; use [space_overrides] {key} = ... to fix a sampled parameter"
+        )
     options = dict(settings.task_options)
     if settings.length is not None:
         options["length"] = settings.length
@@ -88,10 +97,6 @@ def prepare(settings: SweepSettings) -> SweepPlan:
     task.load(seed=int(settings.train.get("data_seed", 0)), cache_dir=settings.cache_dir)  # cache for workers
     for cell in settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
         get_cell(cell).preflight(task.input_size)
-    try:
-        TrainConfig(cell=settings.cells[0], task=settings.task, **settings.train).validate()
-    except RnnbenchError as exc:
-        raise SweepConfigError(f"sweep settings, table 'train': {exc}") from None
     settings.tracking_uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(settings.tracking_uri)
     infos = {info.name: info for info in plugin_infos()}

@@ -12,7 +12,7 @@ from typing import Any
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.sweep.state import DEFAULT_SWEEPS_DIR, load_state
-from rnnbench.train_config import parse_option, trainable_fields
+from rnnbench.train_config import MAX_SEED, parse_option, trainable_fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -183,6 +183,8 @@ def validate(settings: SweepSettings, where: str = "sweep") -> None:
             or value < (0 if key == "max_failures" else 1)
         ):
             fail(key, "a non-negative integer" if key == "max_failures" else "a positive integer")
+    if not 0 <= settings.seed <= MAX_SEED:
+        fail("seed", f"an integer in [0, {MAX_SEED}] (numpy's seed range)")
     if not isinstance(settings.reseed, int) or isinstance(settings.reseed, bool) or settings.reseed < 0:
         fail("reseed", "0 (no reseeds) or a positive integer")
     if settings.reduction_factor < 2:

@@ -26,6 +26,17 @@ class SweepInterrupted(RnnbenchError):
         super().__init__(f"sweep {name!r} interrupted; continue it with: {self.resume_command}")
 
 
+class SweepStopped(SweepInterrupted):
+    """Ray or Tune gave up on the sweep (a node out of memory, a lost raylet): what finished is kept, the
+    runs cut short are KILLED, and ``--resume`` continues it."""
+
+    def __init__(self, name: str, sweeps_dir: str, reason: str) -> None:
+        super().__init__(name, sweeps_dir)
+        self.reason = reason
+        self.args = (f"sweep {name!r} stopped ({reason}); finished trials are kept; continue it with: "
+                     f"{self.resume_command}",)  # fmt: skip
+
+
 def resume_command(name: str, sweeps_dir: str) -> str:
     flag = "" if sweeps_dir == DEFAULT_SWEEPS_DIR else f" --sweeps-dir {sweeps_dir}"
     return f"rnnbench sweep --resume {name}{flag}"

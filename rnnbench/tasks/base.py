@@ -83,6 +83,19 @@ class Task(ABC):
             self._positive("validation_size", d.validation if validation_size is None else validation_size),
             self._positive("test_size", d.test if test_size is None else test_size),
         )
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse, before anything is generated, data that cannot fit in this machine's memory."""
+        examples = self.sizes.train + self.sizes.validation + self.sizes.test
+        needed = self.length * examples * BYTES_PER_STEP
+        total = physical_memory()
+        if total is not None and needed > total // 2:
+            raise TaskOptionError(
+                f"task {self.name!r}: length {self.length} with {examples} examples needs at least "
+                f"{human_size(needed)} for its data, more than half of this machine's {human_size(total)}; "
+                "use a shorter length or fewer examples"
+            )
 
     def _spread(self, spread: Any) -> float:
         """Example lengths are spread log-uniformly over [length / spread, length]."""
@@ -204,6 +217,26 @@ class Task(ABC):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return datasets.load_from_disk(str(path))
+
+
+# The least a step of an example takes in memory (one int64 token, or two float32 channels).
+BYTES_PER_STEP = 8
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def human_size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if count < 1024 or unit == "PB":
+            return f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} PB"
 
 
 def log_uniform_lengths(rng: np.random.Generator, size: int, low: int, high: int) -> np.ndarray:

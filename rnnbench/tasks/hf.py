@@ -26,6 +26,10 @@ from rnnbench.tasks.base import SPLITS, Sizes, Task, default_cache_dir
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 NUMBERS = re.compile(r"^\s*[-+0-9.eE]+([\s,;]+[-+0-9.eE]+)*\s*$")
+# Numbers, some of them not finite: a numeric column with a hole, never text to one-hot encode.
+NUMBERS_OR_NOT_FINITE = re.compile(
+    r"^\s*([-+0-9.eE]+|[-+]?(?:nan|inf|infinity))([\s,;]+([-+0-9.eE]+|[-+]?(?:nan|inf|infinity)))*\s*$", re.I
+)
 Encoding = Literal["auto", "linear", "one-hot", "chars"]
 
 
@@ -132,6 +136,13 @@ class HFSequence(Task):
                 f"task 'hf': could not load {self.path!r}: {exc} "
                 "(without network, name local csv / json / parquet files)"
             ) from exc
+        except (datasets.exceptions.DatasetGenerationError, ValueError) as exc:  # ragged rows, an empty file
+            from rnnbench.tracking import root_cause
+
+            where = ", ".join(str(f) for f in (files or {}).values()) or self.path
+            if "corresponds to no data" in str(exc):
+                raise TaskOptionError(f"task 'hf': {where} holds no examples (only a header?)") from exc
+            raise TaskOptionError(f"task 'hf': {where} could not be read: {root_cause(exc)}") from exc
         if not isinstance(raw, datasets.DatasetDict):
             raw = datasets.DatasetDict({"train": raw})
         return raw
@@ -155,6 +166,11 @@ class HFSequence(Task):
     def _check_columns(self, raw: Any) -> None:
         files = self._data_files() or {}
         for split, data in raw.items():
+            if len(data) == 0:
+                where = files.get(split) or self.path
+                raise TaskOptionError(
+                    f"task 'hf': {where} (split {split}) holds no examples (only a header?)"
+                )
             for column in (self.sequence_column, self.label_column):
                 if column not in data.column_names:
                     where = files.get(split) or self.path
@@ -169,6 +185,11 @@ class HFSequence(Task):
         if "validation" not in splits and "valid" in raw:
             splits["validation"] = raw["valid"]
         missing = [s for s in ("validation", "test") if s not in splits]
+        if missing and len(splits["train"]) < 10 * len(missing):
+            raise TaskOptionError(
+                f"task 'hf': the train split has {len(splits['train'])} examples, too few to carve "
+                f"{' and '.join(missing)} from (10 % each); give more examples or a {missing[0]} file"
+            )
         if missing:
             carved = splits["train"].train_test_split(test_size=0.1 * len(missing), seed=seed)
             splits["train"] = carved["train"]
@@ -188,14 +209,31 @@ class HFSequence(Task):
                 splits[split] = splits[split].shuffle(seed=seed).select(range(wanted))
         return splits
 
-    def _sequences(self, values: list[Any]) -> tuple[list[np.ndarray], str]:
+    def _sequences(self, values: list[Any], split: str) -> tuple[list[np.ndarray], str]:
         first = next((v for v in values if v is not None), None)
         mode = self.requested_encoding
+        missing = next((i for i, v in enumerate(values) if v is None), None)
+        if missing is not None:
+            raise TaskOptionError(
+                f"task 'hf': column {self.sequence_column!r} of split {split} has no value in row {missing}"
+            )
         if isinstance(first, str):
-            if mode in ("auto", "linear") and all(NUMBERS.match(v) for v in values):
+            if mode in ("auto", "linear") and all(NUMBERS_OR_NOT_FINITE.match(v) for v in values):
+                bad = next((i for i, v in enumerate(values) if not NUMBERS.match(v)), None)
+                if bad is not None:
+                    raise TaskOptionError(
+                        f"task 'hf': column {self.sequence_column!r} of split {split}, row {bad}, holds a number that "
+                        f"is not finite ({values[bad][:60]!r}); sequences of numbers must be finite"
+                    )
                 numbers = [
                     np.array(re.split(r"[\s,;]+", v.strip()), dtype=np.float32)[:, None] for v in values
                 ]
+                overflow = next((i for i, n in enumerate(numbers) if not np.isfinite(n).all()), None)
+                if overflow is not None:  # 1e400 is a number, but not one a float32 holds
+                    raise TaskOptionError(
+                        f"task 'hf': column {self.sequence_column!r} of split {split}, row {overflow}, holds a "
+                        f"number that is not finite as float32 ({values[overflow][:60]!r})"
+                    )
                 return numbers, "linear"
             return [np.frombuffer(v.encode(), dtype=np.uint8).astype(np.int64) + 1 for v in values], "chars"
         arrays = [np.asarray(v) for v in values]
@@ -214,9 +252,10 @@ class HFSequence(Task):
         splits = self._split(raw, seed)
         sequences, labels, kinds = {}, {}, set()
         for split, data in splits.items():
-            sequences[split], kind = self._sequences(data[self.sequence_column])
+            sequences[split], kind = self._sequences(data[self.sequence_column], split)
             kinds.add(kind)
             labels[split] = data[self.label_column]
+            self._check_labels(labels[split], split)
         if len(kinds) > 1:
             raise TaskOptionError(
                 f"task 'hf': the splits hold different kinds of sequences ({sorted(kinds)})"
@@ -232,6 +271,7 @@ class HFSequence(Task):
         longest = max(len(s) for split in sequences.values() for s in split)
         steps = self.max_length or longest
         width = 1 if kind != "linear" else sequences["train"][0].shape[1]
+        self._check_memory_of(sum(len(s) for s in sequences.values()), steps, width, longest)
         result = {}
         for split in SPLITS:
             result[split] = self._pack(sequences[split], labels[split], index, steps, width, kind, split)
@@ -247,6 +287,26 @@ class HFSequence(Task):
         }
         self.length = steps
         return datasets.DatasetDict(result)
+
+    def _check_labels(self, labels: list[Any], split: str) -> None:
+        for row, label in enumerate(labels):
+            if label is None or (isinstance(label, float) and not np.isfinite(label)):
+                raise TaskOptionError(
+                    f"task 'hf': column {self.label_column!r} of split {split} has no label in row {row} ({label!r})"
+                )
+
+    def _check_memory_of(self, count: int, steps: int, width: int, longest: int) -> None:
+        """Sequences are padded to the longest: refuse, before padding, what cannot fit in memory."""
+        from rnnbench.tasks import base
+
+        needed = count * steps * width * 4
+        total = base.physical_memory()
+        if total is not None and needed > total // 2:
+            raise TaskOptionError(
+                f"task 'hf': {count} sequences padded to {steps} steps (the longest has {longest}) need "
+                f"{base.human_size(needed)}, more than half of this machine's {base.human_size(total)}; "
+                "set -o max_length=N"
+            )
 
     def _pack(self, seqs, labels, index, steps, width, kind, split) -> Any:
         import datasets
