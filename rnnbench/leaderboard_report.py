@@ -78,7 +78,8 @@ def row(entry: Entry, group: Group) -> list[str]:
         entry.cell,
         entry.plugin,
         f"{entry.mean:.3f} ± {entry.std:.3f}" if entry.mean is not None else "no completed trial",
-        f"[{entry.ci_low:.3f}, {entry.ci_high:.3f}]" if entry.n >= 2 else "-",
+        # Both ranked metrics lie in [0, 1]: the interval is shown within it.
+        f"[{max(entry.ci_low, 0.0):.3f}, {min(entry.ci_high, 1.0):.3f}]" if entry.n >= 2 else "-",
         str(entry.n) if entry.n else "-",
         p,
         _p(entry.chance_p),

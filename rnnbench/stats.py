@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,9 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
     from scipy import stats
 
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy warns of precision loss when one side is nearly constant
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def above_p(values: Sequence[float], level: float) -> float:
@@ -59,7 +62,9 @@ def above_p(values: Sequence[float], level: float) -> float:
         return 0.0 if values[0] > level else 1.0
     from scipy import stats
 
-    return float(stats.ttest_1samp(values, level, alternative="greater").pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_1samp(values, level, alternative="greater").pvalue)
 
 
 def binomial_above_p(accuracy: float, count: int, chance: float) -> float:

@@ -31,7 +31,7 @@ from rnnbench.sweep import run_sweep
 from rnnbench.sweep.search import FINISHED
 from rnnbench.sweep.settings import SweepSettings, check_values, load_sweep_file, validate
 from tests.conftest import TEST_PLUGINS, TINY_TASK
-from tests.test_sweep import cli, optuna_trials, trial_runs
+from tests.test_sweep import cli, optuna_trials, trial_runs, wait_for_a_finished_trial
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -526,14 +526,7 @@ def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
             "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
     process = cli(tmp_path, *args)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        try:
-            if any(r.info.status == "FINISHED" for r in trial_runs(uri, "term")):
-                break
-        except Exception:  # the store is still being created
-            continue
+    wait_for_a_finished_trial(uri, "term")
     process.send_signal(signals.SIGTERM)  # to the driver only, as `timeout` and `kill` send it
     _, err = process.communicate(timeout=300)
     assert process.returncode == 143, err[-2000:]

@@ -204,6 +204,18 @@ def test_resume_of_unknown_sweep(tmp_path):
     assert process.returncode == 2 and "no sweep named 'nope'" in err
 
 
+def wait_for_a_finished_trial(uri: str, sweep: str, timeout: float = 300) -> None:
+    """Poll the store (which the sweep may still be creating) until one trial run has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            if any(r.info.status == "FINISHED" for r in trial_runs(uri, sweep)):
+                return
+        except Exception:  # the store is still being created
+            continue
+
+
 def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     import signal as signals
 
@@ -212,14 +224,7 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     # A Ctrl-C in a terminal: SIGINT with its default handling (a background shell job would ignore it).
     process = cli(tmp_path, *args, preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        try:
-            if any(r.info.status == "FINISHED" for r in trial_runs(uri, "ctrlc")):
-                break
-        except Exception:  # the store is still being created
-            continue
+    wait_for_a_finished_trial(uri, "ctrlc")
     process.send_signal(signals.SIGINT)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-2000:]
