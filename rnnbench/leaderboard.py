@@ -304,12 +304,15 @@ def _entry(client: Any, experiment_id: str, found: Setup, cell: str, runs: list[
 
 
 def _seed_values(entry: Entry, client: Any, experiment_id: str, pick: Any, metric: str) -> None:
-    """The values the cell is ranked on: its re-seeded runs', else the search's one run."""
+    """The values the cell is ranked on: its re-seeded runs', else the search's one run. A seed that
+    diverged counts with the weights it had before (leaving it out would flatter the cell)."""
     reseeded = [r for r in reseed_runs(client, experiment_id, pick.info.run_id)
-                if r.data.tags.get("status") == "completed" and metric in r.data.metrics]  # fmt: skip
-    sources = reseeded or [pick]
+                if r.data.tags.get("status") in ("completed", "diverged") and metric in r.data.metrics]  # fmt: skip
+    sources = reseeded or ([pick] if metric in pick.data.metrics else [])
     entry.seeds = len(reseeded)
     entry.values = [r.data.metrics[metric] for r in sources]
+    if not entry.values:
+        return
     entry.accuracies = [r.data.metrics["test_accuracy"] for r in sources if "test_accuracy" in r.data.metrics]
     summary = Summary.of(entry.values)
     entry.mean, entry.std, entry.n, entry.ci_low, entry.ci_high = (
