@@ -107,6 +107,7 @@ class Group:
     single_runs: bool = False
     baseline: str | None = None
     min_trials: int = MIN_TRIALS  # completed trials fANOVA needs before it is shown
+    unseeded: list[str] = field(default_factory=list)  # cells with one run beside seeded ones: not ranked
 
     def notes(self, requested: str) -> list[str]:
         """What a reader must know to read the ranks."""
@@ -125,11 +126,14 @@ class Group:
             against = f"the baseline {self.baseline}" if self.baseline else "the leader of each rank"
             notes.append(f"mean over seeds with a 95 % CI; cells not significantly different from {against} "
                          f"(Welch's t-test, Holm-corrected, alpha {ALPHA}) share its rank")  # fmt: skip
+            if self.unseeded:
+                notes.append(f"not ranked: {', '.join(self.unseeded)} (one run, no reseeds to test it on)")
         return notes
 
     def as_dict(self, requested: str) -> dict[str, Any]:
         return {"setup": self.setup.as_dict(), "metric": self.metric, "chance": self.chance,
                 "unsolved": self.unsolved, "single_runs": self.single_runs, "baseline": self.baseline,
+                "unseeded": self.unseeded,
                 "notes": self.notes(requested), "entries": [e.as_dict() for e in self.entries]}  # fmt: skip
 
 
@@ -338,13 +342,15 @@ def rank_group(group: Group, baseline: str | None = None) -> None:
     if group.unsolved or not ranked:
         group.entries.sort(key=lambda e: (e.rank is None, -e.score if e.values else 0.0))
         return
-    group.single_runs = any(len(e.values) < 2 for e in ranked)
+    seeded = [e for e in ranked if len(e.values) >= 2]
+    group.single_runs = not seeded
+    group.unseeded = [e.cell for e in ranked if len(e.values) < 2] if seeded else []
     if group.single_runs:
         _ordinal(ranked)
-    else:
-        _shared_ranks(ranked)
-        reference = next(e for e in ranked if e.cell == baseline) if baseline else ranked[0]
-        others = [e for e in ranked if e is not reference]
+    else:  # a cell with one run cannot be tested beside seeded ones: shown, not ranked
+        _shared_ranks(seeded)
+        reference = next((e for e in seeded if e.cell == baseline), seeded[0])
+        others = [e for e in seeded if e is not reference]
         for entry, p in zip(others, holm([welch_p(reference.values, e.values) for e in others]), strict=True):
             entry.p_value, entry.compared_with = p, reference.cell
     group.entries.sort(key=lambda e: (e.rank is None, e.rank or 0, -e.score if e.values else 0.0))

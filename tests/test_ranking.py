@@ -201,3 +201,16 @@ def test_summary_and_holm_by_hand():
     assert summary.high - summary.mean == pytest.approx(4.302653 / 3**0.5, rel=1e-5)  # t(0.975, 2)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0 and welch_p([1.0], [2.0]) == 1.0
+
+
+def test_a_cell_without_reseeds_beside_seeded_ones_is_shown_not_ranked(store):
+    for cell, values in (("lstm", [0.90, 0.91, 0.92]), ("gru", [0.50, 0.52, 0.51])):
+        best = store.trial("m", cell, values[0], values[0])
+        store.reseeds(best, values, values)
+    store.trial("m", "peephole", 0.99, 0.99)  # its sweep stopped before its reseeds
+    (group,) = board_json(store, "--metric", "test_accuracy")["groups"].values()
+    cells = {e["cell"]: e for e in group["entries"]}
+    assert group["single_runs"] is False and group["unseeded"] == ["peephole"]
+    assert cells["lstm"]["rank_label"] == "1" and cells["gru"]["rank_label"] == "2"
+    assert cells["peephole"]["rank"] is None and cells["peephole"]["n"] == 1
+    assert any("not ranked: peephole" in note for note in group["notes"])
