@@ -124,7 +124,7 @@ def rich_tables(board: Leaderboard) -> list[Any]:
         tables.append(table)
         importances = [(e.cell, _importance(e, group.min_trials)) for e in group.entries if e.run_id]
         if importances:
-            imp = Table(title=f"{heading(group)}: hyperparameter importance (fANOVA over completed trials)")
+            imp = Table(title=f"hyperparameter importance · {heading(group)} (fANOVA over completed trials)")
             imp.add_column("cell")
             imp.add_column("importance (n = trials behind it)")
             for cell, text in importances:
