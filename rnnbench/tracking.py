@@ -7,6 +7,7 @@ import functools
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,9 +115,37 @@ def open_client(uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     with _setup_lock(uri):
+        if uri.startswith("sqlite:///") and not sqlite_file(uri).exists():
+            _create_sqlite_store(sqlite_file(uri))
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     return client
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """Build a new store's schema in a staging file, then move it into place in one step.
+
+    MLflow's schema migrations on sqlite are not atomic: a Ctrl-C among them left a half-migrated
+    ``mlflow.db`` that no later run could open (``table _alembic_tmp_experiments already exists``).
+    Interrupted here, only the staging file is left, and it is removed."""
+    from mlflow.tracking import MlflowClient
+
+    # A fresh name each time: MLflow caches a store (and that its tables exist) per URI.
+    staging = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        client = MlflowClient(f"sqlite:///{staging}")
+        client.search_experiments(max_results=1)
+        _dispose(client)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def _dispose(client: MlflowClient) -> None:
+    """Close a client's sqlite connections (MLflow caches its store per URI)."""
+    engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def root_cause(exc: BaseException) -> str:

@@ -206,6 +206,34 @@ def test_processes_opening_a_new_store_at_once_set_it_up_once(tmp_path):
         assert opener.returncode == 0, err[-2000:]
 
 
+def test_ctrl_c_while_a_new_store_is_set_up_leaves_no_broken_store(tmp_path):
+    """MLflow's schema migrations on sqlite are not atomic: a Ctrl-C among them used to leave an
+    ``mlflow.db`` no later run could open ("table _alembic_tmp_experiments already exists")."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from rnnbench.tracking import open_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    seen = []
+
+    def interrupt_mid_migration(conn, cursor, statement, *args):
+        seen.append(statement)
+        if "_alembic_tmp" in statement:
+            raise KeyboardInterrupt
+
+    event.listen(Engine, "before_cursor_execute", interrupt_mid_migration)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            open_client(uri)
+    finally:
+        event.remove(Engine, "before_cursor_execute", interrupt_mid_migration)
+    assert any("_alembic_tmp" in s for s in seen), "the interruption came after the migrations"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db.lock"], "a half-built store is left"
+    client = open_client(uri)  # the next run sets the store up from scratch
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
 # 6 ----------------------------------------------------------------------------------------------------
 
 
