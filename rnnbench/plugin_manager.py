@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rnnbench.plugins.gru",
     "rnnbench.plugins.rnn",
     "rnnbench.plugins.peephole",
+    "rnnbench.plugins.odyssey",
     "rnnbench.tasks.adding",
     "rnnbench.tasks.copy",
     "rnnbench.tasks.temporal_order",

@@ -28,8 +28,11 @@ import torch
 from rnnbench.errors import RnnbenchError
 
 KERNEL_DIR_ENV = "RNNBENCH_KERNEL_DIR"
-# No -march=native: the cache directory may be shared by machines with different CPUs.
-KERNEL_CFLAGS = ["-O3"]
+# No -march=native: the cache directory may be shared by machines with different CPUs. Without
+# -fno-trapping-math GCC 12 would not vectorise the pointwise loops at all ("control flow in loop":
+# it may not compute both sides of a select that could raise a floating-point exception); torch itself
+# is built with these two flags.
+KERNEL_CFLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 KERNEL_DTYPES = (torch.float32, torch.float64)
 SHARED_HEADER = Path(__file__).with_name("kernel_math.h")  # included by every kernel
 
