@@ -26,8 +26,22 @@ TITLE = "(a) Cell throughput: forward+backward against torch.nn.LSTM"
 FULL_SIZES = [(16, 100, 64, 64), (64, 100, 32, 128), (64, 100, 512, 512)]
 QUICK_SIZES = [(16, 25, 64, 64), (64, 25, 32, 128), (64, 25, 512, 512)]
 GATES = {"lstm": 4, "peephole": 4, "gru": 3, "rnn": 1, "nn.LSTM": 4}
+GATES.update({"nig": 3, "nfg": 3, "nog": 3, "cifg": 3, "niaf": 4, "noaf": 4, "np": 4, "fgr": 4})
 # peephole / nn.LSTM time, by size index: <= 2.0x at the small size, <= 1.2x at the other two
 PEEPHOLE_TARGETS = (2.0, 1.2, 1.2)
+# Greff's variants / nn.LSTM time at the first two sizes (issue 13): 1.3x, fgr (nine more H x H
+# recurrent matrices) 2x.
+ODYSSEY_TARGETS = {
+    "nig": 1.3,
+    "nfg": 1.3,
+    "nog": 1.3,
+    "niaf": 1.3,
+    "noaf": 1.3,
+    "np": 1.3,
+    "cifg": 1.3,
+    "fgr": 2.0,
+}
+ODYSSEY_SIZES = ((16, 100, 64, 64), (64, 100, 32, 128))
 BASELINE = "nn.LSTM"
 
 
@@ -114,6 +128,29 @@ def measure_size(
     return times
 
 
+def odyssey_targets(
+    per_size: list[tuple[tuple[int, int, int, int], dict[str, list[float]]]],
+) -> list[dict[str, Any]]:
+    """One target per Odyssey variant at each size it is defined at (the full run's first two sizes)."""
+    found = []
+    for size, times in per_size:
+        if tuple(size) not in ODYSSEY_SIZES:
+            continue
+        best_base = min(times[BASELINE])
+        for name, limit in ODYSSEY_TARGETS.items():
+            if name in times:
+                found.append(
+                    target(
+                        f"{name} / nn.LSTM time at B,T,I,H={','.join(map(str, size))}",
+                        min(times[name]) / best_base,
+                        "<=",
+                        limit,
+                        "x",
+                    )
+                )
+    return found
+
+
 def parse_sizes(text: str) -> list[tuple[int, int, int, int]]:
     """``B,T,I,H;B,T,I,H`` -> a list of sizes."""
     sizes = []
@@ -195,6 +232,7 @@ def run(
                     "x",
                 )
             )
+    targets += odyssey_targets(per_size)
     notes = [
         f"sgemm {peak:.1f} GFLOP/s ({device}, {threads} thread(s), 1024x1024 float32, best of "
         f"{len(sgemm)} measurements: {', '.join(f'{s:.1f}' for s in sgemm)})",

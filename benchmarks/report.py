@@ -81,11 +81,34 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_tile")
+
+
+def cpu_details() -> dict[str, Any]:
+    """The CPU's family/model and vector extensions: figures move between hosts of one kind with these."""
+    found: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("cpu family", "model", "flags") and key not in found:
+                found[key] = value.strip()
+    except OSError:
+        pass
+    flags = set(found.get("flags", "").split())
+    return {
+        "cpu_family": found.get("cpu family"),
+        "cpu_model_number": found.get("model"),
+        "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+    }
+
+
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        **cpu_details(),
         "cores": os.cpu_count(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gib": _memory_gib(),
@@ -138,7 +161,8 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| date | {report['date']} |",
         f"| command | `{report['command']}` |",
-        f"| CPU | {m.get('cpu')} |",
+        f"| CPU | {m.get('cpu')} (family {m.get('cpu_family')}, model {m.get('cpu_model_number')}) |",
+        f"| vector extensions | {', '.join(m.get('vector_extensions') or []) or 'unknown'} |",
         f"| cores | {m.get('cores')} (available to this process: {m.get('cores_available')}) |",
         f"| memory | {m.get('memory_gib')} GiB |",
         f"| GPU | {m.get('gpu') or 'none'} |",

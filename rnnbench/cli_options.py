@@ -60,7 +60,10 @@ SweepFile = Annotated[
 ]
 SweepTask = Annotated[str | None, typer.Option(help="Task to sweep on (default adding).")]
 SweepCells = Annotated[
-    str | None, typer.Option(help="Cells to compare: comma-separated names or 'all' (the four built-ins).")
+    str | None,
+    typer.Option(
+        help="Cells to compare: comma-separated names, 'all' (lstm, gru, rnn, peephole) or 'odyssey' (Greff's vanilla LSTM and eight variants)."
+    ),
 ]
 Trials = Annotated[int | None, typer.Option(help="Trials per cell (default 8).")]
 Space = Annotated[

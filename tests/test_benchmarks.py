@@ -10,7 +10,15 @@ import pytest
 
 from benchmarks import report
 from benchmarks.__main__ import main
-from benchmarks.cells import BASELINE, GATES, PEEPHOLE_TARGETS, gate_flops, parse_sizes
+from benchmarks.cells import (
+    BASELINE,
+    GATES,
+    ODYSSEY_TARGETS,
+    PEEPHOLE_TARGETS,
+    gate_flops,
+    odyssey_targets,
+    parse_sizes,
+)
 
 SIZES = "3,5,2,4;2,4,3,6"
 
@@ -30,6 +38,10 @@ def test_report_describes_the_run(cells_report: tuple[dict, Path]) -> None:
     machine = data["machine"]
     for key in ("cpu", "cores", "torch", "torch_default_threads", "benchmark_threads"):
         assert machine[key] is not None
+    # figures move between CPU generations of one host kind: the report names the vector extensions
+    assert isinstance(machine["vector_extensions"], list)
+    if Path("/proc/cpuinfo").exists() and "avx2" in Path("/proc/cpuinfo").read_text():
+        assert "avx2" in machine["vector_extensions"]
     assert machine["benchmark_threads"] == 1
     assert list(data["benchmarks"]) == ["cells"]
     text = (out / "report.md").read_text()
@@ -73,6 +85,21 @@ def test_cells_targets_follow_the_measurements(cells_report: tuple[dict, Path]) 
         assert t["op"] == "<="
         assert t["met"] == (t["value"] <= t["threshold"])
     assert [t["benchmark"] for t in data["targets"]] == ["cells"] * len(peephole)
+
+
+def test_each_odyssey_variant_gets_its_target_at_the_two_sizes_the_issue_names() -> None:
+    times = {BASELINE: [2.0, 1.0], "nig": [1.2, 1.25], "fgr": [2.1, 2.5], "lstm": [1.0]}
+    per_size = [((16, 100, 64, 64), times), ((64, 100, 32, 128), times), ((64, 100, 512, 512), times)]
+    found = odyssey_targets(per_size)
+    assert [t["name"] for t in found] == [
+        "nig / nn.LSTM time at B,T,I,H=16,100,64,64",
+        "fgr / nn.LSTM time at B,T,I,H=16,100,64,64",
+        "nig / nn.LSTM time at B,T,I,H=64,100,32,128",
+        "fgr / nn.LSTM time at B,T,I,H=64,100,32,128",
+    ]
+    assert [t["value"] for t in found] == pytest.approx([1.2, 2.1, 1.2, 2.1])
+    assert [t["met"] for t in found] == [True, False, True, False]
+    assert ODYSSEY_TARGETS["fgr"] == 2.0 and {ODYSSEY_TARGETS[n] for n in ("nig", "np", "cifg")} == {1.3}
 
 
 def test_target_arithmetic() -> None:

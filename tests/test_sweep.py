@@ -177,7 +177,10 @@ def test_sweep_file_and_flags(tmp_path):
     [
         ("trials = 'eight'\n", "sweep file sweep.toml, key 'trials': must be integer, got 'eight'"),
         ("trails = 8\n", "key 'trails': unknown key; valid keys: address, cache_dir, cells"),
-        ("cells = 3\n", "key 'cells': cells must be 'all', a comma-separated string or a list of names"),
+        (
+            "cells = 3\n",
+            "key 'cells': cells must be 'all', 'odyssey', a comma-separated string or a list of names",
+        ),
         ("task = \n", "sweep file sweep.toml is not valid TOML"),
         ("[train]\nbatchsize = 3\n", "key 'train.batchsize': unknown; valid keys: batch_size"),
         ("space = 3\n", "key 'space': must be string, got 3"),

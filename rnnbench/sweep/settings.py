@@ -20,6 +20,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 BUILTIN_CELLS = ("lstm", "gru", "peephole", "rnn")
+# Greff et al.'s study: the vanilla LSTM (rnnbench's ``peephole``) and its eight variants.
+ODYSSEY_CELLS = ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
+CELL_GROUPS = {"all": BUILTIN_CELLS, "odyssey": ODYSSEY_CELLS}
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -85,14 +88,16 @@ SAMPLERS = ("tpe", "random")
 
 
 def parse_cells(value: Any, where: str) -> list[str]:
-    """``all``, ``lstm,gru`` or a list of names."""
+    """``all`` (the four classic cells), ``odyssey`` (Greff's nine), ``lstm,gru`` or a list of names."""
     if isinstance(value, str):
-        names = list(BUILTIN_CELLS) if value.strip() == "all" else [v.strip() for v in value.split(",")]
+        group = CELL_GROUPS.get(value.strip())
+        names = list(group) if group else [v.strip() for v in value.split(",")]
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         names = [v.strip() for v in value]
     else:
         raise SweepConfigError(
-            f"{where}: cells must be 'all', a comma-separated string or a list of names, got {value!r}"
+            f"{where}: cells must be 'all', 'odyssey', a comma-separated string or a list of names, "
+            f"got {value!r}"
         )
     if not names or any(not n for n in names):
         raise SweepConfigError(f"{where}: cells has an empty name in {value!r}")
