@@ -19,11 +19,12 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
-def test_plugins_json_lists_the_four_builtin_cells():
+def test_plugins_json_lists_the_builtin_cells():
     result = invoke("plugins", "--json")
     assert result.exit_code == 0, result.output
     cells = sorted(n for p in json.loads(result.stdout) for n in p["registered"].get("cell", []))
-    assert cells == ["gru", "lstm", "peephole", "rnn"]
+    odyssey = ["cifg", "fgr", "nfg", "nig", "niaf", "noaf", "nog", "np"]
+    assert cells == sorted(["gru", "lstm", "peephole", "rnn", *odyssey])
 
 
 def test_plugins_table():
@@ -36,8 +37,11 @@ def test_plugins_table():
 def test_cells_shows_description_reference_and_plugin():
     result = invoke("cells", "--json")
     cells = {c["name"]: c for c in json.loads(result.stdout)}
-    assert set(cells) == {"lstm", "gru", "rnn", "peephole"}
+    odyssey = {"nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr"}
+    assert set(cells) == {"lstm", "gru", "rnn", "peephole", *odyssey}
     assert cells["peephole"]["reference"].startswith("Gers & Schmidhuber 2000")
+    assert all("Search Space Odyssey" in cells[n]["reference"] for n in odyssey)
+    assert cells["cifg"]["description"].endswith("f = 1 - i, no forget-gate parameters")
     assert cells["gru"]["plugin"] == "rnnbench.plugins.gru"
     table = invoke("cells").stdout
     assert "Minimal" not in table and "Cho et al. 2014" in table
@@ -88,7 +92,10 @@ def test_check_cell_fails_with_exit_code_1_and_reasons(use_plugin):
 def test_check_cell_unknown_name_exits_2_listing_choices():
     result = invoke("check-cell", "lstn")
     assert result.exit_code == 2
-    assert "unknown cell 'lstn'; valid cells: gru, lstm, peephole, rnn" in result.stderr
+    assert (
+        "unknown cell 'lstn'; valid cells: cifg, fgr, gru, lstm, nfg, niaf, nig, noaf, nog, np, peephole, rnn"
+        in result.stderr
+    )
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 

@@ -52,7 +52,9 @@ def test_builtins_are_ordinary_plugins():
         assert infos[module].source == "built-in"
         assert infos[module].version == rnnbench.__version__
     registered = {name for m in DEFAULT_PLUGINS for name in infos[m].registered.get("cell", [])}
-    assert registered == {"lstm", "gru", "rnn", "peephole"}
+    odyssey = {"nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr"}
+    assert registered == {"lstm", "gru", "rnn", "peephole", *odyssey}
+    assert set(infos["rnnbench.plugins.odyssey"].registered["cell"]) == odyssey
     for cell in registries().cells:
         assert cell.plugin in DEFAULT_PLUGINS
 
@@ -279,7 +281,8 @@ def test_plugin_paths_reach_child_processes():
     )
     env = {k: v for k, v in os.environ.items() if k != "RNNBENCH_PLUGINS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.stdout.strip() == "lstm,gru,rnn,peephole,mgu", out.stderr
+    odyssey = "nig,nfg,nog,niaf,noaf,np,cifg,fgr"
+    assert out.stdout.strip() == f"lstm,gru,rnn,peephole,{odyssey},mgu", out.stderr
 
 
 def test_bad_plugin_file_gives_clear_cli_error(run_cli, tmp_path):
