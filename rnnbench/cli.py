@@ -495,19 +495,17 @@ def leaderboard_command(
 
 def _page_header(board: Any, given: dict[str, str | None], experiment: str, note: str | None) -> list[str]:
     """The published page's opening lines: the command, the machine, each sweep's settings, the note."""
-    import platform
     import shlex
     import time
 
     from rnnbench.leaderboard import sweep_settings
-    from rnnbench.leaderboard_report import without_paths
+    from rnnbench.leaderboard_report import machine_line, without_paths
     from rnnbench.version import __version__
 
     command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
     header = [
         f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}; MLflow store {board.tracking_uri}.",
+        f"{machine_line()}; MLflow store {board.tracking_uri}.",
     ]
     keys = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "task_options",
             "space_overrides", "train", "grace_period", "cpus_per_trial")  # fmt: skip
@@ -536,6 +534,41 @@ def _log_plots(board: Any, sweep: str, experiment: str) -> None:
         for paths in plots(board, Path(folder)).values():
             for path in paths:
                 client.log_artifact(parent.info.run_id, str(path), artifact_path="leaderboard")
+
+
+@app.command("odyssey-report")
+@reports_errors
+def odyssey_report_command(
+    sweeps: o.StudySweeps,
+    out: o.StudyOut = Path("leaderboard/odyssey"),
+    tracking_uri: o.TrackingUri = None,
+    experiment: o.Experiment = "rnnbench",
+    note: o.Note = None,
+) -> None:
+    """Greff et al.'s analysis of LSTM-variant sweeps: best-10 % box plots, Welch's t-test, fANOVA."""
+    import shlex
+    import time
+
+    from rnnbench.leaderboard_report import machine_line, without_paths
+    from rnnbench.study import StudyError, analyse, collect, findings
+    from rnnbench.study_report import publish
+    from rnnbench.tracking import open_client, resolve_tracking_uri
+    from rnnbench.version import __version__
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = open_client(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise StudyError(f"no MLflow experiment {experiment!r} in {uri}")
+    studies = [analyse(sweep, *collect(client, found.experiment_id, sweep)) for sweep in sweeps]
+    command = "rnnbench odyssey-report " + " ".join(f"--sweep {shlex.quote(s)}" for s in sweeps)
+    header = [
+        f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`.",
+        f"{machine_line()}; MLflow store {uri}.",
+        *([note] if note else []),
+    ]
+    written = publish(studies, findings(studies), out, [without_paths(line) for line in header])
+    err_console.print(f"Published {len(written)} files into {out}/", highlight=False)
 
 
 @app.command("reseed")

@@ -38,8 +38,10 @@ Length = Annotated[
 TrainSize = Annotated[int | None, typer.Option(help="Training examples (task default if not given).")]
 ValidationSize = Annotated[int | None, typer.Option(help="Validation examples (task default if not given).")]
 TestSize = Annotated[int | None, typer.Option(help="Test examples (task default if not given).")]
-Optimizer = Annotated[str, typer.Option(help="adam, sgd (with momentum) or rmsprop.")]
-Momentum = Annotated[float, typer.Option(help="Momentum for sgd and rmsprop.")]
+Optimizer = Annotated[
+    str, typer.Option(help="adam, sgd (with momentum), nesterov (SGD with Nesterov momentum) or rmsprop.")
+]
+Momentum = Annotated[float, typer.Option(help="Momentum for sgd, nesterov and rmsprop.")]
 WeightDecay = Annotated[float, typer.Option(help="L2 weight decay.")]
 Dropout = Annotated[float, typer.Option(help="Dropout between stacked layers.")]
 InputNoise = Annotated[
@@ -139,3 +141,7 @@ MinTrials = Annotated[
 Note = Annotated[
     str | None, typer.Option(help="A line for the published page (for example how to reproduce it).")
 ]
+StudySweeps = Annotated[
+    list[str], typer.Option("--sweep", help="A sweep of the study, one per task (repeat the option).")
+]
+StudyOut = Annotated[Path, typer.Option("--out", help="Folder for README.md, index.html and the plots.")]

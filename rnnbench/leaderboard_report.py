@@ -34,6 +34,25 @@ def without_paths(text: str) -> str:
     return ABSOLUTE_PATH.sub(r"\1", text)
 
 
+def machine_line() -> str:
+    """The machine a published page was made on: CPU model, cores, OS, Python (no path, no host name)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"Machine: {cpu} ({platform.machine()}), {os.cpu_count()} CPU cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
 def _num(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

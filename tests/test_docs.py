@@ -32,6 +32,12 @@ def test_readme_plugin_example_is_the_tested_plugin():
     assert block.group(1) == (TEST_PLUGINS / "mgu.py").read_text()
 
 
+def test_readme_variant_example_is_the_tested_plugin():
+    block = re.search(r"<!-- variant-example -->\n```python\n(.*?)```", README, re.S)
+    assert block, "the README lost its ninth-variant example"
+    assert block.group(1) == (TEST_PLUGINS / "cifg_np.py").read_text()
+
+
 def test_the_layout_section_names_every_module():
     section = README[README.index("### Code layout") :]
     package = REPO / "rnnbench"
