@@ -572,6 +572,34 @@ def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
     assert len(runs) == 6 and sorted(int(r.data.tags["optuna_trial"]) for r in runs) == list(range(6))
 
 
+def test_a_worker_killed_by_rays_memory_monitor_is_retried_then_failed_as_out_of_memory(tmp_path):
+    """A real kill: Ray (its own, in the sweep's process) starts with a memory threshold just above what
+    the machine uses now; the trial's worker allocates past it and Ray's memory monitor kills it."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    if memory.available < 4 * 2**30:
+        pytest.skip(f"needs 4 GiB available to hog memory safely, {memory.available / 2**30:.1f} GiB here")
+    threshold = (memory.total - memory.available + 2**30) / memory.total  # 1 GiB above today's use
+    (tmp_path / "hog.toml").write_text(
+        'task = "temporal_order"\ncells = ["memory-hog"]\ntrials = 1\nepochs = 1\nname = "hog"\n'
+        "max_failures = 1\n[task_options]\nlength = 16\ntrain_size = 128\nvalidation_size = 32\n"
+        "test_size = 64\n"
+    )
+    env = {"RNNBENCH_PLUGINS": str(TEST_PLUGINS / "memory_hog.py"), "RNNBENCH_TEST_HOG_GB": "2.5",
+           "RAY_memory_usage_threshold": f"{threshold:.4f}", "RAY_memory_monitor_refresh_ms": "100"}  # fmt: skip
+    process = cli(tmp_path, "sweep", "hog.toml", "--json", extra_env=env)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, f"the driver must not die of it: {err[-3000:]}"
+    assert json.loads(out)["counts"]["memory-hog"]["failed"] == 1
+    (run,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "hog")
+    assert run.info.status == "FAILED" and run.data.tags["status"] == "failed"
+    assert run.data.tags["attempts"] == "2", "retried once under max_failures = 1"
+    assert run.data.tags["error"].startswith("out of memory: worker failed 2 time(s): "), run.data.tags[
+        "error"
+    ]
+
+
 def test_ray_giving_up_ends_the_sweep_with_its_reason_and_resume_completes(
     tmp_path, ray_session, monkeypatch
 ):

@@ -145,9 +145,10 @@ def test_unreachable_ray_address(tmp_path):
 # --- through the command line, in its own process -------------------------------------------------
 
 
-def cli(tmp_path: Path, *args: str, **kwargs) -> subprocess.Popen:
+def cli(tmp_path: Path, *args: str, extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("RNNBENCH_PLUGINS", "MLFLOW_TRACKING_URI")}
     env["RNNBENCH_CACHE_DIR"] = str(tmp_path / "cache")
+    env.update(extra_env or {})
     script = Path(sys.executable).parent / "rnnbench"
     return subprocess.Popen([str(script), *args], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)  # fmt: skip

@@ -64,6 +64,7 @@ def connect(settings: SweepSettings) -> bool:
     """Start Ray locally or join ``address``; returns True when this call started the session."""
     import ray
 
+    oom_kills_as_worker_deaths()
     if ray.is_initialized():
         return False
     if settings.address:
@@ -85,6 +86,33 @@ def connect(settings: SweepSettings) -> bool:
     if threading.current_thread() is threading.main_thread():
         _saved_sigterm.append(signal.signal(signal.SIGTERM, stop_as_on_ctrl_c))
     return True
+
+
+def oom_kills_as_worker_deaths() -> None:
+    """Make Tune treat a trial worker killed by Ray's memory monitor as a worker death.
+
+    Ray raises ``OutOfMemoryError`` for such a kill, which is neither of the two errors Tune's actor
+    manager handles (``RayActorError``, ``RayTaskError``): Tune 2.5x then raises "Caught unexpected
+    exception" out of ``Tuner.fit`` and the whole sweep stops. As an actor error, the trial is retried
+    under ``max_failures`` and then recorded as failed, with Ray's reason in its error (measured with a
+    real kill: tests/test_faults.py). Idempotent; changes nothing for any other error.
+    """
+    from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.exceptions import OutOfMemoryError, RayActorError
+
+    original = RayActorManager._actor_task_failed
+    if getattr(original, "rnnbench_oom", False):
+        return
+
+    def _actor_task_failed(self: Any, tracked_actor_task: Any, exception: Exception) -> None:
+        if isinstance(exception, OutOfMemoryError):
+            lines = str(exception).splitlines()
+            reason = " ".join(line for line in lines[:3] if not line.startswith("Object store"))
+            exception = RayActorError(error_msg=f"OutOfMemoryError: {reason}")
+        original(self, tracked_actor_task, exception)
+
+    _actor_task_failed.rnnbench_oom = True  # type: ignore[attr-defined]
+    RayActorManager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
 
 
 def stop_as_on_ctrl_c(signum: int, frame: Any) -> None:

@@ -45,14 +45,19 @@ def trial_error(trial: Any) -> str:
     """The error of a failed Tune trial, as text (never raises)."""
     try:
         error = trial.get_error()
-        if error is not None:
-            return f"{type(error).__name__}: {error}"[:5000]
+        if error is not None:  # Tune hands back either the exception or its formatted text
+            return (error if isinstance(error, str) else f"{type(error).__name__}: {error}")[:5000]
     except Exception:  # reading an error must never break the sweep
         pass
     path = getattr(trial, "error_file", None)
     if path and Path(path).is_file():
         return Path(path).read_text()[-5000:]
     return "unknown error"
+
+
+def is_out_of_memory(error: str) -> bool:
+    """Whether a trial's error is Ray's memory monitor killing its worker (``OutOfMemoryError``)."""
+    return "OutOfMemoryError" in error or "running low on memory" in error
 
 
 class TrialRecorder(tune.Callback):
@@ -139,7 +144,10 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Reached only when a worker died more often than FailureConfig allows.
-        error = f"worker failed {self.attempts.get(trial.trial_id, 1)} time(s): {trial_error(trial)}"
+        reason = trial_error(trial)
+        error = f"worker failed {self.attempts.get(trial.trial_id, 1)} time(s): {reason}"
+        if is_out_of_memory(reason):  # said first: the one thing a user must change is the memory
+            error = f"out of memory: {error}"
         if trial.trial_id not in self.finished:
             self._finish(trial, "failed", trial.last_result or {}, error=error)
 
