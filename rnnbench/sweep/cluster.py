@@ -74,6 +74,12 @@ def connect(settings: SweepSettings) -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # On Ctrl-C Tune suggests Tuner.restore(...); rnnbench prints its own resume command instead.
     logging.getLogger("ray.tune.tune").addFilter(lambda record: "Tuner.restore" not in record.getMessage())
+    # The recorder writes each trial's MLflow record on the driver before Optuna is told (by design):
+    # under load that takes over Tune's 0.5 s warning threshold, which then printed over the live
+    # table and broke `--json`'s clean stderr.
+    logging.getLogger("ray.tune.utils.util").addFilter(
+        lambda record: "may be a performance bottleneck" not in record.getMessage()
+    )
     ray.init(
         # "local" starts a new Ray here; without it ray.init joins any cluster already running on the host.
         address=settings.address or "local",
