@@ -224,7 +224,7 @@ def test_train_command(tmp_path, tracking_uri):
     [
         (
             ["--cell", "lstn", "--task", "adding"],
-            "unknown cell 'lstn'; valid cells: gru, lstm, peephole, rnn",
+            "unknown cell 'lstn'; valid cells: cifg, fgr, gru, lstm, nfg, niaf, nig, noaf, nog, np, peephole, rnn",
         ),
         (["--cell", "lstm", "--task", "add"], "unknown task 'add'; valid tasks: adding, copy, digits, hf"),
         (["--cell", "lstm", "--task", "adding", "--width", "0"], "width must be a positive integer, got 0"),
