@@ -10,6 +10,7 @@ checked one by one against the numbers (:func:`findings`).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ def analyse(sweep: str, settings: dict[str, str], cells: dict[str, CellTrials]) 
         )
     reference = cells[VANILLA].best()
     comparisons = []
-    for name, trials in cells.items():
+    for name, trials in sorted(cells.items(), key=lambda item: _order(item[0], settings)):
         if not trials.pairs:
             continue
         best = trials.best()
@@ -151,6 +152,16 @@ def analyse(sweep: str, settings: dict[str, str], cells: dict[str, CellTrials]) 
         importance=found,
         importance_trials=count,
     )
+
+
+def _order(cell: str, settings: dict[str, str]) -> tuple[int, int, str]:
+    """Vanilla first, then the cells in the sweep's own order (its ``cells`` setting)."""
+    try:
+        listed = json.loads(settings.get("cells") or "[]")
+    except ValueError:
+        listed = []
+    position = listed.index(cell) if cell in listed else len(listed)
+    return (0 if cell == VANILLA else 1, position, cell)
 
 
 @dataclass

@@ -103,7 +103,10 @@ def test_unknown_name_lists_valid_names(registry_type, error):
 
 
 def test_public_lookups_list_builtins():
-    with pytest.raises(UnknownCellError, match="valid cells: cifg, fgr, gru, lstm, nfg, niaf, nig, noaf, nog, np, peephole, rnn"):
+    with pytest.raises(
+        UnknownCellError,
+        match="valid cells: cifg, fgr, gru, lstm, nfg, niaf, nig, noaf, nog, np, peephole, rnn",
+    ):
         rnnbench.get_cell("lstn")
     with pytest.raises(UnknownTaskError, match="'nope'"):
         rnnbench.get_task("nope")

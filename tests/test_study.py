@@ -29,7 +29,7 @@ def make_sweep(uri: str, name: str, task: str, trials: int = 30, *, unfinished: 
     recorder = RunRecorder(uri, "rnnbench")
     client, experiment = recorder.client, recorder.experiment_id
     parent = client.create_run(experiment, tags={"kind": "sweep", "sweep": name})
-    settings = {"task": task, "metric": "val_accuracy", "trials": str(trials), "epochs": "5", "space": "greff",
+    settings = {"task": task, "metric": "val_accuracy", "cells": json.dumps(["noaf", "cifg", "nfg", "peephole", "np"]), "trials": str(trials), "epochs": "5", "space": "greff",
                 "seed": "0", "sampler": "random", "task_options": json.dumps({"length": 30})}  # fmt: skip
     client.log_batch(parent.info.run_id, params=[Param(k, v) for k, v in settings.items()])
     draws = random.Random(0)
@@ -65,6 +65,9 @@ def test_the_analysis_finds_what_the_data_were_made_to_show(store):
     assert {c: len(t.pairs) for c, t in cells.items()} == dict.fromkeys(EFFECT, 30)
     assert all(t.not_completed == 2 for t in cells.values()), "failed trials are counted, not compared"
     study = analyse("study-a", settings, cells)
+    assert [c.cell for c in study.comparisons] == ["peephole", "noaf", "cifg", "nfg", "np"], (
+        "the sweep's order"
+    )
     verdicts = {c.cell: c.verdict for c in study.comparisons}
     assert verdicts == {"peephole": "reference", "nfg": "significantly worse", "noaf": "significantly worse",
                         "cifg": "no significant difference", "np": "no significant difference"}  # fmt: skip
