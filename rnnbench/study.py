@@ -95,7 +95,7 @@ def collect(client: Any, experiment_id: str, sweep: str) -> tuple[dict[str, str]
     parent = sweep_run(client, experiment_id, sweep)
     if parent is None:
         raise StudyError(f"no sweep named {sweep!r} in this MLflow store")
-    settings = dict(parent.data.params)
+    settings = {**parent.data.params, **{k: v for k, v in parent.data.tags.items() if k == "trials"}}
     metric = settings.get("metric", "val_accuracy")
     selection = metric if metric.startswith("best_") or metric == "lrd_score" else f"best_{metric}"
     cells: dict[str, CellTrials] = {}

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnbench.sweep import SweepError, run_sweep
 from rnnbench.sweep.search import FINISHED, journal_storage
-from rnnbench.sweep.settings import SweepSettings
+from rnnbench.sweep.settings import SweepConfigError, SweepSettings
 from rnnbench.tracking import open_client
 from tests.conftest import TINY_TASK
 
@@ -200,6 +200,38 @@ def test_malformed_sweep_file(tmp_path, content, message):
     assert process.returncode == 2, out + err
     assert message in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_a_finished_sweep_grows_to_more_trials_keeping_the_first_ones(tmp_path, ray_session):
+    """`rnnbench sweep --resume NAME --trials N`: each cell's study goes on to N trials with its history;
+    the trials already run are untouched and the new ones draw new configurations."""
+    from rnnbench.sweep import resolve_settings
+
+    s = settings(tmp_path, cells=["rnn", "gru"], trials=2, epochs=1, grace_period=1, sampler="random",
+                 space_overrides={"depth": 1, "width": {"low": 4, "high": 64}})  # fmt: skip
+    run_sweep(s)
+    before = {(r.data.tags["cell"], r.info.run_id): r for r in trial_runs(s.tracking_uri, "s1")}
+    grown = resolve_settings(None, {"trials": 4, "sweeps_dir": s.sweeps_dir}, resume="s1")
+    assert grown.trials == 4 and grown.cells == ["rnn", "gru"]
+    result = run_sweep(grown, resume=True)
+    for cell in ("rnn", "gru"):
+        runs = trial_runs(s.tracking_uri, "s1", cell)
+        assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3], "exactly 4 per cell"
+        first = [r for r in runs if (cell, r.info.run_id) in before]
+        assert len(first) == 2, "the first two trials are the same runs"
+        for run in first:
+            old = before[(cell, run.info.run_id)]
+            assert (run.info.end_time, run.data.metrics, run.data.params) == (
+                old.info.end_time, old.data.metrics, old.data.params)  # fmt: skip
+        widths = [r.data.params["width"] + r.data.params["lr"] for r in runs]
+        assert len(set(widths)) == 4, "the grown trials draw new configurations, not the first ones again"
+    assert result.counts["rnn"]["completed"] + result.counts["rnn"]["pruned"] == 4
+    client = MlflowClient(s.tracking_uri)
+    assert client.get_run(result.parent_run_id).data.tags["trials"] == "4"
+    with pytest.raises(
+        SweepConfigError, match=r"--trials 1: sweep 's1' has 4 trials per cell; .* grow, not shrink"
+    ):
+        resolve_settings(None, {"trials": 1, "sweeps_dir": s.sweeps_dir}, resume="s1")
 
 
 def test_resume_of_unknown_sweep(tmp_path):

@@ -121,6 +121,8 @@ class _Sweep:
                 description=f"rnnbench sweep of {', '.join(s.cells)} on {s.task}",
             )  # fmt: skip
         self.parent_run_id = parent_run_id
+        # The budget as a tag too: a param cannot change, and a grown sweep's budget does.
+        self.client.set_tag(parent_run_id, "trials", str(s.trials))
         write_state(self.folder, {"name": self.name, "settings": s.as_dict(), "parent_run_id": parent_run_id,
                                   "experiment_id": self.experiment_id, "gpus_per_trial": self.gpus})  # fmt: skip
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -138,12 +140,13 @@ class _Sweep:
 
         assert self.progress is not None
         study = f"{self.name}:{cell}"
-        remaining = self.settings.trials - len(finished_trials(self.storage, study))
+        finished = len(finished_trials(self.storage, study))
+        remaining = self.settings.trials - finished
         self._count_earlier_trials(cell)
         self.progress.update()
         if remaining <= 0:
             return
-        recorder = self._fit(cell, study, remaining)
+        recorder = self._fit(cell, study, remaining, finished)
         if recorder.errors:
             self._stopped_by_store(recorder)
         if len(finished_trials(self.storage, study)) < self.settings.trials:
@@ -160,7 +163,7 @@ class _Sweep:
         for status, count in earlier.items():
             self.progress.cells[cell].counts[status] += count
 
-    def _fit(self, cell: str, study: str, remaining: int) -> TrialRecorder:
+    def _fit(self, cell: str, study: str, remaining: int, finished: int) -> TrialRecorder:
         """One Tuner over the cell's study, recorded by a TrialRecorder; returns the recorder."""
         from ray import tune
 
@@ -173,7 +176,7 @@ class _Sweep:
         s, plan = self.settings, self.plan
         assert self.progress is not None and self.parent_run_id is not None
         search = SweepSearch(space=for_task(plan.space, s.space_overrides, plan.task.encoding), metric=s.metric, mode=s.mode,
-                             sampler=make_sampler(s), study_name=study, storage=self.storage)  # fmt: skip
+                             sampler=make_sampler(s, finished), study_name=study, storage=self.storage)  # fmt: skip
         record = CellRecord(sweep=self.name, cell=cell, task=s.task, experiment_id=self.experiment_id,
                             parent_run_id=self.parent_run_id, params=plan.trial_params(cell, self.gpus),
                             tags=plan.trial_tags(), resuming=self.resume)  # fmt: skip

@@ -22,11 +22,16 @@ def journal_storage(path: str) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(path))
 
 
-def make_sampler(settings: SweepSettings) -> optuna.samplers.BaseSampler:
-    """TPE (seeded, with the sweep's start-up trials) or, for a baseline, random search."""
+def make_sampler(settings: SweepSettings, finished: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE (seeded, with the sweep's start-up trials) or, for a baseline, random search.
+
+    ``finished``: trials the study already holds. A sampler re-created with the sweep's own seed for a
+    resumed or grown study would draw its first random configurations again (the same 30 trials twice
+    after growing 30 to 60); from the second run on, the seed also counts the finished trials."""
+    seed = settings.seed if finished == 0 else (settings.seed * 1_000_003 + finished) % 2**32
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
-    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.tpe_startup_trials)
 
 
 def finished_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[optuna.trial.FrozenTrial]:

@@ -239,13 +239,21 @@ def resolve_settings(
     options: list[str] | None = None,
     resume: str | None = None,
 ) -> SweepSettings:
-    """The settings of ``rnnbench sweep``: a resumed sweep's own (only RESUME_FLAGS may change), else
+    """The settings of ``rnnbench sweep``: a resumed sweep's own (only RESUME_FLAGS may change, and
+    ``trials`` may grow), else
     the sweep file's with the flags and ``-o KEY=VALUE`` task options on top (flags win)."""
     given = check_values({k: v for k, v in flags.items() if v is not None}, "command line")
     if resume is not None:
         state = load_state(resume, given.get("sweeps_dir") or DEFAULT_SWEEPS_DIR)
         values = dict(state["settings"])
         values.update({k: v for k, v in given.items() if k in RESUME_FLAGS})
+        if "trials" in given:  # growing a sweep: each cell's study goes on to the new budget
+            if given["trials"] < values["trials"]:
+                raise SweepConfigError(
+                    f"--trials {given['trials']}: sweep {resume!r} has {values['trials']} trials per cell; "
+                    "a resumed sweep can grow, not shrink"
+                )
+            values["trials"] = given["trials"]
         return SweepSettings(**values)
     values = load_sweep_file(sweep_file) if sweep_file is not None else {}
     values.update(given)
