@@ -420,7 +420,7 @@ def _print_sweep(result: Any, as_json: bool) -> None:
             table.add_row(cell, "-", "-", "-", "-", "no completed trial", tally)
             continue
         described = " ".join(
-            f"{k} {float(v):.2g}" if k in ("lr", "clip") and v not in (None, "none") else f"{k} {v}"
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {'none' if v is None else v}"
             for k, v in row["config"].items()
         )
         table.add_row(

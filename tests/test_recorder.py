@@ -222,3 +222,16 @@ def test_the_recorder_pickles_without_its_store(bench: Bench):
     bench.recorder.on_trial_start(0, [], trial)
     copy = pickle.loads(pickle.dumps(bench.recorder))
     assert copy.runs == bench.recorder.runs and not hasattr(copy, "client")
+
+
+def test_the_sweep_summary_gives_numbers_back_as_numbers():
+    """`--json` printed `"depth": "1"` (MLflow keeps params as text); numbers are numbers again."""
+    from rnnbench.sweep.summary import param_value
+
+    assert [param_value(v) for v in ("1", "0.003", "none", "1e-05", "nesterov")] == [
+        1,
+        0.003,
+        None,
+        1e-05,
+        "nesterov",
+    ]

@@ -38,8 +38,21 @@ def _summary_row(run: Any, key: str) -> dict[str, Any]:
         "lrd_score": m.get("lrd_score"),
         "lrd_horizon": m.get("lrd_horizon"),
         "param_count": m.get("param_count"),
-        "config": {k: p.get(k) for k in CONFIG_PARAMS if k in p},
+        "config": {k: param_value(p[k]) for k in CONFIG_PARAMS if k in p},
     }
+
+
+def param_value(text: str) -> int | float | str | None:
+    """An MLflow param (always text) as the number it was: ``"1"`` -> 1, ``"0.003"`` -> 0.003;
+    ``"none"`` (no clipping) -> None; anything else stays text."""
+    if text in ("none", "None"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def log_summary(client: Any, parent_run_id: str, best: Best) -> None:
