@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from rnnbench.plugin_manager import (
     registries,
     unregister_plugin,
 )
-from tests.conftest import TEST_PLUGINS, import_test_plugin
+from tests.conftest import REPO, TEST_PLUGINS, import_test_plugin
 
 HOOK_TEST_PLUGINS = {
     "register_cells": "mgu",
@@ -301,25 +302,11 @@ def installed_entry_point_plugin(tmp_path_factory) -> Path:
     package = root / "rnnbench-mgu"
     package.mkdir()
     shutil.copy(TEST_PLUGINS / "mgu.py", package / "rnnbench_mgu.py")
-    (package / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [build-system]
-            requires = ["setuptools>=68"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "rnnbench-mgu"
-            version = "0.3.1"
-
-            [project.entry-points.rnnbench]
-            mgu = "rnnbench_mgu"
-
-            [tool.setuptools]
-            py-modules = ["rnnbench_mgu"]
-            """
-        )
-    )
+    # The README's package example, verbatim: what a plugin author copies must install and load.
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- package-example -->\n```toml\n(.*?)```", readme, re.S)
+    assert block, "the README lost its package example"
+    (package / "pyproject.toml").write_text(block.group(1))
     site = root / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
