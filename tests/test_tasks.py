@@ -333,12 +333,13 @@ GOOD = '"1 2 3",0\n"6 7",1\n' * 20
         ('sequence,label\n"4 inf",1\n' + GOOD, "holds a number that is not finite ('4 inf')"),
     ],
 )
-def test_hf_task_on_a_broken_csv_names_the_file_and_the_problem(tmp_path, cache, content, message):
+def test_hf_task_on_a_broken_csv_names_the_file_and_the_problem(tmp_path, cache, content, message, capfd):
     """Each of these once ended in a traceback (or, for nan/inf, silently as one-hot text)."""
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(TaskOptionError, match=re.escape(message)):
         rnnbench.get_task("hf").build(path=str(path)).load(seed=0, cache_dir=cache)
+    assert "Failed to read file" not in capfd.readouterr().err, "one error, not datasets' log line too"
 
 
 def test_hf_task_refuses_padding_that_cannot_fit_in_memory(tmp_path, cache, monkeypatch):

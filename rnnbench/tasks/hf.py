@@ -13,6 +13,7 @@ depends on, the distance of an example is its length minus one (the whole sequen
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -127,6 +128,8 @@ class HFSequence(Task):
             for file in split_files if isinstance(split_files, list) else [split_files]:
                 if not Path(file).expanduser().is_file():
                     raise TaskOptionError(f"task 'hf': data file {file} does not exist")
+        # datasets logs an unreadable CSV with its absolute path before raising; rnnbench reports it itself.
+        logging.getLogger("datasets.packaged_modules.csv.csv").setLevel(logging.CRITICAL)
         try:
             raw = datasets.load_dataset(
                 builder, name=self.config, data_files=files, cache_dir=str(cache_dir / "hf")
