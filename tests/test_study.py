@@ -133,11 +133,11 @@ def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_
     study = study.replace("grace_period = 12", "grace_period = 1")
     assert 'cells = ["peephole", "cifg_np"]' in study
     (tmp_path / "ninth.toml").write_text(study)
-    swept = run_cli("--plugin", plugin, "sweep", "ninth.toml", "--trials", "3", "--epochs", "1", "--length", "12",
+    swept = run_cli("--plugin", plugin, "sweep", "ninth.toml", "--trials", "2", "--epochs", "1", "--length", "12",
                     "-o", "train_size=128", "-o", "validation_size=64", "-o", "test_size=64", "--name", "ninth",
                     "--json")  # fmt: skip
     assert swept.returncode == 0, swept.stderr[-2000:]
     reported = run_cli("odyssey-report", "--sweep", "ninth", "--out", str(tmp_path / "page"))
     assert reported.returncode == 0, reported.stderr[-2000:]
     readme = (tmp_path / "page" / "README.md").read_text()
-    assert "| vanilla (peephole) | 3 |" in readme and "| cifg_np | 3 |" in readme
+    assert "| vanilla (peephole) | 2 |" in readme and "| cifg_np | 2 |" in readme
