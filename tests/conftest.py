@@ -80,3 +80,26 @@ def ray_session() -> Iterator[None]:
 
 
 TINY_TASK = {"length": 16, "train_size": 256, "validation_size": 64, "test_size": 128}
+
+
+def require_lstm_family_kernel() -> None:
+    """Skip when the LSTM-family kernel (peephole and the Odyssey variants) is neither cached nor
+    buildable here; a failing build is a real failure."""
+    from rnnbench.cells import lstm_family
+
+    built = (lstm_family.kernel_build_dir() / "rnnbench-build-done").exists()
+    missing = lstm_family.kernel_missing_tools()
+    if not built and missing:
+        pytest.skip(f"the compiled LSTM-family kernel cannot be built here: {missing}")
+    lstm_family.load_kernel()
+
+
+@pytest.fixture(params=["cpp", "python"])
+def kernel_path(request, monkeypatch):
+    """Run an LSTM-family test once on the compiled CPU kernel and once on the pure-PyTorch path."""
+    from rnnbench.cells.lstm_family import KERNEL_ENV
+
+    if request.param == "cpp":
+        require_lstm_family_kernel()
+    monkeypatch.setenv(KERNEL_ENV, request.param)
+    return request.param

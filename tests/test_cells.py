@@ -23,6 +23,7 @@ from rnnbench.cells.peephole import (
     PeepholeLSTMLayer,
 )
 from rnnbench.testing import assert_cell_conforms, check_cell
+from tests.conftest import require_lstm_family_kernel
 
 BUILTINS = ["lstm", "gru", "rnn", "peephole"]
 
@@ -45,24 +46,6 @@ def test_builtin_cell_passes_conformance_kit(cell):
 def test_builtin_cell_maps_batch_first_sequences(cell, layers, dropout):
     model = rnnbench.get_cell(cell).build(input_size=6, hidden_size=9, num_layers=layers, dropout=dropout)
     assert model(torch.randn(4, 11, 6)).shape == (4, 11, 9)
-
-
-def _require_compiled_kernel() -> None:
-    """Skip when the kernel is neither cached nor buildable here; a failing build is a real failure."""
-    built = (peephole_module.kernel_build_dir() / "rnnbench-build-done").exists()
-    missing = peephole_module.kernel_missing_tools()
-    if not built and missing:
-        pytest.skip(f"the compiled peephole kernel cannot be built here: {missing}")
-    peephole_module.load_kernel()
-
-
-@pytest.fixture(params=["cpp", "python"])
-def kernel_path(request, monkeypatch):
-    """Run the test once on the compiled CPU kernel and once on the pure-PyTorch path."""
-    if request.param == "cpp":
-        _require_compiled_kernel()
-    monkeypatch.setenv(KERNEL_ENV, request.param)
-    return request.param
 
 
 def _lstm_and_peephole(input_size=3, hidden_size=4, num_layers=2):
@@ -159,7 +142,7 @@ def _grads_of(model, x, kernel, monkeypatch, seed=3, env=KERNEL_ENV):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_peephole_compiled_and_python_paths_agree(dtype, monkeypatch):
-    _require_compiled_kernel()
+    require_lstm_family_kernel()
     torch.manual_seed(4)
     model = PeepholeLSTM(5, 7, num_layers=3, dropout=0.3).to(dtype).train()
     with torch.no_grad():

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 import rnnbench
-from rnnbench.cells import lstm_family
 from rnnbench.cells.lstm_family import (
-    KERNEL_ENV,
     PEEPHOLE,
     VARIANTS,
     LSTMFamily,
@@ -20,23 +18,6 @@ from rnnbench.cells.lstm_family import (
 from rnnbench.testing import assert_cell_conforms
 
 ODYSSEY = list(VARIANTS)
-
-
-def _require_compiled_kernel() -> None:
-    built = (lstm_family.kernel_build_dir() / "rnnbench-build-done").exists()
-    missing = lstm_family.kernel_missing_tools()
-    if not built and missing:
-        pytest.skip(f"the compiled LSTM-family kernel cannot be built here: {missing}")
-    lstm_family.load_kernel()
-
-
-@pytest.fixture(params=["cpp", "python"])
-def kernel_path(request, monkeypatch):
-    """Run the test once on the compiled CPU kernel and once on the pure-PyTorch path."""
-    if request.param == "cpp":
-        _require_compiled_kernel()
-    monkeypatch.setenv(KERNEL_ENV, request.param)
-    return request.param
 
 
 def reference(layer: LSTMFamilyLayer, x: torch.Tensor) -> torch.Tensor:
