@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking import DEFAULT_EXPERIMENT, RunRecorder, TrackingError, run_params
@@ -94,4 +95,23 @@ def run_tracked(
         if isinstance(exc, (KeyboardInterrupt, RnnbenchError)):
             raise
         raise TrainingFailed(run_id, exc) from exc
+    if result.best_state is not None:  # after the run is FINISHED: a failure here loses no result
+        _log_model(recorder.tracking_uri, run_id, config, task, splits, result.best_state)
     return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, result)
+
+
+def _log_model(
+    tracking_uri: str, run_id: str, config: TrainConfig, task: Any, splits: Any, best: Any
+) -> None:
+    from rnnbench.saved_model import log_trained
+    from rnnbench.tracking import root_cause
+
+    try:
+        log_trained(tracking_uri, run_id, config, task, splits, best)
+    except RnnbenchError:
+        raise
+    except Exception as exc:  # the run and its metrics are recorded; only the model is missing
+        raise TrackingError(
+            f"tracking URI {tracking_uri}: run {run_id} is recorded, but its model could not be logged "
+            f"({root_cause(exc)})"
+        ) from exc

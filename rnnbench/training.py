@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +24,7 @@ from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS, pick
 from rnnbench.tasks.base import Task
 from rnnbench.train_config import TrainConfig
 
-__all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "train"]
+__all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "TrainState", "train"]
 
 Status = Literal["completed", "diverged", "pruned"]
 EVAL_BATCH = 512
@@ -35,6 +38,9 @@ class EpochReport:
     val_loss: float
     val_accuracy: float
     seconds: float
+    # The state to continue from after this epoch (a checkpoint); valid only during the epoch callback,
+    # whose caller must save it before returning: training goes on in the same tensors.
+    snapshot: Callable[[], TrainState] | None = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, float]:
         """The epoch's metrics under their declared names (rnnbench.reports.EPOCH_METRICS)."""
@@ -45,6 +51,36 @@ class EpochReport:
             "epoch_seconds": self.seconds,
         }
         return _declared(values, EPOCH_METRICS)
+
+
+@dataclass
+class TrainState:
+    """Everything that continues a run after an epoch as if it had never stopped: the weights, the
+    optimizer, the random streams, the best weights so far and the epochs' history."""
+
+    epoch: int
+    steps: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    batch_order_rng: torch.Tensor  # the generator of the batch order
+    torch_rng: torch.Tensor  # dropout and input noise on the CPU
+    cuda_rng: list[torch.Tensor] | None
+    best_state: dict[str, Any] | None
+    best_loss: float
+    stale: int
+    best_epoch: int | None
+    val_loss: float | None
+    val_accuracy: float | None
+    train_seconds: float
+    history: list[dict[str, float]]
+
+    def save(self, path: Path) -> None:
+        torch.save(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        # Our own checkpoint: tensors, dicts and numbers only, so the safe loader reads it.
+        return cls(**torch.load(path, map_location="cpu", weights_only=True))
 
 
 class StopTraining(Exception):
@@ -75,6 +111,8 @@ class TrainResult:
     chance: float | None = None
     test_count: int | None = None
     history: list[EpochReport] = field(default_factory=list)
+    best_state: dict[str, Any] | None = field(default=None, repr=False)  # the tested weights
+    resumed_from_epoch: int = 0  # the checkpoint's epoch when the run continued one
 
     @property
     def steps_per_second(self) -> float:
@@ -171,13 +209,16 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     task: Task | None = None,
     splits: Any = None,
+    resume: TrainState | None = None,
 ) -> TrainResult:
     """Train one configuration and evaluate its best-validation weights on the test split.
 
-    ``on_epoch`` receives each epoch's metrics and may raise StopTraining (a pruner);
-    ``on_step`` receives (step, loss) for progress displays. ``task`` and ``splits`` may be passed
-    in when the caller has already built and loaded them. A NaN or infinite loss ends the run
-    with status ``diverged``: the best weights so far, if any epoch finished, are still tested.
+    ``on_epoch`` receives each epoch's metrics (and its ``snapshot``, a checkpoint to continue from)
+    and may raise StopTraining (a pruner); ``on_step`` receives (step, loss) for progress displays.
+    ``task`` and ``splits`` may be passed in when the caller has already built and loaded them;
+    ``resume`` continues from a snapshot, with the result an uninterrupted run would have had. A NaN or
+    infinite loss ends the run with status ``diverged``: the best weights so far, if any epoch
+    finished, are still tested.
     """
     config.validate()
     cell = get_cell(config.cell)
@@ -198,16 +239,84 @@ def train(
     baseline = task.baseline_loss(splits["test"].with_format("numpy")["length"])
     result.baseline_loss = baseline
     generator = torch.Generator().manual_seed(config.seed)
-    started = time.perf_counter()
-    best_state = _fit(config, model, optimizer, generator, task, data, result, on_epoch, on_step)
+    progress = _Progress()
+    if resume is not None:
+        progress = _restore(resume, model, optimizer, generator, result)
+    started = time.perf_counter() - result.train_seconds
+    best_state = _fit(config, model, optimizer, generator, task, data, result, on_epoch, on_step, progress,
+                      started)  # fmt: skip
     result.train_seconds = time.perf_counter() - started
     if best_state is not None:
         model.load_state_dict(best_state)
+        result.best_state = best_state
         result.test_loss, test_scores = evaluate(model, task, data["test"])
         result.test_accuracy = float(test_scores.mean())
         result.chance, result.test_count = float(task.chance), len(test_scores)
         result.lrd = lrd_score(data["test"]["distance"].cpu().numpy(), test_scores.numpy(), task.chance)
     return result
+
+
+@dataclass
+class _Progress:
+    """The best validation so far, and the epochs since it improved."""
+
+    epoch: int = 0
+    best_state: dict[str, Any] | None = None
+    best_loss: float = math.inf
+    stale: int = 0
+
+
+def _restore(
+    state: TrainState,
+    model: SequenceModel,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    result: TrainResult,
+) -> _Progress:
+    """Put a snapshot back: weights, optimizer, random streams, history and best so far."""
+    device = next(model.parameters()).device
+    model.load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    generator.set_state(state.batch_order_rng)
+    torch.set_rng_state(state.torch_rng)
+    if state.cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state.cuda_rng)
+    result.steps, result.epochs_run, result.best_epoch = state.steps, state.epoch, state.best_epoch
+    result.val_loss, result.val_accuracy = state.val_loss, state.val_accuracy
+    result.train_seconds, result.resumed_from_epoch = state.train_seconds, state.epoch
+    result.history = [EpochReport(**row) for row in state.history]
+    best = None if state.best_state is None else {k: v.to(device) for k, v in state.best_state.items()}
+    return _Progress(state.epoch, best, state.best_loss, state.stale)
+
+
+def _snapshot(
+    model: SequenceModel,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    result: TrainResult,
+    progress: _Progress,
+    started: float,
+) -> TrainState:
+    return TrainState(
+        epoch=progress.epoch,
+        steps=result.steps,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        batch_order_rng=generator.get_state(),
+        torch_rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        best_state=progress.best_state,
+        best_loss=progress.best_loss,
+        stale=progress.stale,
+        best_epoch=result.best_epoch,
+        val_loss=result.val_loss,
+        val_accuracy=result.val_accuracy,
+        train_seconds=time.perf_counter() - started,
+        history=[{k: getattr(r, k) for k in _HISTORY_FIELDS} for r in result.history],
+    )
+
+
+_HISTORY_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_accuracy", "seconds")
 
 
 def _fit(
@@ -220,12 +329,15 @@ def _fit(
     result: TrainResult,
     on_epoch: Callable[[EpochReport], None] | None,
     on_step: Callable[[int, float], None] | None,
+    progress: _Progress,
+    started: float,
 ) -> dict[str, Any] | None:
     """The epochs: train, validate, keep the best weights, stop early. Returns the best weights (None
     when no epoch finished)."""
-    best_state, best_loss, stale = None, math.inf, 0
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(progress.epoch + 1, config.epochs + 1):
+            if config.patience and progress.stale >= config.patience:
+                break  # a resumed run that had already stopped early
             epoch_start = time.perf_counter()
             train_loss = _train_epoch(
                 config, model, optimizer, generator, task, data["train"], result, on_step
@@ -233,32 +345,42 @@ def _fit(
             if train_loss is None:  # a non-finite loss: diverged, nothing of this epoch is kept
                 break
             val_loss, val_scores = evaluate(model, task, data["validation"])
-            report = EpochReport(
-                epoch=epoch,
-                step=result.steps,
-                train_loss=train_loss,
-                val_loss=val_loss,
-                val_accuracy=float(val_scores.mean()),
-                seconds=time.perf_counter() - epoch_start,
-            )
-            result.history.append(report)
-            result.epochs_run = epoch
+            progress.epoch = result.epochs_run = epoch
             if not math.isfinite(val_loss):
+                result.history.append(_report(epoch, result, train_loss, val_loss, val_scores, epoch_start))
                 result.status, result.diverged_step = "diverged", result.steps
                 break
-            if val_loss < best_loss:
-                best_loss, stale, result.best_epoch = val_loss, 0, epoch
-                best_state = copy.deepcopy(model.state_dict())
-                result.val_loss, result.val_accuracy = val_loss, report.val_accuracy
+            if val_loss < progress.best_loss:
+                progress.best_loss, progress.stale, result.best_epoch = val_loss, 0, epoch
+                progress.best_state = copy.deepcopy(model.state_dict())
+                result.val_loss, result.val_accuracy = val_loss, float(val_scores.mean())
             else:
-                stale += 1
+                progress.stale += 1
+            report = _report(epoch, result, train_loss, val_loss, val_scores, epoch_start)
+            result.history.append(report)
             if on_epoch is not None:
-                on_epoch(report)
-            if config.patience and stale >= config.patience:
+                snapshot = functools.partial(
+                    _snapshot, model, optimizer, generator, result, progress, started
+                )
+                on_epoch(dataclasses.replace(report, snapshot=snapshot))
+            if config.patience and progress.stale >= config.patience:
                 break
     except StopTraining as stop:
         result.status = stop.status
-    return best_state
+    return progress.best_state
+
+
+def _report(
+    epoch: int, result: TrainResult, train_loss: float, val_loss: float, scores: torch.Tensor, began: float
+) -> EpochReport:
+    return EpochReport(
+        epoch=epoch,
+        step=result.steps,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        val_accuracy=float(scores.mean()),
+        seconds=time.perf_counter() - began,
+    )
 
 
 def _train_epoch(

@@ -104,7 +104,8 @@ def test_killed_worker_is_retried_without_duplicate_runs(tmp_path, ray_session):
     marker = tmp_path / "killed-once"
     template = (TEST_PLUGINS / "worker_killer.py").read_text()
     plugin.write_text(template.replace('MARKER = "/nonexistent/marker"', f"MARKER = {str(marker)!r}"))
-    s = sweep_settings(tmp_path, "f3", ["kill-once", "kill-always"], trials=2, max_failures=1)
+    # Killed at its 11th batch: in epoch 2, after epoch 1's checkpoint (8 batches an epoch).
+    s = sweep_settings(tmp_path, "f3", ["kill-once", "kill-always"], trials=2, epochs=3, max_failures=1)
     with file_plugin(plugin):
         result = run_sweep(s)
     assert marker.exists(), "a worker was killed"
@@ -112,6 +113,11 @@ def test_killed_worker_is_retried_without_duplicate_runs(tmp_path, ray_session):
     assert sorted(once) == [0, 1], "every trial exactly once, the retried one included"
     assert sorted(r.data.tags["attempts"] for r in once.values()) == ["1", "2"]
     assert all(r.data.tags["status"] in ("completed", "pruned") for r in once.values())
+    retried = next(r for r in once.values() if r.data.tags["attempts"] == "2")
+    assert retried.data.tags["resumed_from_epoch"] == "1", "continued from its checkpoint, not from epoch 1"
+    client = MlflowClient(result.tracking_uri)
+    steps = [m.step for m in client.get_metric_history(retried.info.run_id, "val_loss")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2, "each epoch once, in the same run"
     assert all(t.state in FINISHED for t in optuna_trials(result.folder, "f3:kill-once"))
     always = by_trial(trial_runs(result.tracking_uri, "f3", "kill-always"))
     assert sorted(always) == [0, 1]

@@ -79,9 +79,27 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
         assert result.optuna_counts[cell] == 3
         assert sum(result.counts[cell].values()) == 3
         assert cell in result.best and result.best[cell]["test_accuracy"] is not None
+        _assert_best_model_reproduces_its_test_accuracy(client, result.best[cell]["run_id"], tmp_path)
+    # Ray Tune keeps one checkpoint per trial: the latest epoch's (or the final, tested weights).
+    for trial_dir in (result.folder / "ray").glob("*/trial_entry_*"):
+        assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
     final = seen[-1]["cells"]
     assert {cell: final[cell]["running"] for cell in final} == {"lstm": 0, "gru": 0}
     assert sum(final["lstm"][s] for s in ("completed", "pruned", "diverged", "failed")) == 3
+
+
+def _assert_best_model_reproduces_its_test_accuracy(client, run_id: str, tmp_path: Path) -> None:
+    from rnnbench.saved_model import load_model, score
+
+    run = client.get_run(run_id)
+    model = load_model(run.data.tags["model_uri"], client.tracking_uri)
+    assert model.recipe["cell"] == run.data.params["cell"] and model.recipe["width"] == int(
+        run.data.params["width"]
+    )
+    loss, accuracy = score(model, cache_dir=str(tmp_path / "cache"))
+    assert accuracy == run.data.metrics["test_accuracy"] and loss == pytest.approx(
+        run.data.metrics["test_loss"]
+    )
 
 
 def test_existing_name_without_resume_is_refused(tmp_path, ray_session):

@@ -72,6 +72,36 @@ def test_training_is_deterministic_under_a_seed(tmp_path):
     assert a.test_loss != c.test_loss
 
 
+@pytest.mark.parametrize("settings", [{}, {"dropout": 0.3, "depth": 2, "optimizer": "rmsprop"}])
+def test_a_run_resumed_from_a_snapshot_ends_as_if_never_stopped(tmp_path, settings):
+    """The snapshot of epoch 2, saved and loaded as a checkpoint, continues to the same result: the same
+    losses per epoch, the same best epoch, weights and test accuracy (dropout's random stream included)."""
+    import torch
+
+    from rnnbench.training import TrainState
+
+    saved = tmp_path / "state.pt"
+
+    def keep_epoch_2(report):
+        if report.epoch == 2:
+            report.snapshot().save(saved)
+
+    whole = train(config(tmp_path, epochs=4, patience=0, **settings), on_epoch=keep_epoch_2)
+    state = TrainState.load(saved)
+    assert state.epoch == 2 and len(state.history) == 2
+    seen = []
+    resumed = train(config(tmp_path, epochs=4, patience=0, **settings), on_epoch=seen.append, resume=state)
+    assert resumed.resumed_from_epoch == 2 and [r.epoch for r in seen] == [3, 4]
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in whole.history]
+    assert [r.val_loss for r in resumed.history] == [r.val_loss for r in whole.history]
+    assert (resumed.steps, resumed.best_epoch, resumed.test_loss, resumed.test_accuracy) == (
+        whole.steps, whole.best_epoch, whole.test_loss, whole.test_accuracy
+    )  # fmt: skip
+    assert all(torch.equal(whole.best_state[k], resumed.best_state[k]) for k in whole.best_state)
+    fresh = train(config(tmp_path, epochs=4, patience=0, **settings), resume=None)
+    assert fresh.resumed_from_epoch == 0 and fresh.test_loss == whole.test_loss
+
+
 @pytest.mark.parametrize("task", ["copy", "temporal_order"])
 def test_training_on_classification_tasks(tmp_path, task):
     result = train(config(tmp_path, task=task, cell="gru"))

@@ -196,6 +196,8 @@ class _Sweep:
             run_config=tune.RunConfig(
                 name=f"{cell}-{attempt}", storage_path=str(ray_dir.resolve()), callbacks=[recorder], verbose=0,
                 failure_config=tune.FailureConfig(max_failures=s.max_failures), stop=StopOnTrackingError(recorder),
+                # One per trial: the latest epoch's state, which holds the best weights so far too.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )  # fmt: skip
         try:
@@ -224,12 +226,14 @@ class _Sweep:
 
     def finish(self) -> SweepResult:
         """Summarise the sweep on its parent run and close it."""
+        from rnnbench.sweep.models import log_best_models
         from rnnbench.sweep.search import finished_trials
         from rnnbench.sweep.summary import log_summary, summarize
 
         s = self.settings
         assert self.parent_run_id is not None
         best, counts = summarize(self.client, self.experiment_id, self.name, s.cells, s.metric)
+        log_best_models(self.client, self.recorder.tracking_uri, self.folder, best)
         log_summary(self.client, self.parent_run_id, best)
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         optuna_counts = {c: len(finished_trials(self.storage, f"{self.name}:{c}")) for c in s.cells}

@@ -221,6 +221,8 @@ class TrialRecorder(tune.Callback):
         tags = [RunTag("status", status), *(RunTag(k, str(result[k])) for k in PLACEMENT_TAGS if k in result)]
         if error:
             tags.append(RunTag("error", error[-5000:]))
+        if result.get("resumed_from_epoch"):  # a retried trial continued from its checkpoint
+            tags.append(RunTag("resumed_from_epoch", str(int(result["resumed_from_epoch"]))))
         distributions = self.search.distributions(trial.trial_id)
         if distributions:  # lets the leaderboard rebuild the study (fANOVA) from MLflow alone
             tags.append(RunTag("optuna_distributions", distributions))

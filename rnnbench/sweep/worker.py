@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rnnbench.train_config import TrainConfig, trainable_fields
@@ -51,42 +53,68 @@ def trial_entry(config: dict[str, Any], spec: TrialSpec) -> None:
     run_trial(config, spec)
 
 
+STATE_FILE = "state.pt"  # an epoch checkpoint: rnnbench.training.TrainState
+
+
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
-    """Train one sampled configuration, reporting every epoch to Tune and a final result."""
+    """Train one sampled configuration, reporting every epoch to Tune with a checkpoint (a retried trial
+    continues from its last epoch) and a final result whose checkpoint holds the tested weights."""
     from ray import tune
 
-    from rnnbench.training import EpochReport, train
+    from rnnbench.saved_model import FINAL_CHECKPOINT, final_checkpoint, recipe
+    from rnnbench.training import EpochReport, TrainState, build_task, train
 
     train_config = trial_config(config, spec)
     placement = _placement()
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # Ray retries this trial after its worker died
+        with checkpoint.as_directory() as folder:
+            if (Path(folder) / STATE_FILE).is_file():  # not the final one (died after its last report)
+                resume = TrainState.load(Path(folder) / STATE_FILE)
+    resumed = {"resumed_from_epoch": resume.epoch if resume else 0}
 
     def on_epoch(report: EpochReport) -> None:
-        tune.report({"epoch": report.epoch, **report.metrics(), "final": False, **placement})
+        assert report.snapshot is not None
+        with tempfile.TemporaryDirectory(prefix="rnnbench-checkpoint-") as folder:
+            report.snapshot().save(Path(folder) / STATE_FILE)
+            tune.report({"epoch": report.epoch, **report.metrics(), "final": False, **resumed, **placement},
+                        checkpoint=tune.Checkpoint.from_directory(folder))  # fmt: skip
 
     try:
-        result = train(train_config, on_epoch=on_epoch)
+        task = build_task(train_config)
+        splits = task.load(seed=train_config.data_seed, cache_dir=train_config.cache_dir)
+        result = train(train_config, on_epoch=on_epoch, task=task, splits=splits, resume=resume)
     except Exception as exc:
         # An exception is this trial's result (FAILED, not retried): Ray's retries are for dead workers.
         # (Tune ends a stopped trial with SystemExit, which is not caught here.)
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-4000:]}"
         tune.report({"final": True, "status": "failed", "error": error, "val_loss": float("inf"),
-                     "val_accuracy": 0.0, **placement})  # fmt: skip
+                     "val_accuracy": 0.0, **resumed, **placement})  # fmt: skip
         return
     # The searcher and the scheduler read val_loss / val_accuracy: report the tested epoch's.
-    tune.report(
-        {
-            **result.final_metrics(),
-            "val_loss": result.val_loss if result.val_loss is not None else float("inf"),
-            "val_accuracy": result.val_accuracy if result.val_accuracy is not None else 0.0,
-            "status": result.status,
-            "final": True,
-            "data_version": result.data_version,
-            # JSON text: Tune's TensorBoard logger warns about list values.
-            "lrd_curve": json.dumps(result.lrd.rows() if result.lrd else []),
-            "device": "cuda" if train_config.device != "cpu" and _cuda() else "cpu",
-            **placement,
-        }
-    )
+    metrics = {
+        **result.final_metrics(),
+        "val_loss": result.val_loss if result.val_loss is not None else float("inf"),
+        "val_accuracy": result.val_accuracy if result.val_accuracy is not None else 0.0,
+        "status": result.status,
+        "final": True,
+        "data_version": result.data_version,
+        # JSON text: Tune's TensorBoard logger warns about list values.
+        "lrd_curve": json.dumps(result.lrd.rows() if result.lrd else []),
+        "device": "cuda" if train_config.device != "cpu" and _cuda() else "cpu",
+        **resumed,
+        **placement,
+    }
+    if result.best_state is None:  # no epoch finished: nothing to keep
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="rnnbench-model-") as folder:
+        example = splits["test"].with_format("torch")[:4]["inputs"]
+        final_checkpoint(
+            result.best_state, recipe(train_config, task), example, Path(folder) / FINAL_CHECKPOINT
+        )
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _placement() -> dict[str, Any]:

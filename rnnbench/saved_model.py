@@ -1,0 +1,233 @@
+"""Trained models as MLflow PyTorch models that rebuild themselves through the cell registry.
+
+A logged model pickles to its *recipe* (cell, plugin and version, sizes, task and input encoding) and
+its weights, never to the cell's classes: ``mlflow.pytorch.load_model`` in a fresh process calls
+``rebuild``, which loads the plugins, finds the cell and loads the weights, or names the missing plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnnbench.errors import RnnbenchError
+
+if TYPE_CHECKING:
+    import torch
+
+    from rnnbench.model import SequenceModel
+    from rnnbench.tasks.base import Task
+    from rnnbench.train_config import TrainConfig
+
+MODEL_NAME = "model"  # the logged model's name on its run
+MODEL_URI_TAG = "model_uri"  # the run tag holding ``models:/m-...``
+FINAL_CHECKPOINT = "model.pt"  # what a trial's final checkpoint holds: recipe, best weights, an example
+EXAMPLE_ROWS = 4
+PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+class MissingPluginError(RnnbenchError):
+    """A saved model's cell is not registered in this Python (its plugin is not installed)."""
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What SequenceModel reads of a task: enough to rebuild a model without its data."""
+
+    encoding: str
+    input_size: int
+    output_size: int
+    head: str
+
+
+def recipe(config: TrainConfig, task: Task) -> dict[str, Any]:
+    """Everything but the weights that rebuilds a trained model, and says what it was trained on."""
+    from rnnbench.plugin_manager import get_cell, plugin_infos
+    from rnnbench.version import __version__
+
+    cell = get_cell(config.cell)
+    info = next((i for i in plugin_infos() if i.name == cell.plugin), None)
+    return {
+        "cell": config.cell,
+        "plugin": cell.plugin,
+        "plugin_version": info.version if info else None,
+        "plugin_source": info.source if info else None,
+        "plugin_location": info.location if info else None,
+        "width": config.width,
+        "depth": config.depth,
+        "dropout": config.dropout,
+        "task": config.task,
+        "task_options": dict(config.task_options),
+        "data_seed": config.data_seed,
+        "task_data_version": task.data_version,
+        "input_encoding": task.encoding,
+        "input_size": task.input_size,
+        "output_size": task.output_size,
+        "head": task.head,
+        "rnnbench_version": __version__,
+    }
+
+
+def rebuild(model_recipe: dict[str, Any], weights: dict[str, torch.Tensor]) -> SequenceModel:
+    """The model a recipe and its weights describe, in eval mode (what unpickling a saved model calls)."""
+    from rnnbench.errors import UnknownCellError
+    from rnnbench.model import SequenceModel
+    from rnnbench.plugin_manager import cell_names, get_cell
+
+    try:
+        cell = get_cell(model_recipe["cell"])
+    except UnknownCellError:
+        raise MissingPluginError(_missing(model_recipe, cell_names())) from None
+    shape = _Shape(model_recipe["input_encoding"], model_recipe["input_size"], model_recipe["output_size"],
+                   model_recipe["head"])  # fmt: skip
+    model = SequenceModel(cell, shape, model_recipe["width"], model_recipe["depth"], model_recipe["dropout"])  # type: ignore[arg-type]
+    model.load_state_dict(weights)
+    model.recipe = dict(model_recipe)
+    return model.eval()
+
+
+def _missing(model_recipe: dict[str, Any], cells: list[str]) -> str:
+    plugin, version = model_recipe.get("plugin"), model_recipe.get("plugin_version")
+    if model_recipe.get("plugin_source") == "file":
+        where = f"name its file in RNNBENCH_PLUGINS (it was {model_recipe.get('plugin_location')})"
+    else:
+        where = f"install the package that provides it (pip install {plugin})"
+    return (
+        f"this model's cell {model_recipe['cell']!r} comes from plugin {plugin!r} version {version}, which "
+        f"is not loaded in this Python: {where}. Cells here: {', '.join(cells)}"
+    )
+
+
+def final_checkpoint(
+    best: dict[str, Any], model_recipe: dict[str, Any], example: torch.Tensor, path: Path
+) -> None:
+    """A trial's last checkpoint: the tested (best) weights, their recipe and an input example."""
+    import torch
+
+    weights = {k: v.detach().cpu() for k, v in best.items()}
+    torch.save({"recipe": model_recipe, "weights": weights, "example": example[:EXAMPLE_ROWS].cpu()}, path)
+
+
+def read_final_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return saved["recipe"], saved["weights"], saved["example"]
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (log_model) on ``uri`` for a moment; the caller's setting comes back."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    import logging
+
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weights: dict[str, Any],
+              example: torch.Tensor) -> str:  # fmt: skip
+    """Log the weights as an MLflow PyTorch model on ``run_id`` (a logged model linked to the run, with
+    a signature and an input example) and tag the run with its URI; returns ``models:/m-...``."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is logged
+    with torch.no_grad():
+        output = model(example)
+    inputs = example.numpy()
+    requirements = [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"rnnbench=={model_recipe['rnnbench_version']}",
+    ]
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(run_id)
+    # Created here, in the run's experiment: log_model alone would file it under the fluent API's
+    # active experiment (``Default``, in ./mlruns).
+    logged = client.create_logged_model(
+        run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, params=run.data.params,
+        tags={"cell": model_recipe["cell"], "task": model_recipe["task"]}, model_type="rnnbench",
+    )  # fmt: skip
+    with _tracking_uri(tracking_uri), _quiet("mlflow.pytorch"):  # its pickle caution: we pickle a recipe
+        info = mlflow.pytorch.log_model(
+            model,
+            name=MODEL_NAME,
+            model_id=logged.model_id,
+            run_id=run_id,
+            signature=infer_signature(inputs, output.numpy()),
+            input_example=inputs,
+            pip_requirements=requirements,  # inferring them would import-trace the model: many seconds
+            metadata={"rnnbench": model_recipe},
+            # Pickled as recipe + weights (SequenceModel.__reduce_ex__), so any cell a plugin registers
+            # loads; torch.export (pt2) cannot trace a cell's own compiled kernel.
+            serialization_format="pickle",
+        )
+    client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
+    return info.model_uri
+
+
+def log_trained(tracking_uri: str, run_id: str, config: TrainConfig, task: Task, splits: Any,
+                best: dict[str, Any]) -> str:  # fmt: skip
+    """Log a finished run's tested weights as its model (``rnnbench train`` and each reseed run)."""
+    example = splits["test"].with_format("torch")[:EXAMPLE_ROWS]["inputs"]
+    weights = {k: v.detach().cpu() for k, v in best.items()}
+    return log_model(tracking_uri, run_id, recipe(config, task), weights, example)
+
+
+def score(model: SequenceModel, split: str = "test", cache_dir: str | None = None) -> tuple[float, float]:
+    """A saved model's mean loss and accuracy on a split of the data it was trained on (rebuilt from its
+    recipe: the same task options and data seed)."""
+    import torch
+
+    from rnnbench.plugin_manager import get_task
+    from rnnbench.training import evaluate
+
+    made = model.recipe or {}
+    task = get_task(made["task"]).build(**made["task_options"])
+    data = task.load(seed=made["data_seed"], cache_dir=cache_dir)[split].with_format("torch")[:]
+    device = next(model.parameters()).device
+    loss, scores = evaluate(
+        model, task, {k: v.to(device) for k, v in data.items() if isinstance(v, torch.Tensor)}
+    )
+    return loss, float(scores.mean())
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> SequenceModel:
+    """``mlflow.pytorch.load_model`` for a model rnnbench logged (pickle allowed for this load only:
+    MLflow refuses pickled models unless told, and this one unpickles to its recipe and weights)."""
+    import mlflow.pytorch
+
+    from rnnbench.tracking import resolve_tracking_uri
+
+    previous = os.environ.get(PICKLE_ENV)
+    os.environ[PICKLE_ENV] = "true"
+    try:
+        with _tracking_uri(resolve_tracking_uri(tracking_uri)):
+            return mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    finally:
+        if previous is None:
+            os.environ.pop(PICKLE_ENV, None)
+        else:
+            os.environ[PICKLE_ENV] = previous

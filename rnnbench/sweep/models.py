@@ -1,0 +1,33 @@
+"""Each cell's best trial as an MLflow model, from the final checkpoint its worker left with Ray Tune."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from rnnbench.saved_model import FINAL_CHECKPOINT, MODEL_URI_TAG, log_model, read_final_checkpoint
+
+log = logging.getLogger("rnnbench")
+
+
+def final_checkpoint_of(folder: Path, tune_trial_id: str) -> Path | None:
+    """The trial's final checkpoint (``model.pt``) under the sweep's Ray folder, if it is there."""
+    found = sorted((folder / "ray").glob(f"*/*_{tune_trial_id}_*/checkpoint_*/{FINAL_CHECKPOINT}"))
+    return found[-1] if found else None
+
+
+def log_best_models(client: Any, tracking_uri: str, folder: Path, best: dict[str, dict[str, Any]]) -> None:
+    """Log each cell's best run's weights as its MLflow model (once: a resumed sweep keeps the model it
+    logged), and put the model's URI in the cell's summary row."""
+    for cell, row in best.items():
+        run = client.get_run(row["run_id"])
+        uri = run.data.tags.get(MODEL_URI_TAG)
+        if uri is None:
+            checkpoint = final_checkpoint_of(folder, run.data.tags.get("tune_trial_id", "?"))
+            if checkpoint is None:  # a sweep from before checkpoints, or its ray/ folder was removed
+                log.warning("warning: no checkpoint of %s's best trial (run %s): no model logged", cell,
+                            row["run_id"])  # fmt: skip
+                continue
+            uri = log_model(tracking_uri, row["run_id"], *read_final_checkpoint(checkpoint))
+        row[MODEL_URI_TAG] = uri

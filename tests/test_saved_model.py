@@ -1,0 +1,92 @@
+"""Trained models as MLflow PyTorch models: logged with each run, loaded in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.entities import LoggedModelStatus
+from mlflow.tracking import MlflowClient
+
+from rnnbench.plugin_manager import load_plugin_file, unregister_plugin
+from rnnbench.run import run_tracked
+from rnnbench.training import TrainConfig
+from tests.conftest import TEST_PLUGINS
+
+TINY = {"length": 12, "train_size": 128, "validation_size": 64, "test_size": 128}
+
+# What a user types in a new Python: MLflow's own loader, then the accuracy on the test split.
+LOAD = """
+import json, os, sys
+import mlflow.pytorch
+from rnnbench.saved_model import score
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+try:
+    model = mlflow.pytorch.load_model(sys.argv[1])
+except Exception as exc:
+    print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+else:
+    loss, accuracy = score(model, cache_dir=sys.argv[2])
+    print(json.dumps({"loss": loss, "accuracy": accuracy, "recipe": model.recipe}))
+"""
+
+
+def _config(tmp_path: Path, cell: str) -> TrainConfig:
+    return TrainConfig(cell=cell, task="adding", width=8, epochs=2, batch_size=32, threads=1,
+                       task_options=dict(TINY), cache_dir=str(tmp_path / "cache"))  # fmt: skip
+
+
+def _load_in_a_fresh_process(tmp_path: Path, uri: str, model_uri: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "RNNBENCH_PLUGINS"}
+    env["MLFLOW_TRACKING_URI"] = uri
+    done = subprocess.run([sys.executable, "-c", LOAD, model_uri, str(tmp_path / "cache")], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_trained_model_loads_in_a_fresh_process_and_reproduces_its_test_accuracy(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracked = run_tracked(_config(tmp_path, "lstm"), uri)
+    client = MlflowClient(uri)
+    run = client.get_run(tracked.run_id)
+    model_uri = run.data.tags["model_uri"]
+    logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.source_run_id == tracked.run_id and logged.experiment_id == run.info.experiment_id
+    assert logged.status == LoggedModelStatus.READY and logged.tags["cell"] == "lstm"
+    loaded = _load_in_a_fresh_process(tmp_path, uri, model_uri)
+    assert loaded["accuracy"] == run.data.metrics["test_accuracy"] == tracked.result.test_accuracy
+    assert loaded["loss"] == pytest.approx(run.data.metrics["test_loss"], rel=1e-6)
+    recipe = loaded["recipe"]
+    assert (recipe["cell"], recipe["plugin"], recipe["width"], recipe["depth"]) == (
+        "lstm",
+        "rnnbench.plugins.lstm",
+        8,
+        1,
+    )
+    assert (recipe["task"], recipe["input_encoding"], recipe["task_options"]) == ("adding", "linear", TINY)
+    files = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert "lrd_curve.csv" in files, "the run's own artifacts stay"
+    model_files = Path(logged.artifact_location.removeprefix("file://"))
+    mlmodel = (model_files / "MLmodel").read_text()
+    assert "signature:" in mlmodel and "inputs:" in mlmodel and (model_files / "input_example.json").is_file()
+
+
+def test_a_model_whose_plugin_is_missing_names_the_plugin(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    info = load_plugin_file(TEST_PLUGINS / "mgu.py")
+    try:
+        tracked = run_tracked(_config(tmp_path, "mgu"), uri)
+    finally:
+        unregister_plugin(info.name)
+    model_uri = MlflowClient(uri).get_run(tracked.run_id).data.tags["model_uri"]
+    loaded = _load_in_a_fresh_process(tmp_path, uri, model_uri)
+    assert loaded["error"].startswith("MissingPluginError: this model's cell 'mgu' comes from plugin")
+    assert info.name in loaded["error"] and "RNNBENCH_PLUGINS" in loaded["error"]
+    assert str(TEST_PLUGINS / "mgu.py") in loaded["error"] and "lstm" in loaded["error"], (
+        "names the cells here"
+    )
