@@ -35,6 +35,9 @@ METRICS = ("lrd_score", "test_accuracy")
 MIN_TRIALS = 20  # fANOVA below this many completed trials would credit noise
 
 
+CURVES_PER_CELL = 3  # learning curves drawn per cell: its best trials
+
+
 class LeaderboardError(RnnbenchError):
     """The leaderboard cannot be built: an unknown metric, task, set-up or baseline, an unusable store."""
 
@@ -79,6 +82,10 @@ class Entry:
     importance: dict[str, float] | None = None
     importance_trials: int = 0
     reseed: dict[str, Any] | None = None  # mean and std per metric over re-seeded runs
+    model_uri: str | None = None  # the best trial's MLflow model (models:/m-...)
+    # (ranked metric, parameter count, training seconds) of every completed trial: the cost of accuracy
+    costs: list[tuple[float, float, float]] = field(default_factory=list)
+    best_runs: list[str] = field(default_factory=list)  # the best completed trials, best first (curves)
 
     @property
     def score(self) -> float:
@@ -108,6 +115,7 @@ class Group:
     baseline: str | None = None
     min_trials: int = MIN_TRIALS  # completed trials fANOVA needs before it is shown
     unseeded: list[str] = field(default_factory=list)  # cells with one run beside seeded ones: not ranked
+    sweeps: list[str] = field(default_factory=list)  # every sweep with trials in the set-up
 
     def notes(self, requested: str) -> list[str]:
         """What a reader must know to read the ranks."""
@@ -141,6 +149,7 @@ class Group:
 class Leaderboard:
     metric: str
     tracking_uri: str
+    experiment_id: str = ""
     groups: list[Group] = field(default_factory=list)
 
     @property
@@ -185,7 +194,7 @@ def build(
                 f"unknown set-up {setup!r}; set-ups with trials: {', '.join(sorted(known))}"
             )
         by_setup = {known[setup]: by_setup[known[setup]]}
-    board = Leaderboard(metric=metric, tracking_uri=uri)
+    board = Leaderboard(metric=metric, tracking_uri=uri, experiment_id=experiment_id)
     for found, group_runs in sorted(by_setup.items(), key=lambda item: (item[0].task, item[0].id)):
         group = _group(client, experiment_id, found, group_runs, metric, with_importance, min_trials)
         if baseline is not None and baseline not in {e.cell for e in group.entries}:
@@ -261,6 +270,7 @@ def _group(client: Any, experiment_id: str, found: Setup, runs: list[Any], metri
     measured = any(p is not None and "lrd_score" in p.data.metrics for p in picks.values())
     ranked_by = metric if metric != "lrd_score" or measured else "test_accuracy"
     group = Group(setup=found, metric=ranked_by, min_trials=min_trials)
+    group.sweeps = sorted({r.data.tags["sweep"] for r in runs if r.data.tags.get("sweep")})
     for cell, cell_runs in by_cell.items():
         entry = _entry(client, experiment_id, found, cell, cell_runs, picks[cell], ranked_by)
         if with_importance and entry.run_id:
@@ -302,6 +312,14 @@ def _entry(client: Any, experiment_id: str, found: Setup, cell: str, runs: list[
     entry.test_count = int(m.get("test_count") or float(p.get("task.test_size", 0)))
     completed = [r for r in runs if r.data.tags.get("status") == "completed"]
     entry.trial_values = [r.data.metrics[metric] for r in completed if metric in r.data.metrics]
+    entry.model_uri = pick.data.tags.get("model_uri")
+    entry.costs = [(r.data.metrics[metric], r.data.metrics["param_count"], r.data.metrics["train_seconds"])
+                   for r in completed
+                   if {metric, "param_count", "train_seconds"} <= r.data.metrics.keys()]  # fmt: skip
+    _, mode = selection_metric(first.data.params.get("metric", "val_loss"))
+    chosen = sorted((r for r in completed if selection in r.data.metrics), key=lambda r: r.data.metrics[selection],
+                    reverse=mode == "max")  # fmt: skip
+    entry.best_runs = [r.info.run_id for r in chosen[:CURVES_PER_CELL]]
     entry.spread = _quartiles(entry.trial_values)
     _seed_values(entry, client, experiment_id, pick, metric)
     return entry
@@ -451,10 +469,13 @@ def sweep_settings(board: Leaderboard, experiment: str = "rnnbench") -> list[dic
 
     client = open_client(board.tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    names = sorted({e.sweep for e in board.entries if e.sweep})
+    # Every sweep with trials on the board, not only those of the best trials.
+    names = sorted({name for group in board.groups for name in group.sweeps})
     settings = []
     for name in names:
         parent = sweep_run(client, found.experiment_id, name)
         if parent is not None:
-            settings.append({"sweep": name, **parent.data.params})
+            # A grown sweep's budget is its tag: a param cannot change.
+            trials = parent.data.tags.get("trials", parent.data.params.get("trials"))
+            settings.append({"sweep": name, **parent.data.params, "trials": trials})
     return settings

@@ -18,8 +18,10 @@ from rnnbench.reports import STATUSES
 
 COLUMNS = ("rank", "cell", "plugin", "mean ± std", "95 % CI", "n", "p", "> chance (p)", "test acc", "LRD score",
            "LRD horizon", "params", "configuration", "done/pruned/div/fail", "trial time",
-           "spread over trials (median [IQR])", "importance")  # fmt: skip
+           "spread over trials (median [IQR])", "importance", "model")  # fmt: skip
 NARROW = ("plugin", "params", "trial time", "importance")  # left out of the terminal table
+MODEL_COLUMN = COLUMNS.index("model")
+UI_URL = "http://127.0.0.1:5000"  # where `rnnbench ui` serves the store
 
 
 # An absolute path, not part of a URL: "/home/me/data/x.csv" -> "x.csv".
@@ -111,7 +113,21 @@ def row(entry: Entry, group: Group) -> list[str]:
         f"{entry.total_seconds:.0f} s",
         f"{spread['median']:.3f} [{spread['q1']:.3f}, {spread['q3']:.3f}]" if spread else "-",
         _importance(entry, group.min_trials),
+        entry.model_uri or "-",
     ]
+
+
+def model_link(entry: Entry, experiment_id: str, ui_url: str = UI_URL) -> str:
+    """The MLflow UI's page of the entry's logged model ("" without one)."""
+    if not entry.model_uri:
+        return ""
+    model_id = entry.model_uri.removeprefix("models:/")
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/models/{model_id}"
+
+
+def ranked_rows(group: Group) -> list[Entry]:
+    """The entries a table shows: cells with a completed trial (the rest are listed under it)."""
+    return [e for e in group.entries if e.run_id]
 
 
 def heading(group: Group) -> str:
@@ -123,7 +139,17 @@ def preamble(group: Group, board: Leaderboard) -> list[str]:
     lines = [f"Set-up: {group.setup.describe()}.",
              f"Ranked by {group.metric} of each cell's best configuration (chosen on validation, reported on "
              "test)" + (f"; chance accuracy {group.chance:.3f}." if group.chance is not None else ".")]  # fmt: skip
-    return lines + [f"Note: {note}." for note in group.notes(board.metric)]
+    lines += [f"Note: {note}." for note in group.notes(board.metric)]
+    missing = [e for e in group.entries if not e.run_id]
+    if missing:
+        tallies = "; ".join(f"{e.cell} ({_tally(e)})" for e in missing)
+        lines.append(f"No completed trial, so not in the table: {tallies}.")
+    return lines
+
+
+def _tally(entry: Entry) -> str:
+    found = [f"{entry.counts[s]} {s}" for s in STATUSES if entry.counts.get(s)]
+    return ", ".join(found) or "no trial"
 
 
 def rich_tables(board: Leaderboard) -> list[Any]:
@@ -137,7 +163,7 @@ def rich_tables(board: Leaderboard) -> list[Any]:
         table = Table(title=heading(group), caption=escape(caption), caption_justify="left")
         for i in shown:
             table.add_column(COLUMNS[i], overflow="fold")
-        for entry in group.entries:
+        for entry in ranked_rows(group):
             cells = row(entry, group)
             table.add_row(*(escape(cells[i]) for i in shown))
         tables.append(table)
@@ -159,7 +185,8 @@ def markdown(board: Leaderboard, images: dict[str, list[str]] | None = None) -> 
         lines += [line + "  " for line in preamble(group, board)] + [""]
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += [
-            "| " + " | ".join(c.replace("|", "\\|") for c in row(e, group)) + " |" for e in group.entries
+            "| " + " | ".join(_md_cell(c, k, e, board) for k, c in enumerate(row(e, group))) + " |"
+            for e in ranked_rows(group)
         ]
         for image in (images or {}).get(group.setup.id, []):
             lines += ["", f"![{Path(image).stem}]({image})"]
@@ -167,12 +194,18 @@ def markdown(board: Leaderboard, images: dict[str, list[str]] | None = None) -> 
     return "\n".join(lines)
 
 
+def _md_cell(text: str, column: int, entry: Entry, board: Leaderboard) -> str:
+    if column == MODEL_COLUMN and entry.model_uri:
+        return f"[{text}]({model_link(entry, board.experiment_id)})"
+    return text.replace("|", "\\|")
+
+
 def to_csv(board: Leaderboard) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "setup", *COLUMNS])
     for group in board.groups:
-        for entry in group.entries:
+        for entry in ranked_rows(group):
             writer.writerow([group.setup.task, group.setup.id, *row(entry, group)])
     return out.getvalue()
 
@@ -200,8 +233,13 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
         parts.append('<table class="leaderboard"><thead><tr>')
         parts += [f"<th>{html.escape(c)}</th>" for c in COLUMNS]
         parts.append("</tr></thead><tbody>")
-        for entry in group.entries:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row(entry, group)) + "</tr>")
+        for entry in ranked_rows(group):
+            cells = [html.escape(c) for c in row(entry, group)]
+            if entry.model_uri:
+                cells[MODEL_COLUMN] = (
+                    f'<a href="{html.escape(model_link(entry, board.experiment_id))}">{cells[MODEL_COLUMN]}</a>'
+                )
+            parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         parts.append("</tbody></table>")
         for image in (images or {}).get(group.setup.id, []):
             data = base64.b64encode(Path(image).read_bytes()).decode()
@@ -226,6 +264,11 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
         if any(len(c) > 1 for c in curves.values()):  # one bucket: no LRD measure, no curve to draw
             paths.append(_lrd_plot(group, curves, Path(f"{stem}-lrd-curves.png")))
         paths.append(_distribution_plot(group, entries, Path(f"{stem}-distribution.png")))
+        if any(e.costs for e in entries):
+            paths.append(cost_plot(heading(group), group.metric, entries, Path(f"{stem}-cost.png")))
+        histories = {e.cell: [_history(client, r) for r in e.best_runs] for e in entries}
+        if any(h for runs in histories.values() for h in runs):
+            paths.append(_learning_curves(group, histories, Path(f"{stem}-learning-curves.png")))
         ranked = [e for e in entries if e.importance]
         if ranked:
             paths.append(_importance_plot(group, ranked, Path(f"{stem}-importance.png")))
@@ -280,6 +323,64 @@ def _distribution_plot(group: Group, entries: list[Entry], path: Path) -> Path:
     return _save(figure, path)
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both cost (lower) and value (higher), cheapest first."""
+    front: list[tuple[float, float]] = []
+    for cost, value in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or value > front[-1][1]:
+            front.append((cost, value))
+    return front
+
+
+def cost_plot(title: str, metric: str, entries: list[Entry], path: Path) -> Path:
+    """The ranked metric of every completed trial against its parameter count and its training time, one
+    colour per cell, each cell's Pareto front drawn (higher is better, cheaper is better)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2, sharey=True)
+    for k, entry in enumerate(e for e in entries if e.costs):
+        colour = f"C{k % 10}"
+        for axis, index in ((axes[0], 1), (axes[1], 2)):
+            points = [(c[index], c[0]) for c in entry.costs]
+            axis.scatter(*zip(*points, strict=True), s=14, alpha=0.55, color=colour,
+                         label=f"{entry.cell} (n={len(points)})")  # fmt: skip
+            front = pareto_front(points)
+            axis.step(*zip(*front, strict=True), where="post", color=colour, linewidth=1.4)
+    for axis, label in ((axes[0], "parameters"), (axes[1], "training time (s)")):
+        axis.set_xscale("log")
+        axis.set_xlabel(f"{label} (log)")
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(
+        f"{title}: {metric} against cost, every completed trial; lines: Pareto fronts", fontsize=9
+    )
+    return _save(figure, path)
+
+
+def _learning_curves(group: Group, histories: dict[str, list[list[tuple[int, float]]]], path: Path) -> Path:
+    figure, axis = _figure()
+    for k, (cell, runs) in enumerate(histories.items()):
+        for rank, history in enumerate(r for r in runs if r):
+            axis.plot(*zip(*history, strict=True), color=f"C{k % 10}", alpha=1.0 if rank == 0 else 0.45,
+                      linewidth=1.6 if rank == 0 else 0.9, marker="." if rank == 0 else None,
+                      label=cell if rank == 0 else None)  # fmt: skip
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation accuracy")
+    axis.set_title(f"{heading(group)}: validation accuracy per epoch of each cell's best trials "
+                   "(bold: the best)", fontsize=9)  # fmt: skip
+    axis.legend(fontsize=8)
+    axis.grid(True, alpha=0.3)
+    return _save(figure, path)
+
+
+def _history(client: Any, run_id: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy"))
+
+
 def _importance_plot(group: Group, ranked: list[Entry], path: Path) -> Path:
     figure, axis = _figure()
     params = sorted({p for e in ranked for p in e.importance or {}})
@@ -318,6 +419,12 @@ def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[P
     """Write README.md (tables and plots), a self-contained index.html, and the PNG plots."""
     folder.mkdir(parents=True, exist_ok=True)
     images = plots(board, folder)
+    if any(e.model_uri for e in board.entries):
+        header_lines = [*header_lines, (
+            "The model column links each row's best trial to its logged MLflow model in the MLflow UI of the "
+            f"store (`rnnbench ui`, {UI_URL}); `mlflow.pytorch.load_model(\"models:/m-...\")` loads it "
+            "(README, \"Models\")."
+        )]  # fmt: skip
     relative = {setup: [p.name for p in paths] for setup, paths in images.items()}
     header_md = "\n\n".join(header_lines)
     (folder / "README.md").write_text(

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.leaderboard import build
+from rnnbench.leaderboard_report import markdown
 from rnnbench.plugin_manager import load_plugin_file, unregister_plugin
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.search import FINISHED
@@ -94,6 +95,11 @@ def test_raising_and_diverging_trials_are_recorded_and_the_sweep_goes_on(tmp_pat
     for cell, status in (("crash-after-3", "failed"), ("nan-after-3", "diverged")):
         assert ranked[cell].run_id == "" and ranked[cell].counts[status] == 2, "counted, never ranked"
         assert ranked[cell].rank is None
+    page = markdown(board)
+    assert (
+        "No completed trial, so not in the table: crash-after-3 (2 failed); nan-after-3 (2 diverged)." in page
+    )
+    assert "| crash-after-3 |" not in page and "| gru |" in page, "no ranked-looking row of dashes"
 
 
 # 3 ----------------------------------------------------------------------------------------------------
