@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -608,23 +607,22 @@ def ui_command(
         str | None,
         typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
     ] = None,
+    sweep: Annotated[
+        str | None, typer.Option(help="The sweep whose runs to open (default: the latest sweep).")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="Sort the runs by this metric, best first.")] = "lrd_score",
+    experiment: o.Experiment = "rnnbench",
+    workers: Annotated[int, typer.Option(min=1, help="Server worker processes (one answers soonest).")] = 1,
 ) -> None:
-    """Open the MLflow UI on the same store: the interactive leaderboard (sort trials by lrd_score)."""
-    import shutil
+    """Start the MLflow UI on the store and print the URL of a sweep's runs table, sorted by the metric."""
+    from rnnbench.ui_server import open_views, serve
 
-    from rnnbench.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
+    urls = open_views(tracking_uri, experiment, sweep, metric, f"http://{host}:{port}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
             f"[yellow]Warning:[/] binding {escape(host)} lets anyone who can reach this machine read every run.",
         )
-    mlflow = (
-        shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow") or "mlflow"
-    )
-    args = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    err_console.print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C to stop)", highlight=False)
-    os.execv(mlflow, args)
+    serve(urls, host, port, workers, lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.ui_views import KIND_TAG, mark_model_training
 
 try:
     import fcntl
@@ -204,6 +205,8 @@ class RunRecorder:
                         experiment, artifact_location=_artifact_root(self.tracking_uri)
                     )
                 )
+                if found is None or KIND_TAG not in found.tags:
+                    mark_model_training(self.client, self.experiment_id)
         except Exception as exc:
             raise TrackingError(f"tracking URI {self.tracking_uri}: {type(exc).__name__}: {exc}") from exc
         self.run_id: str | None = None

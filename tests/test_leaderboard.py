@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from rnnbench.cli import app
@@ -152,9 +154,7 @@ def test_publish_writes_a_page_that_loads_in_headless_chromium(store, tmp_path):
             "Chromium is not installed (apt-get install chromium); the page was written but not loaded"
         )
     page = (tmp_path / "site" / "index.html").resolve().as_uri()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    flags = _chromium_flags(tmp_path)
     dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count('<table class="leaderboard">') == 1 and "lstm" in dom.stdout
@@ -195,34 +195,70 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_ui_serves_the_same_runs_on_loopback(store):
+def test_ui_opens_the_sweeps_runs_table_with_the_ranking_metrics_in_headless_chromium(store, tmp_path):
     port = _free_port()
     script = Path(sys.executable).parent / "rnnbench"
-    process = subprocess.Popen([str(script), "ui", "--port", str(port), "--tracking-uri", store],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen([str(script), "ui", "--port", str(port), "--tracking-uri", store, "--sweep", "board"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    lines = []
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the MLflow UI did not start"
-                time.sleep(0.5)
-        body = json.dumps({"experiment_ids": ["1"], "filter": "tags.sweep = 'board' and tags.optuna_trial != ''",
-                           "max_results": 1000}).encode()  # fmt: skip
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", data=body,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
-        runs = json.loads(urllib.request.urlopen(request, timeout=10).read())["runs"]
-        assert len(runs) == 10
+        deadline = time.monotonic() + 120
+        while not any("every trial by" in line for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, f"the UI did not start: {lines}"
+            lines.append(process.stdout.readline())
+        said = "".join(lines)
+        assert "MLflow UI ready in" in said and "Warning" not in said and "INFO" not in said, said
+        url = (
+            next(line for line in lines if "sweep board, trials by lrd_score:" in line)
+            .split(": ", 1)[1]
+            .strip()
+        )
+        assert url.startswith(
+            f"http://127.0.0.1:{port}/#/experiments/1/runs?viewStateShareKey=rnnbench-board-"
+        )
+        experiment = MlflowClient(store).get_experiment("1")
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", (
+            "opens on the runs table"
+        )
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            pytest.skip(
+                "Chromium is not installed (apt-get install chromium); the UI was started, not loaded"
+            )
+        dom = subprocess.run([chromium, *_chromium_flags(tmp_path), "--virtual-time-budget=30000",
+                              "--window-size=1600,1000", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        columns = re.findall(r'data-testid="sort-header-([^"]+)"', dom.stdout)
+        assert {"lrd_score", "test_accuracy"} <= set(columns), columns
+        shown = set(re.findall(r">((?:lstm|rnn)-t\d+)<", dom.stdout))
+        assert shown == {f"{cell}-t{k}" for cell in ("lstm", "rnn") for k in range(5)}, (
+            "the sweep's ten trials"
+        )
+        assert "Sort: lrd_score" in dom.stdout
         with socket.socket() as other:  # bound to loopback only, not every interface
             other.settimeout(2)
             host = socket.gethostbyname(socket.gethostname())
             if not host.startswith("127."):
                 assert other.connect_ex((host, port)) != 0
     finally:
-        os.killpg(process.pid, 15)
+        os.killpg(process.pid, 2)
         process.wait(timeout=30)
+    assert not _answers(port), "Ctrl-C stops the server too"
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _chromium_flags(tmp_path: Path) -> list[str]:
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr", "--v=0"]  # fmt: skip
 
 
 def test_cli_logs_plots_to_the_sweep_and_publishes_with_its_settings(store, tmp_path):

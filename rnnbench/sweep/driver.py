@@ -109,6 +109,7 @@ class _Sweep:
 
         from rnnbench.sweep.cluster import check_resources
         from rnnbench.sweep.search import journal_storage
+        from rnnbench.ui_views import save_runs_view
 
         s = self.settings
         self.gpus = check_resources(s)
@@ -121,6 +122,7 @@ class _Sweep:
                 description=f"rnnbench sweep of {', '.join(s.cells)} on {s.task}",
             )  # fmt: skip
         self.parent_run_id = parent_run_id
+        save_runs_view(self.client, self.experiment_id, self.name)  # `rnnbench ui --sweep NAME` opens it
         # The budget as a tag too: a param cannot change, and a grown sweep's budget does.
         self.client.set_tag(parent_run_id, "trials", str(s.trials))
         write_state(self.folder, {"name": self.name, "settings": s.as_dict(), "parent_run_id": parent_run_id,
