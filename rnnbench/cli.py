@@ -625,5 +625,23 @@ def ui_command(
     serve(urls, host, port, workers, lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
+@app.command("dashboard")
+@reports_errors
+def dashboard_command(
+    name: Annotated[str, typer.Argument(help="The sweep (its folder name under --sweeps-dir).")],
+    sweeps_dir: o.SweepsDir = None,
+    port: Annotated[int, typer.Option(help="Port of the dashboard.")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine.")
+    ] = "127.0.0.1",
+) -> None:
+    """optuna-dashboard on a sweep's Optuna journal (one study per cell), live while the sweep runs."""
+    from rnnbench.dashboard import serve_dashboard
+    from rnnbench.sweep.settings import DEFAULT_SWEEPS_DIR
+
+    serve_dashboard(name, sweeps_dir or DEFAULT_SWEEPS_DIR, host, port,
+                    lambda line: err_console.print(line, highlight=False, soft_wrap=True))  # fmt: skip
+
+
 def main() -> None:
     app()

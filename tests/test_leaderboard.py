@@ -247,6 +247,59 @@ def test_ui_opens_the_sweeps_runs_table_with_the_ranking_metrics_in_headless_chr
     assert not _answers(port), "Ctrl-C stops the server too"
 
 
+def test_dashboard_serves_one_study_per_cell_with_the_trials_states(store, tmp_path):
+    """optuna-dashboard's HTTP API on the sweep's journal: the studies, and each trial's state as MLflow
+    records its status (completed: Complete, pruned: Pruned, diverged and failed: Fail)."""
+    port = _free_port()
+    sweeps = str(Path(store.removeprefix("sqlite:///")).parent / "sweeps")
+    script = Path(sys.executable).parent / "rnnbench"
+    process = subprocess.Popen([str(script), "dashboard", "board", "--sweeps-dir", sweeps, "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = json.loads(
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read()
+                )
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the dashboard did not start"
+                time.sleep(0.3)
+        names = {s["study_name"]: s["study_id"] for s in studies["study_summaries"]}
+        assert set(names) == {"board:lstm", "board:rnn"}
+        expected = {"completed": "Complete", "pruned": "Pruned", "diverged": "Fail", "failed": "Fail"}
+        for cell in ("lstm", "rnn"):
+            study = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{names[f'board:{cell}']}",
+                                                      timeout=10).read())  # fmt: skip
+            states = sorted(t["state"] for t in study["trials"])
+            runs = build(store, sweep="board", with_importance=False).for_task("adding")
+            counts = next(e.counts for e in runs if e.cell == cell)
+            assert states == sorted(expected[s] for s, n in counts.items() for _ in range(n)), (cell, states)
+    finally:
+        os.killpg(process.pid, 2)
+        said = process.communicate(timeout=30)[0]
+    assert f"http://127.0.0.1:{port}/dashboard" in said and "PED-ANOVA" in said
+
+
+def test_dashboard_errors_name_the_sweep_or_the_missing_extra(store, tmp_path, monkeypatch):
+    import builtins
+
+    sweeps = str(Path(store.removeprefix("sqlite:///")).parent / "sweeps")
+    result = CliRunner().invoke(app, ["dashboard", "nosuch", "--sweeps-dir", sweeps])
+    assert result.exit_code == 2 and "no sweep named 'nosuch'" in result.output and "board" in result.output
+    real_import = builtins.__import__
+
+    def without_dashboard(name, *args, **kwargs):
+        if name == "optuna_dashboard":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_dashboard)
+    result = CliRunner().invoke(app, ["dashboard", "board", "--sweeps-dir", sweeps])
+    assert result.exit_code == 2 and "pip install 'rnnbench[dashboard]'" in result.output
+
+
 def _answers(port: int) -> bool:
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()

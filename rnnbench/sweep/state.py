@@ -52,7 +52,7 @@ def load_state(name: str, sweeps_dir: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.name for p in Path(sweeps_dir).glob("*") if (p / STATE_FILE).is_file())
         raise SweepError(
-            f"no sweep named {name!r} in {sweeps_dir}/ to resume; sweeps there: {', '.join(known) or '(none)'}"
+            f"no sweep named {name!r} in {sweeps_dir}/; sweeps there: {', '.join(known) or '(none)'}"
         )
     return json.loads(path.read_text())
 
