@@ -389,17 +389,26 @@ def _run_sweep_live(settings: Any, resume: bool, as_json: bool) -> Any:
         listener = None if live is None else (lambda progress: live.update(progress.render()))
         return run_sweep(settings, resume=resume, listener=listener)
     except SweepInterrupted as exc:
-        if live is not None:
-            live.stop()
+        _stop_live(live)
         err_console.print(f"[yellow]{escape(str(exc))}[/]", soft_wrap=True)
         code = EXIT_FAILED if isinstance(exc, SweepStopped) else 143 if terminated.is_set() else interrupted
         raise typer.Exit(code) from None
     except KeyboardInterrupt:  # before the sweep's run existed: nothing was recorded, nothing to resume
+        _stop_live(live)
         err_console.print("[yellow]sweep stopped while starting up; nothing was recorded[/]")
         raise typer.Exit(143 if terminated.is_set() else 130) from None
     finally:
-        if live is not None:
-            live.stop()
+        _stop_live(live)
+
+
+def _stop_live(live: Live | None) -> None:
+    """Stop the live table once. Off a terminal its last frame ends without a newline: one is added, so
+    that what follows (the resume command) starts its own line."""
+    if live is None or not live.is_started:
+        return
+    live.stop()
+    if not err_console.is_terminal:
+        err_console.line()
 
 
 def _print_sweep(result: Any, as_json: bool) -> None:
@@ -518,21 +527,15 @@ def _page_header(board: Any, given: dict[str, str | None], experiment: str, note
 
 def _log_plots(board: Any, sweep: str, experiment: str) -> None:
     """Attach the leaderboard plots to the sweep's parent run (artifact folder leaderboard/)."""
-    import tempfile
-
-    from rnnbench.leaderboard_report import plots
+    from rnnbench.leaderboard_report import log_plots
     from rnnbench.run_search import sweep_run
     from rnnbench.tracking import open_client
 
     client = open_client(board.tracking_uri)
     found = client.get_experiment_by_name(experiment)
     parent = sweep_run(client, found.experiment_id, sweep)
-    if parent is None:
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        for paths in plots(board, Path(folder)).values():
-            for path in paths:
-                client.log_artifact(parent.info.run_id, str(path), artifact_path="leaderboard")
+    if parent is not None:
+        log_plots(board, client, parent.info.run_id)
 
 
 @app.command("odyssey-report")

@@ -415,6 +415,15 @@ def _curve(client: Any, run_id: str) -> list[dict[str, float]]:
             return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(handle)]
 
 
+def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
+    """Draw the board's plots and attach them to ``run_id`` (artifact folder leaderboard/)."""
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [p for found in plots(board, Path(folder)).values() for p in found]
+        for path in paths:
+            client.log_artifact(run_id, str(path), artifact_path="leaderboard")
+    return [f"leaderboard/{p.name}" for p in paths]
+
+
 def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[Path]:
     """Write README.md (tables and plots), a self-contained index.html, and the PNG plots."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,6 +54,8 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
     client = MlflowClient(result.tracking_uri)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "s1"
+    plots = {a.path.rsplit("-", 1)[-1] for a in client.list_artifacts(result.parent_run_id, "leaderboard")}
+    assert {"cost.png", "curves.png", "distribution.png"} <= plots, "the cost of accuracy, learning curves"
     for cell in ("lstm", "gru"):
         runs = trial_runs(result.tracking_uri, "s1", cell)
         assert len(runs) == 3, "one nested run per trial"
@@ -80,9 +83,13 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
         assert sum(result.counts[cell].values()) == 3
         assert cell in result.best and result.best[cell]["test_accuracy"] is not None
         _assert_best_model_reproduces_its_test_accuracy(client, result.best[cell]["run_id"], tmp_path)
-    # Ray Tune keeps one checkpoint per trial: the latest epoch's (or the final, tested weights).
+    # Once a cell is done, a trial keeps one checkpoint, its tested weights, or none (pruned: never resumed).
+    finals = 0
     for trial_dir in (result.folder / "ray").glob("*/trial_entry_*"):
-        assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
+        kept = list(trial_dir.glob("checkpoint_*"))
+        assert len(kept) <= 1 and all((k / "model.pt").is_file() for k in kept), trial_dir
+        finals += len(kept)
+    assert finals >= sum(result.counts[c]["completed"] for c in ("lstm", "gru"))
     final = seen[-1]["cells"]
     assert {cell: final[cell]["running"] for cell in final} == {"lstm": 0, "gru": 0}
     assert sum(final["lstm"][s] for s in ("completed", "pruned", "diverged", "failed")) == 3
@@ -273,8 +280,9 @@ def wait_for_a_finished_trial(uri: str, sweep: str, timeout: float = 300) -> Non
 def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     import signal as signals
 
+    # Without --json: the live table's last frame, off a terminal, then the resume command on its own line.
     args = ["sweep", "--cells", "gru", "--trials", "4", "--epochs", "4", "--length", "16", "--name", "ctrlc",
-            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128"]  # fmt: skip
     # A Ctrl-C in a terminal: SIGINT with its default handling (a background shell job would ignore it).
     process = cli(tmp_path, *args, preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -283,6 +291,8 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-2000:]
     assert "continue it with: rnnbench sweep --resume ctrlc" in err and "Tuner.restore" not in err
+    assert re.search(r"(?m)^sweep 'ctrlc' interrupted; continue it with", err), err[-600:]
+    assert "sweep ctrlc:" in err, "the live table was drawn"
     runs = trial_runs(uri, "ctrlc")
     assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
         "nothing left RUNNING"

@@ -170,6 +170,7 @@ class _Sweep:
         from ray import tune
 
         from rnnbench.search_spaces.overrides import for_task
+        from rnnbench.sweep.models import drop_unfinished_checkpoints
         from rnnbench.sweep.recorder import CellRecord, StopOnTrackingError, TrialRecorder
         from rnnbench.sweep.scheduler import make_scheduler
         from rnnbench.sweep.search import SweepSearch, make_sampler
@@ -211,6 +212,7 @@ class _Sweep:
                 self.mark_interrupted()
             raise SweepStopped(self.name, self.settings.sweeps_dir, root_cause(exc)) from exc
         finally:
+            drop_unfinished_checkpoints(ray_dir / f"{cell}-{attempt}")
             for failure in recorder.wait_for_plots():
                 logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
         return recorder
@@ -237,10 +239,26 @@ class _Sweep:
         best, counts = summarize(self.client, self.experiment_id, self.name, s.cells, s.metric)
         log_best_models(self.client, self.recorder.tracking_uri, self.folder, best)
         log_summary(self.client, self.parent_run_id, best)
+        self._log_plots()
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         optuna_counts = {c: len(finished_trials(self.storage, f"{self.name}:{c}")) for c in s.cells}
         return SweepResult(self.name, self.folder, s.tracking_uri or "", self.experiment_id, self.parent_run_id,
                            best, counts, optuna_counts)  # fmt: skip
+
+    def _log_plots(self) -> None:
+        """The sweep's leaderboard plots (cost of accuracy, learning curves, LRD curves) on its run."""
+        from rnnbench.leaderboard import NothingToRank, build
+        from rnnbench.leaderboard_report import log_plots
+
+        try:
+            board = build(self.recorder.tracking_uri, sweep=self.name, experiment=self.settings.experiment,
+                          with_importance=False)  # fmt: skip
+            assert self.parent_run_id is not None
+            log_plots(board, self.client, self.parent_run_id)
+        except NothingToRank:
+            return
+        except Exception as exc:  # a plot is not a result: the sweep's records are complete without it
+            logging.getLogger("rnnbench").warning("warning: the sweep's plots were not logged: %s", exc)
 
     def mark_interrupted(self) -> None:
         """Trial runs cut short (Ctrl-C, a store failure) are KILLED (``--resume`` replaces them); so is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,15 @@ def final_checkpoint_of(folder: Path, tune_trial_id: str) -> Path | None:
     """The trial's final checkpoint (``model.pt``) under the sweep's Ray folder, if it is there."""
     found = sorted((folder / "ray").glob(f"*/*_{tune_trial_id}_*/checkpoint_*/{FINAL_CHECKPOINT}"))
     return found[-1] if found else None
+
+
+def drop_unfinished_checkpoints(tuner_dir: Path) -> None:
+    """Remove the epoch checkpoints of trials that ended without a final one (pruned, failed, or cut
+    short by Ctrl-C): once Tune is done with them no trial resumes from them (``--resume`` reruns an
+    unfinished trial afresh), and each holds 4x its model's size (weights, Adam's moments, the best)."""
+    for checkpoint in tuner_dir.glob("*/checkpoint_*"):
+        if checkpoint.is_dir() and not (checkpoint / FINAL_CHECKPOINT).is_file():
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def log_best_models(client: Any, tracking_uri: str, folder: Path, best: dict[str, dict[str, Any]]) -> None:
