@@ -152,7 +152,8 @@ def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weig
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
+
+    from rnnbench.tracking import open_client
 
     model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is logged
     with torch.no_grad():
@@ -162,7 +163,7 @@ def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weig
         f"torch=={torch.__version__.split('+')[0]}",
         f"rnnbench=={model_recipe['rnnbench_version']}",
     ]
-    client = MlflowClient(tracking_uri)
+    client = open_client(tracking_uri)
     run = client.get_run(run_id)
     # Created here, in the run's experiment: log_model alone would file it under the fluent API's
     # active experiment (``Default``, in ./mlruns).
