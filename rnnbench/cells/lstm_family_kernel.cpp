@@ -385,9 +385,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // Peephole gradients: i and f saw c_{t-1} (zero at t = 0), o saw c_t.
   at::Tensor dpeephole = at::empty({L.peepholes, hidden}, x.options());
   const at::Tensor c_prev = c.narrow(0, 0, steps - 1);
-  if (L.p_i >= 0) dpeephole.select(0, L.p_i).copy_((later.narrow(2, L.i * hidden, hidden) * c_prev).sum({0, 1}));
-  if (L.p_f >= 0) dpeephole.select(0, L.p_f).copy_((later.narrow(2, L.f * hidden, hidden) * c_prev).sum({0, 1}));
-  if (L.p_o >= 0) dpeephole.select(0, L.p_o).copy_((dgates.narrow(2, L.o * hidden, hidden) * c).sum({0, 1}));
+  // Named: a braced {0, 1} is ambiguous (int list or dimname list) in some torch versions' headers.
+  const std::vector<int64_t> over_steps_and_batch = {0, 1};
+  if (L.p_i >= 0) dpeephole.select(0, L.p_i).copy_((later.narrow(2, L.i * hidden, hidden) * c_prev).sum(over_steps_and_batch));
+  if (L.p_f >= 0) dpeephole.select(0, L.p_f).copy_((later.narrow(2, L.f * hidden, hidden) * c_prev).sum(over_steps_and_batch));
+  if (L.p_o >= 0) dpeephole.select(0, L.p_o).copy_((dgates.narrow(2, L.o * hidden, hidden) * c).sum(over_steps_and_batch));
   at::Tensor dw_gg = at::zeros_like(w_gg);
   if (fgr) {
     dw_gg = at::mm(later.narrow(2, 0, 3 * hidden).reshape({(steps - 1) * batch, 3 * hidden}).t(),
