@@ -126,6 +126,10 @@ def test_reseed_gives_mean_and_std_and_ranks_by_the_mean(store, tmp_path):
     assert config.cell == "lstm" and config.task_options["length"] == 16 and config.epochs == 3
     runs = reseed("board", 2, store, cache_dir=str(tmp_path))
     assert len(runs) == 4 and {r.result.config.seed for r in runs} == {1000, 2000}
+    client = MlflowClient(store)
+    assert all(client.get_run(r.run_id).data.tags["model_uri"].startswith("models:/m-") for r in runs), (
+        "each re-seeded run keeps its model"
+    )
     board = build(store, with_importance=False)
     for entry in board.for_task("adding"):
         assert entry.reseed["n"] == 2 and entry.n == 2 and entry.seeds == 2

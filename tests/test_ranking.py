@@ -214,3 +214,23 @@ def test_a_cell_without_reseeds_beside_seeded_ones_is_shown_not_ranked(store):
     assert cells["lstm"]["rank_label"] == "1" and cells["gru"]["rank_label"] == "2"
     assert cells["peephole"]["rank"] is None and cells["peephole"]["n"] == 1
     assert any("not ranked: peephole" in note for note in group["notes"])
+
+
+def test_every_sweep_with_trials_in_a_set_up_is_listed_with_its_current_budget(store):
+    """The published page lists each sweep behind a table, not only those of the best trials: a sweep
+    resumed (or grown) into a set-up where another sweep holds every best trial is listed too, with the
+    budget its `trials` tag says (a param cannot change when a sweep grows)."""
+    from rnnbench.leaderboard import sweep_settings
+
+    for name, trials in (("first", "2"), ("grown", "4")):
+        parent = store.client.create_run(
+            store.experiment, tags={"kind": "sweep", "sweep": name, "trials": trials}
+        )
+        store.client.log_param(parent.info.run_id, "trials", "2")
+        store.client.log_param(parent.info.run_id, "task", "adding")
+    store.trial("first", "lstm", 0.95, 0.9)
+    store.trial("grown", "lstm", 0.40, 0.3)  # never the best of its cell
+    board = build(store.uri)
+    assert {e.sweep for e in board.entries} == {"first"}
+    listed = {found["sweep"]: found["trials"] for found in sweep_settings(board)}
+    assert listed == {"first": "2", "grown": "4"}
