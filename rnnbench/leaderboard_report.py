@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnbench.leaderboard import Entry, Group, Leaderboard
+from rnnbench.leaderboard import CURVES_PER_CELL, Entry, Group, Leaderboard
 from rnnbench.reports import STATUSES
 
 COLUMNS = ("rank", "cell", "plugin", "mean ± std", "95 % CI", "n", "p", "> chance (p)", "test acc", "LRD score",
@@ -337,6 +337,7 @@ def cost_plot(title: str, metric: str, entries: list[Entry], path: Path) -> Path
     colour per cell, each cell's Pareto front drawn (higher is better, cheaper is better)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     figure = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(figure)
@@ -351,6 +352,7 @@ def cost_plot(title: str, metric: str, entries: list[Entry], path: Path) -> Path
             axis.step(*zip(*front, strict=True), where="post", color=colour, linewidth=1.4)
     for axis, label in ((axes[0], "parameters"), (axes[1], "training time (s)")):
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # labels at 2, 3, 4, 6 x 10^k overlapped
         axis.set_xlabel(f"{label} (log)")
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel(metric)
@@ -370,7 +372,7 @@ def _learning_curves(group: Group, histories: dict[str, list[list[tuple[int, flo
                       label=cell if rank == 0 else None)  # fmt: skip
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation accuracy")
-    axis.set_title(f"{heading(group)}: validation accuracy per epoch of each cell's best trials "
+    axis.set_title(f"{heading(group)}\nvalidation accuracy per epoch, each cell's {CURVES_PER_CELL} best trials "
                    "(bold: the best)", fontsize=9)  # fmt: skip
     axis.legend(fontsize=8)
     axis.grid(True, alpha=0.3)
