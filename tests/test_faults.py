@@ -112,7 +112,10 @@ def test_killed_worker_is_retried_without_duplicate_runs(tmp_path, ray_session):
     template = (TEST_PLUGINS / "worker_killer.py").read_text()
     plugin.write_text(template.replace('MARKER = "/nonexistent/marker"', f"MARKER = {str(marker)!r}"))
     # Killed at its 11th batch: in epoch 2, after epoch 1's checkpoint (8 batches an epoch).
-    s = sweep_settings(tmp_path, "f3", ["kill-once", "kill-always"], trials=2, epochs=3, max_failures=1)
+    # No ASHA (grace_period >= epochs): a rung at epoch 2 could stop a resumed kill-always trial before
+    # its second kill.
+    s = sweep_settings(tmp_path, "f3", ["kill-once", "kill-always"], trials=2, epochs=3, max_failures=1,
+                       grace_period=3)  # fmt: skip
     with file_plugin(plugin):
         result = run_sweep(s)
     assert marker.exists(), "a worker was killed"
