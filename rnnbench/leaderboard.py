@@ -293,7 +293,7 @@ def _entry(client: Any, experiment_id: str, found: Setup, cell: str, runs: list[
     first = runs[0]
     total = sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000.0 for r in runs
                 if r.info.start_time)  # fmt: skip
-    selection, _ = selection_metric(first.data.params.get("metric", "val_loss"))
+    selection, mode = selection_metric(first.data.params.get("metric", "val_loss"))
     entry = Entry(task=found.task, setup=found.id, cell=cell, plugin=first.data.params.get("plugin", "?"),
                   run_id="", sweep=first.data.tags.get("sweep", ""), test_accuracy=None, lrd_score=None,
                   lrd_horizon=None, param_count=None, selection=selection, selection_value=math.nan, config={},
@@ -316,7 +316,6 @@ def _entry(client: Any, experiment_id: str, found: Setup, cell: str, runs: list[
     entry.costs = [(r.data.metrics[metric], r.data.metrics["param_count"], r.data.metrics["train_seconds"])
                    for r in completed
                    if {metric, "param_count", "train_seconds"} <= r.data.metrics.keys()]  # fmt: skip
-    _, mode = selection_metric(first.data.params.get("metric", "val_loss"))
     chosen = sorted((r for r in completed if selection in r.data.metrics), key=lambda r: r.data.metrics[selection],
                     reverse=mode == "max")  # fmt: skip
     entry.best_runs = [r.info.run_id for r in chosen[:CURVES_PER_CELL]]

@@ -102,6 +102,11 @@ def _missing(model_recipe: dict[str, Any], cells: list[str]) -> str:
     )
 
 
+def input_example(splits: Any) -> torch.Tensor:
+    """The first test inputs: a logged model's input example (and what its signature is inferred on)."""
+    return splits["test"].with_format("torch")[:EXAMPLE_ROWS]["inputs"]
+
+
 def final_checkpoint(
     best: dict[str, Any], model_recipe: dict[str, Any], example: torch.Tensor, path: Path
 ) -> None:
@@ -109,7 +114,7 @@ def final_checkpoint(
     import torch
 
     weights = {k: v.detach().cpu() for k, v in best.items()}
-    torch.save({"recipe": model_recipe, "weights": weights, "example": example[:EXAMPLE_ROWS].cpu()}, path)
+    torch.save({"recipe": model_recipe, "weights": weights, "example": example.cpu()}, path)
 
 
 def read_final_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
@@ -192,9 +197,8 @@ def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weig
 def log_trained(tracking_uri: str, run_id: str, config: TrainConfig, task: Task, splits: Any,
                 best: dict[str, Any]) -> str:  # fmt: skip
     """Log a finished run's tested weights as its model (``rnnbench train`` and each reseed run)."""
-    example = splits["test"].with_format("torch")[:EXAMPLE_ROWS]["inputs"]
     weights = {k: v.detach().cpu() for k, v in best.items()}
-    return log_model(tracking_uri, run_id, recipe(config, task), weights, example)
+    return log_model(tracking_uri, run_id, recipe(config, task), weights, input_example(splits))
 
 
 def score(model: SequenceModel, split: str = "test", cache_dir: str | None = None) -> tuple[float, float]:

@@ -316,7 +316,8 @@ def _snapshot(
     )
 
 
-_HISTORY_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_accuracy", "seconds")
+# What a checkpoint keeps of each epoch's report: every field but the (unpicklable) snapshot.
+_HISTORY_FIELDS = tuple(f.name for f in dataclasses.fields(EpochReport) if f.name != "snapshot")
 
 
 def _fit(

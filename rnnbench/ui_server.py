@@ -84,7 +84,7 @@ def serve(views: Views, host: str, port: int, workers: int, say: Callable[[str],
     say(f"Starting the MLflow UI for {views.tracking_uri} on {views.base} ...")
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
-        while not _answers(views.base):
+        while not answers(views.base):
             if process.poll() is not None:
                 reader.join(timeout=2)
                 raise UIError(f"the MLflow UI on port {port} exited ({process.returncode}): " + " | ".join(
@@ -117,7 +117,8 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _answers(base: str) -> bool:
+def answers(base: str) -> bool:
+    """Whether an MLflow server answers its health check at ``base``."""
     try:
         urllib.request.urlopen(f"{base}/health", timeout=2).close()
         return True

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import torch
 
-from rnnbench.saved_model import final_checkpoint, read_final_checkpoint, rebuild, recipe, score
+from rnnbench.saved_model import (
+    final_checkpoint,
+    input_example,
+    read_final_checkpoint,
+    rebuild,
+    recipe,
+    score,
+)
 from rnnbench.training import TrainConfig, TrainState, build_task, train
 
 TASK = {"length": 50, "train_size": 2000, "validation_size": 256, "test_size": 512}
@@ -36,7 +43,7 @@ def check(cell: str, folder: Path, dropout: float) -> dict:
     resumed = train(config, resume=TrainState.load(saved))
     task = build_task(config)
     final = folder / f"{cell}-model.pt"
-    example = task.load(seed=0, cache_dir=config.cache_dir)["test"].with_format("torch")[:4]["inputs"]
+    example = input_example(task.load(seed=0, cache_dir=config.cache_dir))
     final_checkpoint(whole.best_state, recipe(config, task), example, final)
     model = rebuild(*read_final_checkpoint(final)[:2])
     cpu_loss, cpu_accuracy = score(model, cache_dir=config.cache_dir)

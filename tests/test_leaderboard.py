@@ -25,6 +25,7 @@ from rnnbench.leaderboard_report import markdown, pareto_front, publish, to_csv,
 from rnnbench.reseed import config_from_params, reseed
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.settings import SweepSettings
+from rnnbench.ui_server import answers
 from tests.conftest import TINY_TASK
 
 pytestmark = pytest.mark.slow
@@ -248,7 +249,7 @@ def test_ui_opens_the_sweeps_runs_table_with_the_ranking_metrics_in_headless_chr
     finally:
         os.killpg(process.pid, 2)
         process.wait(timeout=30)
-    assert not _answers(port), "Ctrl-C stops the server too"
+    assert not answers(f"http://127.0.0.1:{port}"), "Ctrl-C stops the server too"
 
 
 def test_dashboard_serves_one_study_per_cell_with_the_trials_states(store, tmp_path):
@@ -302,14 +303,6 @@ def test_dashboard_errors_name_the_sweep_or_the_missing_extra(store, tmp_path, m
     monkeypatch.setattr(builtins, "__import__", without_dashboard)
     result = CliRunner().invoke(app, ["dashboard", "board", "--sweeps-dir", sweeps])
     assert result.exit_code == 2 and "pip install 'rnnbench[dashboard]'" in result.output
-
-
-def _answers(port: int) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _chromium_flags(tmp_path: Path) -> list[str]:

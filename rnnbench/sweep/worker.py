@@ -61,7 +61,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     continues from its last epoch) and a final result whose checkpoint holds the tested weights."""
     from ray import tune
 
-    from rnnbench.saved_model import FINAL_CHECKPOINT, final_checkpoint, recipe
+    from rnnbench.saved_model import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
     from rnnbench.training import EpochReport, TrainState, build_task, train
 
     train_config = trial_config(config, spec)
@@ -110,9 +110,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="rnnbench-model-") as folder:
-        example = splits["test"].with_format("torch")[:4]["inputs"]
         final_checkpoint(
-            result.best_state, recipe(train_config, task), example, Path(folder) / FINAL_CHECKPOINT
+            result.best_state,
+            recipe(train_config, task),
+            input_example(splits),
+            Path(folder) / FINAL_CHECKPOINT,
         )
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
