@@ -142,6 +142,9 @@ def test_cifg_equals_vanilla_whose_forget_gate_is_one_minus_its_input_gate(kerne
     negated computes f = 1 - i, which is CIFG; so both must give the same outputs and input gradients."""
     cifg = _layer(VARIANTS["cifg"], seed=5)
     assert cifg.variant.gates == ("i", "o", "z") and cifg.variant.peephole_rows == ("i", "o")
+    # A fair start: f = 1 - sigmoid(-1) = sigmoid(1), the other cells' initial forget gate.
+    fresh, other = LSTMFamilyLayer(3, 4, VARIANTS["cifg"]), LSTMFamilyLayer(3, 4, Variant())
+    torch.testing.assert_close(1 - torch.sigmoid(fresh.bias[:4]), torch.sigmoid(other.bias[4:8]))
     vanilla = LSTMFamilyLayer(3, 4, Variant()).double()
     _copy_blocks(cifg, vanilla)
     with torch.no_grad():

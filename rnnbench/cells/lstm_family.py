@@ -416,6 +416,10 @@ class LSTMFamilyLayer(nn.Module):
             parameter.uniform_(-bound, bound)
         if "f" in self.variant.gates:
             _blocks(self.bias, self.variant)["f"].fill_(forget_bias)
+        elif self.variant.coupled:
+            # CIFG's forget gate is 1 - i: an input-gate bias of -forget_bias starts it at
+            # sigmoid(forget_bias), as every other cell's forget gate starts; 0 would start it at 0.5.
+            _blocks(self.bias, self.variant)["i"].fill_(-forget_bias)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, gates={''.join(self.variant.gates)}"
