@@ -33,7 +33,8 @@ def reseed(
     cache_dir: str | None = None,
     on_run: Any = None,
 ) -> list[TrackedRun]:
-    """Train the best trial of every cell of ``sweep`` again with ``seeds`` new seeds."""
+    """Train the best trial of every cell of ``sweep`` with the seeds seed + 1000 k, k = 1..``seeds``, that it
+    has not been re-trained with yet (so a second call, or a resumed script, adds nothing it has)."""
     from rnnbench.leaderboard import build
     from rnnbench.tracking import open_client
 
@@ -50,7 +51,12 @@ def reseed(
         # The trial's CPU share is its thread count: oversubscribed threads make small RNN kernels crawl.
         cpus = int(float(best.data.params.get("cpus_per_trial", 0))) or None
         config = replace(config_from_params(best.data.params), cache_dir=cache_dir, threads=cpus)
+        # Idempotent: a seed already re-trained (a resumed script, a second call) is not trained again.
+        done = {r.data.params.get("seed") for r in board.runs.reseed_runs(entry.run_id)
+                if r.data.tags.get("status") in ("completed", "diverged")}  # fmt: skip
         for k in range(1, seeds + 1):
+            if str(config.seed + SEED_STRIDE * k) in done:
+                continue
             run = run_tracked(
                 replace(config, seed=config.seed + SEED_STRIDE * k),
                 board.tracking_uri,
@@ -62,4 +68,21 @@ def reseed(
             runs.append(run)
             if on_run is not None:
                 on_run(entry, k, run)
+    _log_leaderboard(sweep, board.tracking_uri, experiment)
     return runs
+
+
+def _log_leaderboard(sweep: str, tracking_uri: str, experiment: str) -> None:
+    """The sweep's leaderboard, now ranked on the seeds, on its parent run (plots, tables, page)."""
+    import logging
+
+    from rnnbench.leaderboard import build
+    from rnnbench.leaderboard_report import log_plots
+
+    try:
+        board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
+        parent = board.runs.sweep_run(sweep)
+        if parent is not None:
+            log_plots(board, board.runs.client, parent.info.run_id)
+    except Exception as exc:  # a page is not a result: the reseed runs are complete without it
+        logging.getLogger("rnnbench").warning("warning: the sweep's leaderboard was not logged: %s", exc)
