@@ -115,6 +115,11 @@ Reseed = Annotated[
     int | None,
     typer.Option(min=0, help="After the search, re-train each cell's best configuration with K fresh seeds."),
 ]
+Paired = Annotated[
+    bool | None,
+    typer.Option("--paired/--no-paired", help="Every cell trains the same configurations, drawn once per sweep "
+                 "(default: on for the random sampler, off for TPE)."),
+]  # fmt: skip
 SweepJson = Annotated[bool, typer.Option("--json", help="No live display; print the result as JSON.")]
 
 # rnnbench leaderboard
@@ -145,3 +150,22 @@ StudySweeps = Annotated[
     list[str], typer.Option("--sweep", help="A sweep of the study, one per task (repeat the option).")
 ]
 StudyOut = Annotated[Path, typer.Option("--out", help="Folder for README.md, index.html and the plots.")]
+Margin = Annotated[
+    float,
+    typer.Option(help="Equivalence margin of the verdicts: two cells are 'equivalent' when two one-sided tests "
+                 "place their difference within +-MARGIN."),
+]  # fmt: skip
+FromData = Annotated[
+    list[Path] | None,
+    typer.Option("--from", help="Build from exported data (rnnbench export: a .parquet file or a folder of them) "
+                 "instead of MLflow; repeatable."),
+]  # fmt: skip
+AggregateFlag = Annotated[
+    bool,
+    typer.Option("--aggregate", help="Also print each cell's normalised score over set-ups (IQM, stratified "
+                 "bootstrap CI) and the probability of improvement between cells."),
+]  # fmt: skip
+ExportOut = Annotated[Path, typer.Option("--out", help="The parquet file to write (folders are created).")]
+ExportSweeps = Annotated[
+    list[str] | None, typer.Option("--sweep", help="Export this sweep (repeatable; default: every sweep).")
+]

@@ -238,9 +238,17 @@ def test_a_finished_sweep_grows_to_more_trials_keeping_the_first_ones(tmp_path, 
     before = {(r.data.tags["cell"], r.info.run_id): r for r in trial_runs(s.tracking_uri, "s1")}
     grown = resolve_settings(None, {"trials": 4, "sweeps_dir": s.sweeps_dir}, resume="s1")
     assert grown.trials == 4 and grown.cells == ["rnn", "gru"]
-    result = run_sweep(grown, resume=True)
+    seen: list[dict] = []
+    result = run_sweep(
+        grown, resume=True, listener=lambda p: seen.append({c: v.best for c, v in p.cells.items()})
+    )
     for cell in ("rnn", "gru"):
         runs = trial_runs(s.tracking_uri, "s1", cell)
+        done = [r for r in runs if r.data.tags["status"] == "completed"]
+        earlier = [r.data.metrics["best_val_loss"] for r in done if (cell, r.info.run_id) in before]
+        # The live table of the grown sweep starts from the first trials' best (val_loss: the lowest).
+        assert next(v[cell] for v in seen if v[cell] is not None) == min(earlier)
+        assert seen[-1][cell] == min(r.data.metrics["best_val_loss"] for r in done)
         assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3], "exactly 4 per cell"
         first = [r for r in runs if (cell, r.info.run_id) in before]
         assert len(first) == 2, "the first two trials are the same runs"
@@ -303,3 +311,34 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     runs = trial_runs(uri, "ctrlc")
     assert len(runs) == 4 and sorted(int(r.data.tags["optuna_trial"]) for r in runs) == list(range(4))
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+
+
+def test_a_paired_sweep_gives_every_cell_the_same_configurations(tmp_path, ray_session):
+    """`paired = true` draws the configurations once per sweep and queues them in each cell's study: with
+    TPE, which adapts to each cell's results after its start-up trial, the cells still train the same ones."""
+    from rnnbench.leaderboard import build
+
+    s = settings(tmp_path, cells=["rnn", "gru"], trials=3, epochs=1, grace_period=1, sampler="tpe",
+                 startup_trials=1, paired=True, space_overrides={"depth": 1})  # fmt: skip
+    run_sweep(s)
+    by_cell = {
+        cell: {r.data.tags["optuna_trial"]: (r.data.params["width"], r.data.params["lr"])
+               for r in trial_runs(s.tracking_uri, "s1", cell)}
+        for cell in ("rnn", "gru")
+    }  # fmt: skip
+    assert by_cell["rnn"] == by_cell["gru"] and len(set(by_cell["rnn"].values())) == 3
+    client = MlflowClient(s.tracking_uri)
+    parent = client.search_runs([client.get_experiment_by_name("rnnbench").experiment_id],
+                                "tags.kind = 'sweep'")[0]  # fmt: skip
+    assert parent.data.tags["paired"] == "true", "checked after the sweep, not assumed"
+    board = build(s.tracking_uri, metric="test_accuracy", with_importance=False)
+    compared = [e for e in board.entries if e.paired is not None]
+    completed = min(e.counts["completed"] for e in board.entries)
+    if completed >= 2:
+        assert len(compared) == 1 and compared[0].paired.test == "Wilcoxon"
+    grown = SweepSettings(**{**s.as_dict(), "trials": 5})
+    run_sweep(grown, resume=True)
+    widths = {cell: [r.data.params["width"] for r in sorted(trial_runs(s.tracking_uri, "s1", cell),
+                                                            key=lambda r: int(r.data.tags["optuna_trial"]))]
+              for cell in ("rnn", "gru")}  # fmt: skip
+    assert widths["rnn"] == widths["gru"] and len(widths["rnn"]) == 5, "a grown paired sweep stays paired"

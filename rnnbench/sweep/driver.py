@@ -156,14 +156,17 @@ class _Sweep:
             raise SweepInterrupted(self.name, self.settings.sweeps_dir)
 
     def _count_earlier_trials(self, cell: str) -> None:
-        """Counts of trials a previous (interrupted) run of this sweep finished."""
-        from rnnbench.reports import status_counts
+        """Counts and the best value of trials a previous (interrupted or grown) run of this sweep finished."""
+        from rnnbench.reports import best_run, selection_metric, status_counts
         from rnnbench.run_search import trial_runs
 
         assert self.progress is not None
-        earlier = status_counts(trial_runs(self.client, self.experiment_id, sweep=self.name, cell=cell))
-        for status, count in earlier.items():
+        runs = trial_runs(self.client, self.experiment_id, sweep=self.name, cell=cell)
+        for status, count in status_counts(runs).items():
             self.progress.cells[cell].counts[status] += count
+        best = best_run(runs, self.settings.metric)
+        if best is not None:  # a trial's final report carries its tested epoch's value: the best_ metric
+            self.progress.record_best(cell, best.data.metrics[selection_metric(self.settings.metric)[0]])
 
     def _fit(self, cell: str, study: str, remaining: int, finished: int) -> TrialRecorder:
         """One Tuner over the cell's study, recorded by a TrialRecorder; returns the recorder."""
@@ -173,13 +176,16 @@ class _Sweep:
         from rnnbench.sweep.models import drop_unfinished_checkpoints
         from rnnbench.sweep.recorder import CellRecord, StopOnTrackingError, TrialRecorder
         from rnnbench.sweep.scheduler import make_scheduler
-        from rnnbench.sweep.search import SweepSearch, make_sampler
+        from rnnbench.sweep.search import SweepSearch, enqueue_shared, make_sampler, shared_configurations
         from rnnbench.sweep.worker import trial_entry
 
         s, plan = self.settings, self.plan
         assert self.progress is not None and self.parent_run_id is not None
-        search = SweepSearch(space=for_task(plan.space, s.space_overrides, plan.task.encoding), metric=s.metric, mode=s.mode,
+        space = for_task(plan.space, s.space_overrides, plan.task.encoding)
+        search = SweepSearch(space=space, metric=s.metric, mode=s.mode,
                              sampler=make_sampler(s, finished), study_name=study, storage=self.storage)  # fmt: skip
+        if s.is_paired:
+            enqueue_shared(search, shared_configurations(space, s))
         record = CellRecord(sweep=self.name, cell=cell, task=s.task, experiment_id=self.experiment_id,
                             parent_run_id=self.parent_run_id, params=plan.trial_params(cell, self.gpus),
                             tags=plan.trial_tags(), resuming=self.resume)  # fmt: skip
@@ -240,10 +246,27 @@ class _Sweep:
         log_best_models(self.client, self.recorder.tracking_uri, self.folder, best)
         log_summary(self.client, self.parent_run_id, best)
         self._log_plots()
+        if s.is_paired:
+            self.client.set_tag(self.parent_run_id, "paired", str(self._configurations_shared()).lower())
         self.client.set_terminated(self.parent_run_id, "FINISHED")
         optuna_counts = {c: len(finished_trials(self.storage, f"{self.name}:{c}")) for c in s.cells}
         return SweepResult(self.name, self.folder, s.tracking_uri or "", self.experiment_id, self.parent_run_id,
                            best, counts, optuna_counts)  # fmt: skip
+
+    def _configurations_shared(self) -> bool:
+        """Whether every cell's study holds the same configurations, trial number by trial number (checked,
+        not assumed: a sampler or a plugin's space could break it)."""
+        import optuna
+
+        seen = []
+        for cell in self.settings.cells:
+            study = optuna.load_study(study_name=f"{self.name}:{cell}", storage=self.storage)
+            seen.append({t.number: t.params for t in study.get_trials(deepcopy=False)})
+        shared = all(found == seen[0] for found in seen[1:])
+        if not shared:
+            logging.getLogger("rnnbench").warning("warning: the cells of paired sweep %r did not train the same "
+                                                  "configurations", self.name)  # fmt: skip
+        return shared
 
     def _log_plots(self) -> None:
         """The sweep's leaderboard plots (cost of accuracy, learning curves, LRD curves) on its run."""

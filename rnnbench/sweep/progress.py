@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnbench.reports import STATUSES
+from rnnbench.reports import STATUSES, is_better
 
 
 @dataclass
@@ -43,10 +43,7 @@ class SweepProgress:
         if value is None:
             return
         progress = self.cells[cell]
-        better = progress.best is None or (
-            value < progress.best if self.mode == "min" else value > progress.best
-        )
-        if better:
+        if is_better(value, progress.best, self.mode):
             progress.best = value
 
     def eta_seconds(self) -> float | None:

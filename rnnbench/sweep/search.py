@@ -34,6 +34,29 @@ def make_sampler(settings: SweepSettings, finished: int = 0) -> optuna.samplers.
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.tpe_startup_trials)
 
 
+def shared_configurations(space: Any, settings: SweepSettings) -> list[dict[str, Any]]:
+    """The configurations every cell of a paired sweep trains, in order: drawn once per sweep by random
+    search over the (overridden) space with the sweep's seed, so a grown sweep extends the same list."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=settings.seed))
+    drawn = []
+    for _ in range(settings.trials):
+        trial = study.ask()
+        space(trial)
+        drawn.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    return drawn
+
+
+def enqueue_shared(search: SweepSearch, configurations: list[dict[str, Any]]) -> None:
+    """Queue the configurations a cell's study has not had yet (a resumed sweep queues only the rest)."""
+    study = search._ot_study
+    assert study is not None
+    had = len(study.get_trials(deepcopy=False))
+    for params in configurations[had:]:
+        study.enqueue_trial(params, skip_if_exists=False)
+
+
 def finished_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[optuna.trial.FrozenTrial]:
     """The study's trials that are told (complete, pruned or failed); none if it does not exist yet."""
     try:

@@ -55,6 +55,7 @@ class SweepSettings:
     sampler: str = "tpe"  # "random": a random-search baseline (with grace_period >= epochs: no pruning)
     startup_trials: int | None = None  # TPE's random start-up trials; None: min(10, max(3, trials // 4))
     reseed: int = 0  # after the search, re-train each cell's best configuration with K fresh seeds
+    paired: bool | None = None  # every cell trains the same configurations; None: True for random search
     sweeps_dir: str = DEFAULT_SWEEPS_DIR
     cache_dir: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +66,11 @@ class SweepSettings:
     def tpe_startup_trials(self) -> int:
         """Optuna's default (10 random trials before TPE models) would leave small budgets all random."""
         return self.startup_trials or min(10, max(3, self.trials // 4))
+
+    @property
+    def is_paired(self) -> bool:
+        """Every cell trains the same sequence of configurations (compared configuration by configuration)."""
+        return self.paired if self.paired is not None else self.sampler == "random"
 
     @property
     def mode(self) -> str:
@@ -80,7 +86,7 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "max_concurrent": (int,), "address": (str,), "tracking_uri": (str,), "experiment": (str,),
     "name": (str,), "metric": (str,), "grace_period": (int,), "reduction_factor": (int,),
     "max_failures": (int,), "sweeps_dir": (str,), "cache_dir": (str,), "sampler": (str,),
-    "startup_trials": (int,), "reseed": (int,),
+    "startup_trials": (int,), "reseed": (int,), "paired": (bool,),
 }  # fmt: skip
 TABLES = {"task_options": "task_options", "train": "train", "space_overrides": "space_overrides"}
 METRICS = ("val_loss", "val_accuracy")
@@ -132,10 +138,11 @@ def check_values(raw: dict[str, Any], where: str) -> dict[str, Any]:
             values[TABLES[key]] = dict(value)
         elif key in SCALARS:
             types = SCALARS[key]
-            if isinstance(value, bool) or not isinstance(value, types):
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 expected = " or ".join(
-                    "integer" if t is int else "number" if t is float else "string" for t in types
-                )
+                    "integer" if t is int else "number" if t is float else "true or false" if t is bool
+                    else "string" for t in types
+                )  # fmt: skip
                 raise SweepConfigError(f"{at}: must be {expected}, got {value!r}")
             values[key] = value
         else:
