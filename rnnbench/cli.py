@@ -20,6 +20,7 @@ from rich.table import Table
 from rnnbench import cli_options as o
 from rnnbench.errors import RnnbenchError
 from rnnbench.reports import STATUSES
+from rnnbench.stats import MARGIN
 from rnnbench.sweep.settings import SweepSettings
 
 app = typer.Typer(
@@ -356,6 +357,7 @@ def sweep_command(
     cache_dir: o.SweepCacheDir = None,
     resume: o.Resume = None,
     reseed: o.Reseed = None,
+    paired: o.Paired = None,
     as_json: o.SweepJson = False,
 ) -> None:
     """Sweep cells with Optuna (TPE) on Ray Tune (ASHA), one MLflow run per trial; print the best per cell."""
@@ -466,8 +468,11 @@ def leaderboard_command(
     setup: o.BoardSetup = None,
     baseline: o.Baseline = None,
     min_trials: o.MinTrials = 20,
+    margin: o.Margin = MARGIN,
+    data: o.FromData = None,
+    with_aggregate: o.AggregateFlag = False,
 ) -> None:
-    """Rank the cells of each set-up from MLflow on seeds, with Welch's t-test; chance-level groups unranked."""
+    """Rank the cells of each set-up on seeds, three-way verdicts against the leader; chance-level groups unranked."""
     from rnnbench.leaderboard import NothingToRank, build
     from rnnbench.leaderboard_report import markdown, rich_tables, to_csv, to_html, to_json
 
@@ -475,9 +480,10 @@ def leaderboard_command(
         raise typer.BadParameter(
             f"{output_format!r}; valid formats: {', '.join(FORMATS)}", param_hint="--format"
         )
+    runs = _exported(data)
     try:
         board = build(tracking_uri, task=task, sweep=sweep, metric=metric, experiment=experiment, setup=setup,
-                      baseline=baseline, min_trials=min_trials)  # fmt: skip
+                      baseline=baseline, min_trials=min_trials, margin=margin, runs=runs)  # fmt: skip
     except NothingToRank as exc:
         err_console.print(f"Nothing to rank: {escape(str(exc))}", soft_wrap=True)
         if output_format == "json":
@@ -486,56 +492,124 @@ def leaderboard_command(
     if output_format == "table":
         for table in rich_tables(board):
             console.print(table)
+        if with_aggregate:
+            _print_aggregate(board)
+    elif output_format in ("markdown", "html"):
+        print({"markdown": markdown, "html": to_html}[output_format](board, with_aggregate=with_aggregate))
     else:
-        text = {"json": to_json, "csv": to_csv, "markdown": markdown, "html": to_html}[output_format](board)
+        text = {"json": to_json, "csv": to_csv}[output_format](board)
         print(text, end="" if output_format == "csv" else "\n")
-    if plots and sweep:
-        _log_plots(board, sweep, experiment)
+    if plots and sweep and runs is None:
+        _log_plots(board, sweep)
     if publish is not None:
         from rnnbench.leaderboard_report import publish as publish_page
 
         given = {"--task": task, "--sweep": sweep, "--setup": setup, "--baseline": baseline, "--metric": metric,
+                 "--margin": None if margin == MARGIN else str(margin),
                  "--tracking-uri": tracking_uri, "--experiment": None if experiment == "rnnbench" else experiment,
+                 "--from": " --from ".join(str(d) for d in data) if data else None,
                  "--publish": str(publish)}  # fmt: skip
-        written = publish_page(board, publish, _page_header(board, given, experiment, note))
+        written = publish_page(board, publish, _page_header(board, given, note))
         err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
 
 
-def _page_header(board: Any, given: dict[str, str | None], experiment: str, note: str | None) -> list[str]:
-    """The published page's opening lines: the command, the machine, each sweep's settings, the note."""
-    import shlex
+def _exported(data: list[Path] | None) -> Any:
+    """Exported runs to build from (``--from``), or None: read MLflow."""
+    if not data:
+        return None
+    from rnnbench.records import read
+
+    return read(data)
+
+
+def _print_aggregate(board: Any) -> None:
+    from rich.table import Table
+
+    from rnnbench.leaderboard import aggregate
+    from rnnbench.leaderboard_report import AGGREGATE_HEADER, IMPROVEMENT_HEADER, aggregate_lines
+
+    caption, scores, improvement = aggregate_lines(aggregate(board))
+    for header, rows in ((AGGREGATE_HEADER, scores), (IMPROVEMENT_HEADER, improvement)):
+        if rows:
+            table = Table(title="across set-ups")
+            for name in header:
+                table.add_column(name)
+            for cells in rows:
+                table.add_row(*map(escape, cells))
+            console.print(table)
+    console.print(escape(caption), highlight=False)
+
+
+def _generated(command: str) -> str:
+    """The generation line of a published page: the one line that differs between two builds."""
     import time
 
-    from rnnbench.leaderboard import sweep_settings
-    from rnnbench.leaderboard_report import machine_line, without_paths
     from rnnbench.version import __version__
 
+    return f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`."
+
+
+def _page_header(board: Any, given: dict[str, str | None], note: str | None) -> list[str]:
+    """The published page's opening lines: the command, the machine, each sweep's settings, the note."""
+    import shlex
+
+    from rnnbench.leaderboard import sweep_settings
+    from rnnbench.text import without_paths
+
     command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
-    header = [
-        f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`",
-        f"{machine_line()}; MLflow store {board.tracking_uri}.",
-    ]
-    keys = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "task_options",
-            "space_overrides", "train", "grace_period", "cpus_per_trial")  # fmt: skip
-    for found in sweep_settings(board, experiment):
+    header = [_generated(command), f"MLflow store {board.tracking_uri}."]
+    keys = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "sampler", "task_options",
+            "space_overrides", "train", "grace_period", "cpus_per_trial", "wall time")  # fmt: skip
+    for found in sweep_settings(board):
         described = ", ".join(f"{k}={found[k]}" for k in keys if found.get(k) not in (None, "None", "{}"))
-        header.append(f"Sweep `{found['sweep']}`: {described}.")
+        machine = f" {found['machine']}." if found.get("machine") else ""
+        header.append(f"Sweep `{found['sweep']}`: {described}.{machine}")
     if note:
         header.append(note)
     return [without_paths(line) for line in header]  # a published page names no path of this machine
 
 
-def _log_plots(board: Any, sweep: str, experiment: str) -> None:
-    """Attach the leaderboard plots to the sweep's parent run (artifact folder leaderboard/)."""
+def _log_plots(board: Any, sweep: str) -> None:
+    """Attach the leaderboard (plots, ranking tables, the page) to the sweep's parent run."""
     from rnnbench.leaderboard_report import log_plots
-    from rnnbench.run_search import sweep_run
-    from rnnbench.tracking import open_client
 
-    client = open_client(board.tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    parent = sweep_run(client, found.experiment_id, sweep)
+    parent = board.runs.sweep_run(sweep)
     if parent is not None:
-        log_plots(board, client, parent.info.run_id)
+        log_plots(board, board.runs.client, parent.info.run_id)
+
+
+@app.command("export")
+@reports_errors
+def export_command(
+    out: o.ExportOut,
+    sweeps: o.ExportSweeps = None,
+    tracking_uri: o.TrackingUri = None,
+    experiment: o.Experiment = "rnnbench",
+) -> None:
+    """Write sweeps' runs (parent, trials, reseeds: params, tags, metrics, curves, LRD buckets) as parquet."""
+    from rnnbench.leaderboard import NothingToRank, _open
+    from rnnbench.records import rows_of, write
+
+    if sweeps:
+        from rnnbench.sweep.settings import check_sweep_name
+
+        for name in sweeps:
+            check_sweep_name(name, "--sweep")
+    try:
+        source = _open(tracking_uri, experiment)
+    except NothingToRank as exc:
+        raise RnnbenchError(f"nothing to export: {exc}") from None
+    if sweeps:
+        missing = [name for name in sweeps if source.sweep_run(name) is None]
+        if missing:
+            raise RnnbenchError(f"no sweep named {', '.join(map(repr, missing))} in {source.uri}")
+    rows = rows_of(source, sweeps)
+    write(rows, out)
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("sweep", "trial", "reseed")}
+    err_console.print(
+        f"Exported {len(rows)} runs ({kinds['sweep']} sweeps, {kinds['trial']} trials, {kinds['reseed']} "
+        f"reseeds) to {out}", highlight=False,
+    )  # fmt: skip
 
 
 @app.command("odyssey-report")
@@ -546,31 +620,45 @@ def odyssey_report_command(
     tracking_uri: o.TrackingUri = None,
     experiment: o.Experiment = "rnnbench",
     note: o.Note = None,
+    margin: o.Margin = MARGIN,
+    data: o.FromData = None,
 ) -> None:
-    """Greff et al.'s analysis of LSTM-variant sweeps: best-10 % box plots, Welch's t-test, fANOVA."""
+    """Greff et al.'s analysis of LSTM-variant sweeps: best 10 % (Welch) and paired (Wilcoxon), three-way."""
     import shlex
-    import time
 
-    from rnnbench.leaderboard_report import machine_line, without_paths
-    from rnnbench.study import StudyError, analyse, collect, findings
+    from rnnbench.study import StudyError, analyse, findings, gather
     from rnnbench.study_report import publish
+
+    if not (0 < margin < 1):
+        raise StudyError(f"--margin must lie between 0 and 1, got {margin}")
+    runs = _exported(data) or _study_runs(tracking_uri, experiment)
+    studies = []
+    for sweep in sweeps:
+        parent = runs.sweep_run(sweep)
+        if parent is None:
+            raise StudyError(f"no sweep named {sweep!r} in this MLflow store")
+        studies.append(analyse(sweep, *gather(parent, runs.trial_runs(sweep=sweep)), margin=margin))
+    command = "rnnbench odyssey-report " + " ".join(f"--sweep {shlex.quote(s)}" for s in sweeps)
+    if margin != MARGIN:
+        command += f" --margin {margin}"
+    if data:
+        command += "".join(f" --from {shlex.quote(str(d))}" for d in data)
+    header = [_generated(command), f"MLflow store {runs.uri}.", *([note] if note else [])]
+    written = publish(studies, findings(studies), out, header)
+    err_console.print(f"Published {len(written)} files into {out}/", highlight=False)
+
+
+def _study_runs(tracking_uri: str | None, experiment: str) -> Any:
+    from rnnbench.records import MlflowRuns
+    from rnnbench.study import StudyError
     from rnnbench.tracking import open_client, resolve_tracking_uri
-    from rnnbench.version import __version__
 
     uri = resolve_tracking_uri(tracking_uri)
     client = open_client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise StudyError(f"no MLflow experiment {experiment!r} in {uri}")
-    studies = [analyse(sweep, *collect(client, found.experiment_id, sweep)) for sweep in sweeps]
-    command = "rnnbench odyssey-report " + " ".join(f"--sweep {shlex.quote(s)}" for s in sweeps)
-    header = [
-        f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by rnnbench {__version__} with `{command}`.",
-        f"{machine_line()}; MLflow store {uri}.",
-        *([note] if note else []),
-    ]
-    written = publish(studies, findings(studies), out, [without_paths(line) for line in header])
-    err_console.print(f"Published {len(written)} files into {out}/", highlight=False)
+    return MlflowRuns(client, found.experiment_id, uri)
 
 
 @app.command("reseed")

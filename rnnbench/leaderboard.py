@@ -26,10 +26,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.reports import CONFIG_PARAMS, best_run, selection_metric, status_counts
-from rnnbench.run_search import reseed_runs, sweep_run, trial_runs
+from rnnbench.importance import variance_fractions
+from rnnbench.reports import CONFIG_PARAMS, best_first, best_run, selection_metric, status_counts
 from rnnbench.setups import Setup, setup_of
-from rnnbench.stats import ALPHA, Summary, above_p, binomial_above_p, holm, welch_p
+from rnnbench.stats import (
+    ALPHA,
+    MARGIN,
+    BudgetPoint,
+    Summary,
+    Verdict,
+    above_p,
+    binomial_above_p,
+    budget_curve,
+    holm,
+    left_chance,
+    paired_verdicts,
+    welch_p,
+    welch_verdicts,
+)
 
 METRICS = ("lrd_score", "test_accuracy")
 MIN_TRIALS = 20  # fANOVA below this many completed trials would credit noise
@@ -62,7 +76,7 @@ class Entry:
     selection_value: float
     config: dict[str, str]
     counts: dict[str, int]
-    total_seconds: float
+    median_seconds: float  # per finished trial (wall time; trials of concurrent sweeps shared the cores)
     trial_values: list[float] = field(default_factory=list)  # the ranked metric over completed trials
     spread: dict[str, float] = field(default_factory=dict)  # their median, q1, q3, n
     values: list[float] = field(default_factory=list)  # the ranked metric per seed (reseeds), or the one run
@@ -86,6 +100,15 @@ class Entry:
     # (ranked metric, parameter count, training seconds) of every completed trial: the cost of accuracy
     costs: list[tuple[float, float, float]] = field(default_factory=list)
     best_runs: list[str] = field(default_factory=list)  # the best completed trials, best first (curves)
+    reseed_runs: list[str] = field(default_factory=list)  # the re-seeded runs behind ``values``
+    verdict: Verdict | None = (
+        None  # against the leader (or the baseline): better/worse/equivalent/inconclusive
+    )
+    paired: Verdict | None = None  # against the leader on the configurations both trained (paired sweeps)
+    budget: list[BudgetPoint] = field(default_factory=list)  # Dodge's expected best after n trials
+    learned_trials: int = 0  # completed trials whose test accuracy is above chance (binomial, 5 %)
+    # (config, ranked value, learned) of every completed trial, for paired comparisons
+    configs: list[tuple[str, float, bool]] = field(default_factory=list, repr=False)
 
     @property
     def score(self) -> float:
@@ -99,7 +122,12 @@ class Entry:
         return f"={self.rank}" if self.shared else str(self.rank)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rank_label": self.rank_label}
+        found = asdict(self)
+        found.pop("configs")
+        for key in ("verdict", "paired"):
+            value = getattr(self, key)
+            found[key] = None if value is None else value.as_dict()
+        return {**found, "rank_label": self.rank_label}
 
 
 @dataclass
@@ -114,6 +142,7 @@ class Group:
     single_runs: bool = False
     baseline: str | None = None
     min_trials: int = MIN_TRIALS  # completed trials fANOVA needs before it is shown
+    margin: float = MARGIN  # the equivalence margin of the verdicts
     unseeded: list[str] = field(default_factory=list)  # cells with one run beside seeded ones: not ranked
     sweeps: list[str] = field(default_factory=list)  # every sweep with trials in the set-up
 
@@ -132,8 +161,13 @@ class Group:
                          "not tested, equal values share a rank")  # fmt: skip
         else:
             against = f"the baseline {self.baseline}" if self.baseline else "the leader of each rank"
-            notes.append(f"mean over seeds with a 95 % CI; cells not significantly different from {against} "
-                         f"(Welch's t-test, Holm-corrected, alpha {ALPHA}) share its rank")  # fmt: skip
+            seeds = sorted({e.n for e in self.entries if e.n >= 2})
+            notes.append(f"ranked on the re-training only: mean over seeds with a 95 % CI; \"=\" means not "
+                         f"separated from {against} at n = {'/'.join(map(str, seeds))} seeds (Welch's t-test, "
+                         f"Holm-corrected, alpha {ALPHA}): not a claim of equality")  # fmt: skip
+            notes.append(f"verdict against the leader: better/worse (significant, difference and 95 % CI), "
+                         f"equivalent (two one-sided tests within ±{self.margin:g}), or inconclusive (with the "
+                         "smallest difference the seeds could detect at 80 % power)")  # fmt: skip
             if self.unseeded:
                 notes.append(f"not ranked: {', '.join(self.unseeded)} (one run, no reseeds to test it on)")
         return notes
@@ -141,7 +175,7 @@ class Group:
     def as_dict(self, requested: str) -> dict[str, Any]:
         return {"setup": self.setup.as_dict(), "metric": self.metric, "chance": self.chance,
                 "unsolved": self.unsolved, "single_runs": self.single_runs, "baseline": self.baseline,
-                "unseeded": self.unseeded,
+                "unseeded": self.unseeded, "margin": self.margin,
                 "notes": self.notes(requested), "entries": [e.as_dict() for e in self.entries]}  # fmt: skip
 
 
@@ -151,6 +185,7 @@ class Leaderboard:
     tracking_uri: str
     experiment_id: str = ""
     groups: list[Group] = field(default_factory=list)
+    runs: Any = None  # where the runs were read: rnnbench.records.MlflowRuns or ExportedRuns
 
     @property
     def entries(self) -> list[Entry]:
@@ -177,15 +212,17 @@ def build(
     setup: str | None = None,
     baseline: str | None = None,
     min_trials: int = MIN_TRIALS,
+    margin: float = MARGIN,
+    runs: Any = None,
 ) -> Leaderboard:
-    """Read the store and rank the cells of each set-up."""
-    _check_filters(metric, task, sweep, min_trials)
-    client, experiment_id, uri = _open(tracking_uri, experiment)
-    runs = trial_runs(client, experiment_id, task=task, sweep=sweep)
-    if not runs:
-        raise _nothing(client, experiment_id, uri, task, sweep)
+    """Read the store (or ``runs``: exported records, rnnbench.records) and rank the cells of each set-up."""
+    _check_filters(metric, task, sweep, min_trials, margin)
+    source = runs if runs is not None else _open(tracking_uri, experiment)
+    found_runs = source.trial_runs(task=task, sweep=sweep)
+    if not found_runs:
+        raise _nothing(source, task, sweep)
     by_setup: dict[Setup, list[Any]] = {}
-    for run in runs:
+    for run in found_runs:
         by_setup.setdefault(setup_of(run.data.params, run.data.tags.get("task", "?")), []).append(run)
     if setup is not None:
         known = {s.id: s for s in by_setup}
@@ -194,9 +231,12 @@ def build(
                 f"unknown set-up {setup!r}; set-ups with trials: {', '.join(sorted(known))}"
             )
         by_setup = {known[setup]: by_setup[known[setup]]}
-    board = Leaderboard(metric=metric, tracking_uri=uri, experiment_id=experiment_id)
+    board = Leaderboard(
+        metric=metric, tracking_uri=source.uri, experiment_id=source.experiment_id, runs=source
+    )
     for found, group_runs in sorted(by_setup.items(), key=lambda item: (item[0].task, item[0].id)):
-        group = _group(client, experiment_id, found, group_runs, metric, with_importance, min_trials)
+        group = _group(source, found, group_runs, metric, with_importance, min_trials)
+        group.margin = margin
         if baseline is not None and baseline not in {e.cell for e in group.entries}:
             raise LeaderboardError(
                 f"--baseline {baseline!r} has no trials in set-up {found.id}; its cells: "
@@ -207,13 +247,15 @@ def build(
     return board
 
 
-def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials: int) -> None:
+def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials: int, margin: float) -> None:
     if metric not in METRICS:
         raise LeaderboardError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
     if min_trials < 2:
         raise LeaderboardError(
             f"--min-trials must be at least 2 (fANOVA needs trials to compare), got {min_trials}"
         )
+    if not (0 < margin < 1) or math.isnan(margin):
+        raise LeaderboardError(f"--margin must lie between 0 and 1 (both ranked metrics do), got {margin}")
     if task is not None:
         from rnnbench.plugin_manager import get_task
 
@@ -224,8 +266,9 @@ def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials:
         check_sweep_name(sweep, "--sweep")  # no sweep can have another name: say so rather than find nothing
 
 
-def _open(tracking_uri: str | None, experiment: str) -> tuple[Any, str, str]:
-    """The store's client, the experiment's id and the resolved URI; NothingToRank when there is none."""
+def _open(tracking_uri: str | None, experiment: str) -> Any:
+    """The store's runs (rnnbench.records.MlflowRuns); NothingToRank when there is none."""
+    from rnnbench.records import MlflowRuns
     from rnnbench.tracking import (
         TrackingError,
         check_tracking_uri,
@@ -245,21 +288,21 @@ def _open(tracking_uri: str | None, experiment: str) -> tuple[Any, str, str]:
         raise TrackingError(f"tracking URI {uri}: {type(exc).__name__}: {exc}") from exc
     if found is None:
         raise NothingToRank(f"the store {uri} has no experiment {experiment!r} yet; run a sweep first")
-    return client, found.experiment_id, uri
+    return MlflowRuns(client, found.experiment_id, uri)
 
 
-def _nothing(client: Any, experiment_id: str, uri: str, task: str | None, sweep: str | None) -> NothingToRank:
+def _nothing(source: Any, task: str | None, sweep: str | None) -> NothingToRank:
     what = " and ".join(
         x for x in (f"task {task!r}" if task else "", f"sweep {sweep!r}" if sweep else "") if x
     )
-    known = sorted({r.data.tags.get("task", "?") for r in trial_runs(client, experiment_id)})
+    known = sorted({r.data.tags.get("task", "?") for r in source.trial_runs()})
     return NothingToRank(
-        f"no sweep trials in {uri}" + (f" for {what}" if what else "")
+        f"no sweep trials in {source.uri}" + (f" for {what}" if what else "")
         + (f"; tasks with trials: {', '.join(known)}" if known else "; run a sweep first")
     )  # fmt: skip
 
 
-def _group(client: Any, experiment_id: str, found: Setup, runs: list[Any], metric: str, with_importance: bool,
+def _group(source: Any, found: Setup, runs: list[Any], metric: str, with_importance: bool,
            min_trials: int) -> Group:  # fmt: skip
     """The set-up's entries, one per cell, before ranking."""
     by_cell: dict[str, list[Any]] = {}
@@ -271,33 +314,49 @@ def _group(client: Any, experiment_id: str, found: Setup, runs: list[Any], metri
     ranked_by = metric if metric != "lrd_score" or measured else "test_accuracy"
     group = Group(setup=found, metric=ranked_by, min_trials=min_trials)
     group.sweeps = sorted({r.data.tags["sweep"] for r in runs if r.data.tags.get("sweep")})
-    for cell, cell_runs in by_cell.items():
-        entry = _entry(client, experiment_id, found, cell, cell_runs, picks[cell], ranked_by)
-        if with_importance and entry.run_id:
-            completed = [r for r in cell_runs if r.data.tags.get("status") == "completed"]
-            entry.importance, entry.importance_trials = importance(completed, ranked_by, min_trials)
-        group.entries.append(entry)
     chances = [
         p.data.metrics["chance"] for p in picks.values() if p is not None and "chance" in p.data.metrics
     ]
     group.chance = chances[0] if chances else None
+    for cell, cell_runs in by_cell.items():
+        entry = _entry(source, found, cell, cell_runs, picks[cell], ranked_by, group.chance)
+        if with_importance and entry.run_id:
+            learned = [r for r in cell_runs if _learned(r, group.chance)]
+            entry.importance, entry.importance_trials = variance_fractions(learned, ranked_by, min_trials)
+        group.entries.append(entry)
     return group
+
+
+def _learned(run: Any, chance: float | None) -> bool:
+    """A completed trial whose test accuracy left chance (every completed trial where chance is unknown)."""
+    if run.data.tags.get("status") != "completed":
+        return False
+    m = run.data.metrics
+    return chance is None or left_chance(m.get("test_accuracy"), int(m.get("test_count", 0)), chance)
 
 
 def _pick(runs: list[Any]) -> Any | None:
     return best_run(runs, runs[0].data.params.get("metric", "val_loss"))
 
 
-def _entry(client: Any, experiment_id: str, found: Setup, cell: str, runs: list[Any], pick: Any | None,
-           metric: str) -> Entry:  # fmt: skip
+def _config_key(run: Any) -> str:
+    """The sampled hyperparameters of a trial (its Optuna distributions' names) as one comparable key."""
+    names = sorted(json.loads(run.data.tags.get("optuna_distributions") or "{}"))
+    return json.dumps([(k, run.data.params.get(k)) for k in names]) if names else ""  # "": nothing to pair on
+
+
+def _entry(source: Any, found: Setup, cell: str, runs: list[Any], pick: Any | None, metric: str,
+           chance: float | None) -> Entry:  # fmt: skip
     first = runs[0]
-    total = sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000.0 for r in runs
-                if r.info.start_time)  # fmt: skip
+    seconds = [
+        (r.info.end_time - r.info.start_time) / 1000.0 for r in runs if r.info.start_time and r.info.end_time
+    ]
     selection, mode = selection_metric(first.data.params.get("metric", "val_loss"))
     entry = Entry(task=found.task, setup=found.id, cell=cell, plugin=first.data.params.get("plugin", "?"),
                   run_id="", sweep=first.data.tags.get("sweep", ""), test_accuracy=None, lrd_score=None,
                   lrd_horizon=None, param_count=None, selection=selection, selection_value=math.nan, config={},
-                  counts=status_counts(runs), total_seconds=total)  # fmt: skip
+                  counts=status_counts(runs),
+                  median_seconds=statistics.median(seconds) if seconds else math.nan)  # fmt: skip
     if pick is None:
         return entry
     m, p = pick.data.metrics, pick.data.params
@@ -310,27 +369,34 @@ def _entry(client: Any, experiment_id: str, found: Setup, cell: str, runs: list[
     entry.param_count, entry.selection_value = m.get("param_count"), m[selection]
     entry.config = {k: p[k] for k in CONFIG_PARAMS if k in p}
     entry.test_count = int(m.get("test_count") or float(p.get("task.test_size", 0)))
-    completed = [r for r in runs if r.data.tags.get("status") == "completed"]
-    entry.trial_values = [r.data.metrics[metric] for r in completed if metric in r.data.metrics]
+    completed = [r for r in runs if r.data.tags.get("status") == "completed" and metric in r.data.metrics]
+    entry.trial_values = [r.data.metrics[metric] for r in completed]
+    entry.learned_trials = sum(_learned(r, chance) for r in completed)
+    entry.configs = [(_config_key(r), r.data.metrics[metric], _learned(r, chance)) for r in completed]
     entry.model_uri = pick.data.tags.get("model_uri")
     entry.costs = [(r.data.metrics[metric], r.data.metrics["param_count"], r.data.metrics["train_seconds"])
                    for r in completed
                    if {metric, "param_count", "train_seconds"} <= r.data.metrics.keys()]  # fmt: skip
-    chosen = sorted((r for r in completed if selection in r.data.metrics), key=lambda r: r.data.metrics[selection],
-                    reverse=mode == "max")  # fmt: skip
+    chosen = best_first((r for r in completed if selection in r.data.metrics), lambda r: r.data.metrics[selection],
+                        mode)  # fmt: skip
     entry.best_runs = [r.info.run_id for r in chosen[:CURVES_PER_CELL]]
+    if chosen:
+        entry.budget = budget_curve([r.data.metrics[selection] for r in chosen],
+                                    [r.data.metrics[metric] for r in chosen], mode=mode)  # fmt: skip
     entry.spread = _quartiles(entry.trial_values)
-    _seed_values(entry, client, experiment_id, pick, metric)
+    _seed_values(entry, source, pick, metric)
     return entry
 
 
-def _seed_values(entry: Entry, client: Any, experiment_id: str, pick: Any, metric: str) -> None:
+def _seed_values(entry: Entry, source: Any, pick: Any, metric: str) -> None:
     """The values the cell is ranked on: its re-seeded runs', else the search's one run. A seed that
     diverged counts with the weights it had before (leaving it out would flatter the cell)."""
-    reseeded = [r for r in reseed_runs(client, experiment_id, pick.info.run_id)
+    reseeded = [r for r in source.reseed_runs(pick.info.run_id)
                 if r.data.tags.get("status") in ("completed", "diverged") and metric in r.data.metrics]  # fmt: skip
+    reseeded.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     sources = reseeded or ([pick] if metric in pick.data.metrics else [])
     entry.seeds = len(reseeded)
+    entry.reseed_runs = [r.info.run_id for r in reseeded]
     entry.values = [r.data.metrics[metric] for r in sources]
     if not entry.values:
         return
@@ -352,11 +418,15 @@ def _seed_values(entry: Entry, client: Any, experiment_id: str, pick: Any, metri
 
 
 def rank_group(group: Group, baseline: str | None = None) -> None:
-    """Rank a group's entries on their seed values (see the module's docstring); sets the group's flags."""
+    """Rank a group's entries on their seed values (see the module's docstring); sets the group's flags,
+    and each entry's verdict against the leader (or the baseline)."""
     group.baseline = baseline
     ranked = sorted((e for e in group.entries if e.values), key=lambda e: -e.score)
     _test_chance(group, ranked)
-    if group.unsolved or not ranked:
+    if not ranked:
+        return
+    if group.unsolved:
+        _paired(group, _reference(ranked, baseline), ranked, False)
         group.entries.sort(key=lambda e: (e.rank is None, -e.score if e.values else 0.0))
         return
     seeded = [e for e in ranked if len(e.values) >= 2]
@@ -364,13 +434,41 @@ def rank_group(group: Group, baseline: str | None = None) -> None:
     group.unseeded = [e.cell for e in ranked if len(e.values) < 2] if seeded else []
     if group.single_runs:
         _ordinal(ranked)
+        reference = _reference(ranked, baseline)
     else:  # a cell with one run cannot be tested beside seeded ones: shown, not ranked
         _shared_ranks(seeded)
-        reference = next((e for e in seeded if e.cell == baseline), seeded[0])
+        reference = _reference(seeded, baseline)
         others = [e for e in seeded if e is not reference]
         for entry, p in zip(others, holm([welch_p(reference.values, e.values) for e in others]), strict=True):
             entry.p_value, entry.compared_with = p, reference.cell
+        learned = reference.chance_p is None or reference.chance_p < ALPHA
+        verdicts = welch_verdicts([e.values for e in others], reference.values, group.margin,
+                                  [learned] * len(others))  # fmt: skip
+        for entry, verdict in zip(others, verdicts, strict=True):
+            entry.verdict = verdict
+    # The search's trials, where cells shared configurations, are compared pair by pair with or without seeds.
+    _paired(group, reference, ranked, reference.chance_p is None or reference.chance_p < ALPHA)
     group.entries.sort(key=lambda e: (e.rank is None, e.rank or 0, -e.score if e.values else 0.0))
+
+
+def _reference(entries: list[Entry], baseline: str | None) -> Entry:
+    """What the others are compared with: the baseline if given, else the leader."""
+    return next((e for e in entries if e.cell == baseline), entries[0])
+
+
+def _paired(group: Group, reference: Entry, entries: list[Entry], learned: bool) -> None:
+    """Where cells trained the same configurations (a paired sweep), each against the reference on them."""
+    others = [e for e in entries if e is not reference and e.configs]
+    theirs = {key: (value, ok) for key, value, ok in reference.configs if key}
+    pairs = {e.cell: [(v, ok, *theirs[k]) for k, v, ok in e.configs if k in theirs] for e in others}
+    tested = [e for e in others if len(pairs[e.cell]) >= 2]
+    if not tested:
+        return
+    differences = [[ours - ref for ours, _, ref, _ in pairs[e.cell]] for e in tested]
+    mostly = [sum(a + b for _, a, _, b in pairs[e.cell]) > len(pairs[e.cell]) for e in tested]  # over half
+    verdicts = paired_verdicts(differences, group.margin, [learned and m for m in mostly])
+    for entry, verdict in zip(tested, verdicts, strict=True):
+        entry.paired = verdict
 
 
 def _test_chance(group: Group, ranked: list[Entry]) -> None:
@@ -410,49 +508,6 @@ def _shared_ranks(ranked: list[Entry]) -> None:
         remaining = [e for e in others if e not in tied]
 
 
-def importance(
-    runs: list[Any], metric: str, min_trials: int = MIN_TRIALS
-) -> tuple[dict[str, float] | None, int]:
-    """fANOVA importances (Optuna's evaluator) of the ranked ``metric`` over a cell's completed trials,
-    rebuilt from MLflow, and the number of trials behind them; None below ``min_trials`` trials."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, json_to_distribution
-
-    trials = []
-    for run in runs:
-        raw = run.data.tags.get("optuna_distributions")
-        if not raw or metric not in run.data.metrics:
-            continue
-        distributions = {k: json_to_distribution(v) for k, v in json.loads(raw).items()}
-        params = {}
-        for name, dist in distributions.items():
-            text = run.data.params.get(name)
-            if text is None:
-                break
-            if isinstance(dist, CategoricalDistribution):
-                params[name] = next((c for c in dist.choices if str(c) == text), text)
-            else:
-                params[name] = type(dist.low)(float(text)) if isinstance(dist.low, int) else float(text)
-        else:
-            trials.append(
-                optuna.trial.create_trial(
-                    params=params, distributions=distributions, value=run.data.metrics[metric]
-                )
-            )
-    if len(trials) < min_trials:
-        return None, len(trials)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize")  # both ranked metrics: higher is better
-    study.add_trials(trials)
-    try:
-        found = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-        )
-    except (RuntimeError, ValueError):  # e.g. every trial sampled the same values
-        return None, len(trials)
-    return {k: float(v) for k, v in found.items()}, len(trials)
-
-
 def _quartiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -462,19 +517,69 @@ def _quartiles(values: list[float]) -> dict[str, float]:
     return {"median": median, "q1": q1, "q3": q3, "n": len(values)}
 
 
-def sweep_settings(board: Leaderboard, experiment: str = "rnnbench") -> list[dict[str, str]]:
-    """The settings (params) of every sweep on the board, from their MLflow parent runs."""
-    from rnnbench.tracking import open_client
-
-    client = open_client(board.tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+def sweep_settings(board: Leaderboard) -> list[dict[str, str]]:
+    """The settings (params) of every sweep on the board, from their parent runs."""
     # Every sweep with trials on the board, not only those of the best trials.
     names = sorted({name for group in board.groups for name in group.sweeps})
     settings = []
     for name in names:
-        parent = sweep_run(client, found.experiment_id, name)
+        parent = board.runs.sweep_run(name)
         if parent is not None:
             # A grown sweep's budget is its tag: a param cannot change.
             trials = parent.data.tags.get("trials", parent.data.params.get("trials"))
-            settings.append({"sweep": name, **parent.data.params, "trials": trials})
+            found = {
+                "sweep": name,
+                **parent.data.params,
+                "trials": trials,
+                "machine": parent.data.tags.get("machine"),
+            }
+            if parent.info.start_time and parent.info.end_time:
+                found["wall time"] = f"{(parent.info.end_time - parent.info.start_time) / 60000:.0f} min"
+            settings.append(found)
     return settings
+
+
+@dataclass
+class Aggregate:
+    """Each cell's normalised test accuracy over set-ups (Agarwal et al. 2021): IQM with a stratified
+    bootstrap CI, and the probability of improvement between cells."""
+
+    setups: list[str]
+    scores: dict[str, dict[str, float]]  # cell -> iqm, low, high, runs
+    improvement: list[tuple[str, str, float, float, float]]  # (x, y, P(X > Y), low, high)
+    left_out: dict[str, list[str]]  # cell -> the set-ups it lacks (not aggregated)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def aggregate(board: Leaderboard) -> Aggregate | None:
+    """Normalised scores ((accuracy - chance) / (1 - chance)) per seed, over the set-ups with a known chance
+    where some cell has seeds; the cells present in all of them. None when there is no such set-up."""
+    from rnnbench.stats import iqm_ci, normalised, probability_of_improvement
+
+    per_cell: dict[str, dict[str, list[float]]] = {}
+    setups = []
+    for group in board.groups:
+        if group.chance is None or not any(e.seeds for e in group.entries):
+            continue
+        setups.append(group.setup.id)
+        for entry in group.entries:
+            if entry.accuracies:
+                per_cell.setdefault(entry.cell, {})[group.setup.id] = [
+                    normalised(a, group.chance) for a in entry.accuracies
+                ]
+    if not setups:
+        return None
+    complete = {cell: found for cell, found in per_cell.items() if set(found) == set(setups)}
+    left_out = {
+        cell: sorted(set(setups) - set(found)) for cell, found in per_cell.items() if cell not in complete
+    }
+    scores = {}
+    for cell, found in complete.items():
+        value, low, high = iqm_ci(found)
+        scores[cell] = {"iqm": value, "low": low, "high": high, "runs": sum(len(v) for v in found.values())}
+    order = sorted(complete, key=lambda c: -scores[c]["iqm"])
+    improvement = [(x, y, *probability_of_improvement(complete[x], complete[y]))
+                   for i, x in enumerate(order) for y in order[i + 1:]]  # fmt: skip
+    return Aggregate(setups, {c: scores[c] for c in order}, improvement, left_out)

@@ -8,51 +8,31 @@ import html
 import io
 import json
 import math
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnbench.leaderboard import CURVES_PER_CELL, Entry, Group, Leaderboard
+from rnnbench.leaderboard import CURVES_PER_CELL, Aggregate, Entry, Group, Leaderboard, aggregate
 from rnnbench.reports import STATUSES
+from rnnbench.stats import Summary, Verdict
 
-COLUMNS = ("rank", "cell", "plugin", "mean ± std", "95 % CI", "n", "p", "> chance (p)", "test acc", "LRD score",
-           "LRD horizon", "params", "configuration", "done/pruned/div/fail", "trial time",
-           "spread over trials (median [IQR])", "importance", "model")  # fmt: skip
-NARROW = ("plugin", "params", "trial time", "importance")  # left out of the terminal table
+# The re-training on seeds (what ranks rest on), then the search (the selected trial was chosen for being
+# best on validation: its numbers are optimistic), as two labelled groups of columns.
+RETRAINING = ("rank", "cell", "plugin", "seeds", "mean ± std", "95 % CI", "vs leader [95 % CI]", "verdict",
+              "> chance (p)")  # fmt: skip
+SEARCH = ("selected trial: test acc", "selected trial: LRD score", "selected trial: LRD horizon", "params",
+          "selected trial: configuration", "trials done/pruned/div/fail", "median s per trial",
+          "all trials: median [IQR]", "paired vs leader", "importance", "model")  # fmt: skip
+COLUMNS = RETRAINING + SEARCH
+GROUP_TITLES = (
+    ("re-training on seeds (the ranks rest on these)", len(RETRAINING)),
+    ("search (the selected trial is optimistic: it was chosen for being best)", len(SEARCH)),
+)
+NARROW = ("plugin", "params", "selected trial: LRD horizon", "median s per trial", "all trials: median [IQR]",
+          "paired vs leader", "importance")  # left out of the terminal table  # fmt: skip
 MODEL_COLUMN = COLUMNS.index("model")
+BUDGETS = (1, 5, 10)  # the budget table's columns, and N
 UI_URL = "http://127.0.0.1:5000"  # where `rnnbench ui` serves the store
-
-
-# An absolute path, not part of a URL: "/home/me/data/x.csv" -> "x.csv".
-ABSOLUTE_PATH = re.compile(r"(?<![\w:./])/(?:[^\s'\",}\]/]+/)+([^\s'\",}\]/]+)")
-SQLITE_URI = re.compile(r"sqlite:///([^\s'\",}\]]+?)(?=\.?(?:[\s'\",}\]]|$))")
-
-
-def without_paths(text: str) -> str:
-    """``text`` with every absolute path cut to its last part (``sqlite:////abs/mlflow.db`` ->
-    ``sqlite:///mlflow.db``)."""
-    text = SQLITE_URI.sub(lambda m: "sqlite:///" + m.group(1).rstrip("/").rsplit("/", 1)[-1], text)
-    return ABSOLUTE_PATH.sub(r"\1", text)
-
-
-def machine_line() -> str:
-    """The machine a published page was made on: CPU model, cores, OS, Python (no path, no host name)."""
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"Machine: {cpu} ({platform.machine()}), {os.cpu_count()} CPU cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -85,24 +65,51 @@ def _config(entry: Entry) -> str:
 def _importance(entry: Entry, minimum: int) -> str:
     if entry.importance:
         top = sorted(entry.importance.items(), key=lambda kv: -kv[1])
-        return ", ".join(f"{k} {v:.2f}" for k, v in top) + f" (n={entry.importance_trials})"
+        return ", ".join(f"{k} {v:.2f}" for k, v in top) + f" (n={entry.importance_trials} that learned)"
     if not entry.run_id:
         return "-"
-    return f"n/a ({entry.importance_trials} trials < {minimum})"
+    return f"n/a ({entry.importance_trials} trials that learned < {minimum})"
+
+
+def verdict_text(verdict: Verdict | None) -> str:
+    """The verdict column: better/worse/equivalent, or inconclusive with what could have been detected."""
+    if verdict is None:
+        return "-"
+    if verdict.reason:
+        return f"inconclusive: {verdict.reason}"
+    if verdict.kind == "equivalent":
+        return f"equivalent (±{verdict.margin:g})"
+    if verdict.kind == "inconclusive":
+        detect = "n/a" if math.isnan(verdict.detectable) else f"{verdict.detectable:.3f}"
+        return f"inconclusive (detectable: {detect})"
+    return verdict.kind
+
+
+def difference_text(verdict: Verdict | None, leader: bool) -> str:
+    if verdict is None:
+        return "leader" if leader else "-"
+    return f"{verdict.difference:+.3f} [{verdict.low:+.3f}, {verdict.high:+.3f}]"
+
+
+def paired_text(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "-"
+    return f"{verdict_text(verdict)}: {difference_text(verdict, False)}, {verdict.n} configs"
 
 
 def row(entry: Entry, group: Group) -> list[str]:
     spread = entry.spread
-    p = f"{_p(entry.p_value)} vs {entry.compared_with}" if entry.p_value is not None else "-"
+    leader = entry.rank == 1 and entry.verdict is None and entry.n >= 2
     return [
         entry.rank_label,
         entry.cell,
         entry.plugin,
+        str(entry.seeds) if entry.seeds else "0 (search run)",
         f"{entry.mean:.3f} ± {entry.std:.3f}" if entry.mean is not None else "no completed trial",
         # Both ranked metrics lie in [0, 1]: the interval is shown within it.
         f"[{max(entry.ci_low, 0.0):.3f}, {min(entry.ci_high, 1.0):.3f}]" if entry.n >= 2 else "-",
-        str(entry.n) if entry.n else "-",
-        p,
+        difference_text(entry.verdict, leader),
+        verdict_text(entry.verdict),
         _p(entry.chance_p),
         _num(entry.test_accuracy),
         _lrd(entry.lrd_score, group),
@@ -110,11 +117,40 @@ def row(entry: Entry, group: Group) -> list[str]:
         _num(entry.param_count, 0),
         _config(entry) or "-",
         "/".join(str(entry.counts[s]) for s in STATUSES),
-        f"{entry.total_seconds:.0f} s",
+        "-" if math.isnan(entry.median_seconds) else f"{entry.median_seconds:.1f} s",
         f"{spread['median']:.3f} [{spread['q1']:.3f}, {spread['q3']:.3f}]" if spread else "-",
+        paired_text(entry.paired),
         _importance(entry, group.min_trials),
         entry.model_uri or "-",
     ]
+
+
+def budget_rows(group: Group) -> tuple[list[str], list[list[str]]]:
+    """The budget table (Dodge et al. 2019): per cell, the expected best validation value after n trials
+    and the expected test value of that pick, at n = 1, 5, 10 and N."""
+    entries = [e for e in group.entries if e.budget]
+    if not entries:
+        return [], []
+    most = max(len(e.budget) for e in entries)
+    ns = sorted({n for n in (*BUDGETS, most) if n <= most})
+    header = ["cell", *(f"n = {n}" for n in ns)]
+    table = []
+    for entry in entries:
+        by_n = {p.n: p for p in entry.budget}
+        cells = []
+        for n in ns:
+            point = by_n.get(n)
+            test = "" if point is None or point.test is None else f" (test {point.test:.3f})"
+            cells.append("-" if point is None else f"{point.best:.3f}{test}")
+        table.append([entry.cell, *cells])
+    return header, table
+
+
+def budget_caption(group: Group) -> str:
+    selection = next((e.selection for e in group.entries if e.budget), "the selection metric")
+    return (f"Budget curves (Dodge et al. 2019): the expected best {selection} after n search trials drawn from "
+            f"each cell's completed trials, and in brackets the expected {group.metric} of that pick; "
+            "'-' where a cell has fewer trials.")  # fmt: skip
 
 
 def model_link(entry: Entry, experiment_id: str, ui_url: str = UI_URL) -> str:
@@ -169,35 +205,100 @@ def rich_tables(board: Leaderboard) -> list[Any]:
         tables.append(table)
         importances = [(e.cell, _importance(e, group.min_trials)) for e in group.entries if e.run_id]
         if importances:
-            imp = Table(title=f"hyperparameter importance · {heading(group)} (fANOVA over completed trials)")
+            imp = Table(title=f"hyperparameter importance · {heading(group)} (fANOVA: fraction of the variance "
+                        "over completed trials that left chance)")  # fmt: skip
             imp.add_column("cell")
             imp.add_column("importance (n = trials behind it)")
             for cell, text in importances:
                 imp.add_row(cell, escape(text))
             tables.append(imp)
+        header, rows = budget_rows(group)
+        if rows:
+            budget = Table(title=f"tuning budget · {heading(group)}", caption=escape(budget_caption(group)),
+                           caption_justify="left")  # fmt: skip
+            for name in header:
+                budget.add_column(name)
+            for cells in rows:
+                budget.add_row(*map(escape, cells))
+            tables.append(budget)
     return tables
 
 
-def markdown(board: Leaderboard, images: dict[str, list[str]] | None = None) -> str:
+def aggregate_lines(found: Aggregate | None) -> tuple[str, list[list[str]], list[list[str]]]:
+    """The aggregate section: its caption, the IQM table and the probability-of-improvement table."""
+    if found is None:
+        return "No set-up has re-trained cells and a known chance level: nothing to aggregate.", [], []
+    caption = (
+        f"Across {len(found.setups)} set-up(s) ({', '.join(found.setups)}): each re-trained seed's test accuracy "
+        "normalised as (accuracy - chance) / (1 - chance), the interquartile mean (IQM) over all seeds of all "
+        "set-ups with a stratified bootstrap 95 % CI, and the probability that a seed of one cell beats a seed "
+        "of another on the same set-up (Agarwal et al. 2021)."
+    )
+    if found.left_out:
+        caption += (
+            " Not aggregated (missing set-ups): "
+            + "; ".join(f"{cell} ({', '.join(missing)})" for cell, missing in found.left_out.items())
+            + "."
+        )
+    scores = [[cell, f"{v['iqm']:.3f}", f"[{v['low']:.3f}, {v['high']:.3f}]", str(v["runs"])]
+              for cell, v in found.scores.items()]  # fmt: skip
+    improvement = [
+        [f"P({x} > {y})", f"{p:.2f}", f"[{low:.2f}, {high:.2f}]"] for x, y, p, low, high in found.improvement
+    ]
+    return caption, scores, improvement
+
+
+AGGREGATE_HEADER = ("cell", "IQM of normalised score", "95 % CI", "seeds")
+IMPROVEMENT_HEADER = ("comparison", "probability", "95 % CI")
+
+
+def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(map(md_escape, header)) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(map(md_escape, r)) + " |" for r in rows]]  # fmt: skip
+
+
+def md_escape(text: str) -> str:
+    """Text a user may have typed, safe in a Markdown table cell (no raw HTML, no column break)."""
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
+def markdown(
+    board: Leaderboard, images: dict[str, list[str]] | None = None, with_aggregate: bool = False
+) -> str:
     lines = []
     for group in board.groups:
-        lines += [f"## {heading(group)}", ""]
-        lines += [line + "  " for line in preamble(group, board)] + [""]
+        lines += [f"## {md_escape(heading(group))}", ""]
+        lines += [md_escape(line) + "  " for line in preamble(group, board)] + [""]
+        lines += [f"Columns 1-{len(RETRAINING)}: {GROUP_TITLES[0][0]}; columns {len(RETRAINING) + 1}-{len(COLUMNS)}: "
+                  f"{GROUP_TITLES[1][0]}.", ""]  # fmt: skip
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += [
             "| " + " | ".join(_md_cell(c, k, e, board) for k, c in enumerate(row(e, group))) + " |"
             for e in ranked_rows(group)
         ]
+        header, rows = budget_rows(group)
+        if rows:
+            lines += ["", md_escape(budget_caption(group)), "", *_md_table(header, rows)]
         for image in (images or {}).get(group.setup.id, []):
             lines += ["", f"![{Path(image).stem}]({image})"]
         lines.append("")
+    if with_aggregate:
+        caption, scores, improvement = aggregate_lines(aggregate(board))
+        lines += ["## Across set-ups", "", md_escape(caption), ""]
+        if scores:
+            lines += [
+                *_md_table(AGGREGATE_HEADER, scores),
+                "",
+                *_md_table(IMPROVEMENT_HEADER, improvement),
+                "",
+            ]
     return "\n".join(lines)
 
 
 def _md_cell(text: str, column: int, entry: Entry, board: Leaderboard) -> str:
     if column == MODEL_COLUMN and entry.model_uri:
-        return f"[{text}]({model_link(entry, board.experiment_id)})"
-    return text.replace("|", "\\|")
+        return f"[{md_escape(text)}]({model_link(entry, board.experiment_id)})"
+    return md_escape(text)
 
 
 def to_csv(board: Leaderboard) -> str:
@@ -211,62 +312,82 @@ def to_csv(board: Leaderboard) -> str:
 
 
 def to_json(board: Leaderboard) -> str:
-    return json.dumps(board.as_dict(), indent=2, default=str)
+    found = aggregate(board)
+    return json.dumps({**board.as_dict(), "aggregate": None if found is None else found.as_dict()}, indent=2,
+                      default=str)  # fmt: skip
 
 
-def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, header: str = "") -> str:
+def _html_table(header: list[str] | tuple[str, ...], rows: list[list[str]], css: str) -> list[str]:
+    e = html.escape
+    return [f'<table class="{css}"><thead><tr>', *[f"<th>{e(c)}</th>" for c in header], "</tr></thead><tbody>",
+            *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows], "</tbody></table>"]  # fmt: skip
+
+
+def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, header: str = "",
+            with_aggregate: bool = False) -> str:  # fmt: skip
     """A self-contained page: tables, and the plots embedded as data URIs."""
+    e = html.escape
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>rnnbench leaderboard</title>',
         "<style>body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(2),"
-        "td:nth-child(3),td:nth-child(13),td:nth-child(17){text-align:left}img{max-width:640px;margin:0.5em}"
-        "</style>",
+        "td:nth-child(3),td:nth-child(8),td:nth-child(14),td:nth-child(18),td:nth-child(19){text-align:left}"
+        "th.group{text-align:center;background:#f3f3f3}img{max-width:640px;margin:0.5em}</style>",
         "</head><body>",
         "<h1>rnnbench leaderboard</h1>",
         header,
     ]
     for group in board.groups:
-        parts.append(f"<h2>{html.escape(heading(group))}</h2>")
-        parts += [f"<p>{html.escape(line)}</p>" for line in preamble(group, board)]
+        parts.append(f"<h2>{e(heading(group))}</h2>")
+        parts += [f"<p>{e(line)}</p>" for line in preamble(group, board)]
         parts.append('<table class="leaderboard"><thead><tr>')
-        parts += [f"<th>{html.escape(c)}</th>" for c in COLUMNS]
+        parts += [f'<th class="group" colspan="{span}">{e(title)}</th>' for title, span in GROUP_TITLES]
+        parts.append("</tr><tr>")
+        parts += [f"<th>{e(c)}</th>" for c in COLUMNS]
         parts.append("</tr></thead><tbody>")
         for entry in ranked_rows(group):
-            cells = [html.escape(c) for c in row(entry, group)]
+            cells = [e(c) for c in row(entry, group)]
             if entry.model_uri:
                 cells[MODEL_COLUMN] = (
-                    f'<a href="{html.escape(model_link(entry, board.experiment_id))}">{cells[MODEL_COLUMN]}</a>'
+                    f'<a href="{e(model_link(entry, board.experiment_id))}">{cells[MODEL_COLUMN]}</a>'
                 )
             parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         parts.append("</tbody></table>")
+        budget_header, rows = budget_rows(group)
+        if rows:
+            parts += [f"<p>{e(budget_caption(group))}</p>", *_html_table(budget_header, rows, "budget")]
         for image in (images or {}).get(group.setup.id, []):
             data = base64.b64encode(Path(image).read_bytes()).decode()
-            parts.append(f'<img alt="{html.escape(Path(image).stem)}" src="data:image/png;base64,{data}">')
+            parts.append(f'<img alt="{e(Path(image).stem)}" src="data:image/png;base64,{data}">')
+    if with_aggregate:
+        caption, scores, improvement = aggregate_lines(aggregate(board))
+        parts += ["<h2>Across set-ups</h2>", f"<p>{e(caption)}</p>"]
+        if scores:
+            parts += [*_html_table(AGGREGATE_HEADER, scores, "aggregate"),
+                      *_html_table(IMPROVEMENT_HEADER, improvement, "improvement")]  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
-    """Per set-up: LRD curves of each cell's best model (where LRD is measured), the ranked metric per
-    seed and over the completed trials per cell, and the importances where there are any."""
-    from rnnbench.tracking import open_client
-
-    client = open_client(board.tracking_uri)
+    """Per set-up: LRD curves (mean over seeds with a band, where LRD is measured), the ranked metric per
+    seed and over the completed trials per cell, budget curves, cost plots, learning curves."""
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, list[Path]] = {}
     for group in board.groups:
         entries = [e for e in group.entries if e.run_id]
-        stem = folder / group.setup.id
+        stem = folder / safe_name(group.setup.id)
         paths = []
-        curves = {e.cell: _curve(client, e.run_id) for e in entries}
-        if any(len(c) > 1 for c in curves.values()):  # one bucket: no LRD measure, no curve to draw
+        curves = {e.cell: _seed_curve(board.runs, e) for e in entries}
+        if any(len(c[1]) > 1 for c in curves.values()):  # one bucket: no LRD measure, no curve to draw
             paths.append(_lrd_plot(group, curves, Path(f"{stem}-lrd-curves.png")))
         paths.append(_distribution_plot(group, entries, Path(f"{stem}-distribution.png")))
+        if any(e.budget for e in entries):
+            paths.append(_budget_plot(group, entries, Path(f"{stem}-budget.png")))
         if any(e.costs for e in entries):
             paths.append(cost_plot(heading(group), group.metric, entries, Path(f"{stem}-cost.png")))
-        histories = {e.cell: [_history(client, r) for r in e.best_runs] for e in entries}
+        histories = {e.cell: [board.runs.history(r, "val_accuracy") for r in e.best_runs] for e in entries}
         if any(h for runs in histories.values() for h in runs):
             paths.append(_learning_curves(group, histories, Path(f"{stem}-learning-curves.png")))
         ranked = [e for e in entries if e.importance]
@@ -276,7 +397,30 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
     return made
 
 
-def _figure() -> tuple[Any, Any]:
+def safe_name(text: str) -> str:
+    """A file name from a set-up id or label: no separator, no '..', no leading dot, bounded."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text).lstrip(".")
+    return (cleaned.replace("..", "_") or "unnamed")[:80]
+
+
+def _seed_curve(runs: Any, entry: Entry) -> tuple[str, list[dict[str, float]]]:
+    """The LRD curve as a mean over the re-seeded runs with a 95 % band (the selected trial's without them)."""
+    if not entry.reseed_runs:
+        return "selected trial", runs.lrd_curve(entry.run_id)
+    by_bucket: dict[float, list[float]] = {}
+    for run_id in entry.reseed_runs:
+        for bucket in runs.lrd_curve(run_id):
+            by_bucket.setdefault(bucket["low"], []).append(bucket["skill"])
+    curve = []
+    for low, skills in sorted(by_bucket.items()):
+        summary = Summary.of(skills)
+        curve.append(
+            {"low": low, "skill": summary.mean, "skill_low": summary.low, "skill_high": summary.high}
+        )
+    return f"mean of {len(entry.reseed_runs)} seeds", curve
+
+
+def new_figure() -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -285,30 +429,47 @@ def _figure() -> tuple[Any, Any]:
     return figure, figure.add_subplot()
 
 
-def _lrd_plot(group: Group, curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
-    figure, axis = _figure()
-    for cell, curve in curves.items():
+def _lrd_plot(group: Group, curves: dict[str, tuple[str, list[dict[str, float]]]], path: Path) -> Path:
+    figure, axis = new_figure()
+    for cell, (label, curve) in curves.items():
         if not curve:
             continue
         x = [max(r["low"], 1) for r in curve]
         y = [r["skill"] for r in curve]
-        low = [r.get("skill_low", math.nan) for r in curve]
-        high = [r.get("skill_high", math.nan) for r in curve]
-        below = [0.0 if math.isnan(v) else max(s - v, 0.0) for s, v in zip(y, low, strict=True)]
-        above = [0.0 if math.isnan(v) else max(v - s, 0.0) for s, v in zip(y, high, strict=True)]
-        axis.errorbar(x, y, yerr=[below, above], marker="o", capsize=3, label=cell)
+        low = [min(max(r.get("skill_low", math.nan), 0.0), 1.0) for r in curve]
+        high = [min(max(r.get("skill_high", math.nan), 0.0), 1.0) for r in curve]
+        line = axis.plot(x, y, marker="o", label=f"{cell} ({label})")[0]
+        if not all(math.isnan(v) for v in low):
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     axis.set_xscale("log", base=2)
     axis.set_ylim(-0.02, 1.02)
     axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
     axis.set_xlabel("distance (steps, log2 bucket lower edge)")
-    axis.set_ylabel("normalised skill (95 % CI)")
-    axis.set_title(f"{heading(group)}: LRD curves of each cell's best model", fontsize=9)
+    axis.set_ylabel("normalised skill (band: 95 % CI)")
+    axis.set_title(f"{heading(group)}\nLRD curves: mean over the re-trained seeds", fontsize=9)
+    axis.legend(fontsize=7)
+    return save_figure(figure, path)
+
+
+def _budget_plot(group: Group, entries: list[Entry], path: Path) -> Path:
+    """Expected best validation value after n trials (Dodge et al. 2019) per cell, with a bootstrap band."""
+    figure, axis = new_figure()
+    for entry in (e for e in entries if e.budget):
+        ns = [p.n for p in entry.budget]
+        line = axis.plot(ns, [p.best for p in entry.budget], marker=".", label=entry.cell)[0]
+        axis.fill_between(ns, [p.low for p in entry.budget], [p.high for p in entry.budget],
+                          color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
+    selection = next(e.selection for e in entries if e.budget)
+    axis.set_xlabel("search trials (n)")
+    axis.set_ylabel(f"expected best {selection}")
+    axis.set_title(f"{heading(group)}\nexpected best after n trials (band: bootstrap 95 %)", fontsize=9)
+    axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _distribution_plot(group: Group, entries: list[Entry], path: Path) -> Path:
-    figure, axis = _figure()
+    figure, axis = new_figure()
     labels = [e.cell for e in entries]
     axis.boxplot([e.trial_values or [math.nan] for e in entries], tick_labels=labels, showmeans=True)
     for k, entry in enumerate(entries, 1):  # the seeds the rank rests on, over the trials' spread
@@ -320,7 +481,7 @@ def _distribution_plot(group: Group, entries: list[Entry], path: Path) -> Path:
     axis.set_ylabel(group.metric)
     axis.set_title(f"{heading(group)}: {group.metric} over completed trials (box) and seeds (x)", fontsize=9)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -360,11 +521,11 @@ def cost_plot(title: str, metric: str, entries: list[Entry], path: Path) -> Path
     figure.suptitle(
         f"{title}: {metric} against cost, every completed trial; lines: Pareto fronts", fontsize=9
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _learning_curves(group: Group, histories: dict[str, list[list[tuple[int, float]]]], path: Path) -> Path:
-    figure, axis = _figure()
+    figure, axis = new_figure()
     for k, (cell, runs) in enumerate(histories.items()):
         for rank, history in enumerate(r for r in runs if r):
             axis.plot(*zip(*history, strict=True), color=f"C{k % 10}", alpha=1.0 if rank == 0 else 0.45,
@@ -376,15 +537,11 @@ def _learning_curves(group: Group, histories: dict[str, list[list[tuple[int, flo
                    "(bold: the best)", fontsize=9)  # fmt: skip
     axis.legend(fontsize=8)
     axis.grid(True, alpha=0.3)
-    return _save(figure, path)
-
-
-def _history(client: Any, run_id: str) -> list[tuple[int, float]]:
-    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy"))
+    return save_figure(figure, path)
 
 
 def _importance_plot(group: Group, ranked: list[Entry], path: Path) -> Path:
-    figure, axis = _figure()
+    figure, axis = new_figure()
     params = sorted({p for e in ranked for p in e.importance or {}})
     width = 0.8 / len(ranked)
     for k, entry in enumerate(ranked):
@@ -395,34 +552,30 @@ def _importance_plot(group: Group, ranked: list[Entry], path: Path) -> Path:
     axis.set_ylabel("fANOVA importance")
     axis.set_title(f"{heading(group)}: hyperparameter importance", fontsize=9)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path)
     return path
 
 
-def _curve(client: Any, run_id: str) -> list[dict[str, float]]:
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = client.download_artifacts(run_id, "lrd_curve.csv", folder)
-        except Exception:  # a run without its curve (older or failed): no line
-            return []
-        with open(path) as handle:
-            return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(handle)]
-
-
 def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
-    """Draw the board's plots and attach them to ``run_id`` (artifact folder leaderboard/)."""
+    """Draw the board's plots and attach them to ``run_id`` (artifact folder leaderboard/), with the
+    rankings as MLflow tables (one per set-up) and the page as HTML: the leaderboard in MLflow's UI."""
+    from rnnbench.tracking import replace_table
+
     with tempfile.TemporaryDirectory() as folder:
-        paths = [p for found in plots(board, Path(folder)).values() for p in found]
+        images = plots(board, Path(folder))
+        paths = [p for found in images.values() for p in found]
         for path in paths:
             client.log_artifact(run_id, str(path), artifact_path="leaderboard")
+        for group in board.groups:
+            rows = [row(e, group) for e in ranked_rows(group)]
+            table = {column: [r[k] for r in rows] for k, column in enumerate(COLUMNS)}
+            replace_table(client, run_id, table, f"leaderboard/{safe_name(group.setup.id)}.json")
+        client.log_text(run_id, to_html(board, images, with_aggregate=True), "leaderboard/index.html")
     return [f"leaderboard/{p.name}" for p in paths]
 
 
@@ -437,10 +590,10 @@ def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[P
             "(README, \"Models\")."
         )]  # fmt: skip
     relative = {setup: [p.name for p in paths] for setup, paths in images.items()}
-    header_md = "\n\n".join(header_lines)
+    header_md = "\n\n".join(md_escape(line) for line in header_lines)
     (folder / "README.md").write_text(
-        f"# rnnbench reference leaderboard\n\n{header_md}\n\n{markdown(board, relative)}"
+        f"# rnnbench reference leaderboard\n\n{header_md}\n\n{markdown(board, relative, with_aggregate=True)}"
     )
     header_html = "".join(f"<p>{html.escape(line)}</p>" for line in header_lines)
-    (folder / "index.html").write_text(to_html(board, images, header_html))
+    (folder / "index.html").write_text(to_html(board, images, header_html, with_aggregate=True))
     return [folder / "README.md", folder / "index.html", *[p for paths in images.values() for p in paths]]

@@ -32,6 +32,17 @@ def selection_metric(metric: str) -> tuple[str, str]:
     return ("best_val_accuracy", "max") if metric == "val_accuracy" else ("best_val_loss", "min")
 
 
+def best_first(items: Iterable[Any], key: Any, mode: str) -> list[Any]:
+    """``items`` ordered best first by ``key`` for a metric of ``mode`` ("max" or "min"): the one
+    notion of "better" wherever a trial is picked (study, leaderboard, summary, live table)."""
+    return sorted(items, key=key, reverse=mode == "max")
+
+
+def is_better(value: float, than: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``than`` (None: nothing yet) for a metric of ``mode``."""
+    return than is None or (value > than if mode == "max" else value < than)
+
+
 def pick(values: Mapping[str, Any], names: Iterable[str]) -> dict[str, float]:
     """The ``names`` that ``values`` holds, as floats (absent and None values left out)."""
     return {k: float(values[k]) for k in names if values.get(k) is not None}
@@ -53,4 +64,4 @@ def best_run(runs: Iterable[Any], metric: str) -> Any | None:
     done = [r for r in runs if r.data.tags.get("status") == "completed" and key in r.data.metrics]
     if not done:
         return None
-    return (min if mode == "min" else max)(done, key=lambda r: r.data.metrics[key])
+    return best_first(done, lambda r: r.data.metrics[key], mode)[0]

@@ -1,11 +1,15 @@
-"""Greff et al.'s analysis of an LSTM-variant study, on rnnbench sweeps.
+"""Greff et al.'s analysis of an LSTM-variant study, on rnnbench sweeps, with verdicts the data can carry.
 
-"LSTM: A Search Space Odyssey" compares each variant with the vanilla LSTM by the distribution of
-the test metric over its best 10 % of random-search trials (Welch's t-test, p < 0.05), and asks which
-hyperparameters matter with fANOVA over all trials of all variants. Here the best trials are picked
-by the sweep's own selection metric (validation accuracy as a rule), never by the test metric they
-are then compared on; the 8 comparisons of a task are Holm-adjusted. The findings of the paper are
-checked one by one against the numbers (:func:`findings`).
+"LSTM: A Search Space Odyssey" compares each variant with the vanilla LSTM by the test metric of its
+best 10 % of random-search trials (Welch's t-test), and asks which hyperparameters matter with fANOVA.
+Here the best trials are picked by the sweep's own selection metric in its own direction, never by
+the test metric they are then compared on. Every comparison is three-way (``rnnbench.stats``):
+better/worse, equivalent within a margin (TOST), or inconclusive with the smallest difference the data
+could have detected; models that did not leave chance make it inconclusive. Where the cells trained
+the same configurations (a paired sweep), each variant is also compared configuration by
+configuration (Wilcoxon), which has far more power than ten best trials. fANOVA is computed over the
+trials that left chance only, as main-effect variance fractions (not normalised), the rest named
+"interactions and noise". Greff's findings are then reproduced, contradicted or inconclusive.
 """
 
 from __future__ import annotations
@@ -17,13 +21,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.importance import INTERACTIONS, variance_fractions
+from rnnbench.reports import best_first, selection_metric
+from rnnbench.stats import (
+    ALPHA,
+    MARGIN,
+    NOT_LEARNED,
+    BudgetPoint,
+    Verdict,
+    above_p,
+    budget_curve,
+    left_chance,
+    paired_verdicts,
+    welch_verdicts,
+)
 
 VANILLA = "peephole"  # Greff's vanilla LSTM: peepholes, forget gate, tanh in and out
 TOP_FRACTION = 0.10
-ALPHA = 0.05
 TEST_METRIC = "test_accuracy"
 # The paper's hyperparameters, as the `greff` space records them (momentum as 1 - momentum).
 HYPERPARAMETERS = ("lr", "width", "momentum_complement", "input_noise")
+MIN_IMPORTANCE_TRIALS = 10
+BUDGETS = (1, 5, 10)  # the budget table's columns, and N
 
 
 class StudyError(RnnbenchError):
@@ -31,45 +50,57 @@ class StudyError(RnnbenchError):
 
 
 @dataclass
+class Trial:
+    """One completed trial: its selection (validation) value, test value, configuration and whether it
+    left chance."""
+
+    selection: float
+    test: float
+    config: tuple[tuple[str, str], ...]
+    learned: bool
+    run: Any = None
+
+
+@dataclass
 class CellTrials:
-    """One cell's completed trials in one sweep: (selection value, test value) pairs and their runs."""
+    """One cell's completed trials in one sweep."""
 
     cell: str
-    pairs: list[tuple[float, float]] = field(default_factory=list)
-    runs: list[Any] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
+    mode: str = "max"  # the selection metric's direction
     not_completed: int = 0
 
-    def best(self, fraction: float = TOP_FRACTION) -> list[float]:
-        """Test values of the best ``fraction`` of trials by the selection metric (at least two)."""
-        count = max(2, math.ceil(fraction * len(self.pairs)))
-        ranked = sorted(self.pairs, key=lambda pair: pair[0], reverse=True)
-        return [test for _, test in ranked[:count]]
+    def best(self, fraction: float = TOP_FRACTION) -> list[Trial]:
+        """The best ``fraction`` of trials by the selection metric, in its direction (at least two)."""
+        count = max(2, math.ceil(fraction * len(self.trials)))
+        return best_first(self.trials, lambda t: t.selection, self.mode)[:count]
+
+    @property
+    def learned(self) -> int:
+        return sum(t.learned for t in self.trials)
 
 
 @dataclass
 class Comparison:
-    """One variant against vanilla on one task."""
+    """One cell against vanilla on one task: Greff's best-10 % Welch and, where configurations are shared,
+    the paired comparison."""
 
     cell: str
-    best: list[float]
-    all_test: list[float]
-    mean: float
-    std: float
-    difference: float  # mean - vanilla's mean
-    p: float
-    p_holm: float = 1.0
+    trials: int
+    learned: int
+    best: list[float]  # test values of the best 10 %
+    median: float  # over all completed trials
+    greff: Verdict | None = None  # None for vanilla itself
+    paired: Verdict | None = None
+    budget: list[BudgetPoint] = field(default_factory=list)
 
     @property
-    def significant(self) -> bool:
-        return self.p_holm < ALPHA
+    def mean(self) -> float:
+        return statistics.fmean(self.best)
 
     @property
-    def verdict(self) -> str:
-        if self.cell == VANILLA:
-            return "reference"
-        if not self.significant:
-            return "no significant difference"
-        return "significantly better" if self.difference > 0 else "significantly worse"
+    def std(self) -> float:
+        return statistics.stdev(self.best) if len(self.best) > 1 else 0.0
 
 
 @dataclass
@@ -80,12 +111,18 @@ class TaskStudy:
     task: str
     settings: dict[str, str]
     selection_metric: str
+    chance: float | None
+    margin: float
     comparisons: list[Comparison]
-    importance: dict[str, float] | None
+    importance: dict[str, float] | None  # main-effect variance fractions over the trials that learned
     importance_trials: int
 
     def comparison(self, cell: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.cell == cell), None)
+
+    @property
+    def paired(self) -> bool:
+        return any(c.paired is not None for c in self.comparisons)
 
 
 def collect(client: Any, experiment_id: str, sweep: str) -> tuple[dict[str, str], dict[str, CellTrials]]:
@@ -95,63 +132,112 @@ def collect(client: Any, experiment_id: str, sweep: str) -> tuple[dict[str, str]
     parent = sweep_run(client, experiment_id, sweep)
     if parent is None:
         raise StudyError(f"no sweep named {sweep!r} in this MLflow store")
-    settings = {**parent.data.params, **{k: v for k, v in parent.data.tags.items() if k == "trials"}}
-    metric = settings.get("metric", "val_accuracy")
-    selection = metric if metric.startswith("best_") or metric == "lrd_score" else f"best_{metric}"
+    return gather(parent, trial_runs(client, experiment_id, sweep=sweep))
+
+
+def gather(parent: Any, runs: list[Any]) -> tuple[dict[str, str], dict[str, CellTrials]]:
+    """Settings and per-cell trials from a sweep's parent run and its trial runs (MLflow or exported)."""
+    settings = {
+        **parent.data.params,
+        **{k: v for k, v in parent.data.tags.items() if k in ("trials", "machine")},
+    }
+    if parent.info.start_time and parent.info.end_time:
+        settings["wall_minutes"] = f"{(parent.info.end_time - parent.info.start_time) / 60000:.0f}"
+    selection, mode = selection_metric(settings.get("metric", "val_accuracy"))
     cells: dict[str, CellTrials] = {}
-    for run in trial_runs(client, experiment_id, sweep=sweep):
-        found = cells.setdefault(run.data.tags.get("cell", "?"), CellTrials(run.data.tags.get("cell", "?")))
-        values = run.data.metrics
-        if run.data.tags.get("status") == "completed" and selection in values and TEST_METRIC in values:
-            found.pairs.append((values[selection], values[TEST_METRIC]))
-            found.runs.append(run)
+    for run in runs:
+        name = run.data.tags.get("cell", "?")
+        found = cells.setdefault(name, CellTrials(name, mode=mode))
+        m = run.data.metrics
+        if run.data.tags.get("status") == "completed" and selection in m and TEST_METRIC in m:
+            config = tuple(sorted((k, run.data.params[k]) for k in HYPERPARAMETERS if k in run.data.params))
+            learned = left_chance(m[TEST_METRIC], int(m.get("test_count", 0)), m.get("chance"))
+            found.trials.append(Trial(m[selection], m[TEST_METRIC], config, learned, run))
         else:
             found.not_completed += 1
     settings["selection_metric"] = selection
+    settings["selection_mode"] = mode
+    chances = [t.run.data.metrics["chance"] for c in cells.values() for t in c.trials
+               if t.run is not None and "chance" in t.run.data.metrics]  # fmt: skip
+    if chances:
+        settings["chance"] = str(chances[0])
     return settings, cells
 
 
-def analyse(sweep: str, settings: dict[str, str], cells: dict[str, CellTrials]) -> TaskStudy:
-    """Welch's t-test of each variant's best trials against vanilla's, Holm-adjusted; fANOVA pooled."""
-    from rnnbench.leaderboard import importance
-    from rnnbench.stats import holm, welch_p
-
-    if VANILLA not in cells or len(cells[VANILLA].pairs) < 2:
+def analyse(
+    sweep: str, settings: dict[str, str], cells: dict[str, CellTrials], margin: float = MARGIN
+) -> TaskStudy:
+    """Each variant against vanilla (best 10 %: Welch; shared configurations: Wilcoxon), three-way and
+    Holm-adjusted; fANOVA over the trials that learned; budget curves."""
+    if VANILLA not in cells or len(cells[VANILLA].trials) < 2:
+        found = len(cells[VANILLA].trials) if VANILLA in cells else 0
         raise StudyError(
             f"sweep {sweep!r}: the vanilla LSTM ({VANILLA!r}) needs at least 2 completed trials to compare "
-            f"against; it has {len(cells[VANILLA].pairs) if VANILLA in cells else 0}"
+            f"against; it has {found}"
         )
-    reference = cells[VANILLA].best()
-    comparisons = []
-    for name, trials in sorted(cells.items(), key=lambda item: _order(item[0], settings)):
-        if not trials.pairs:
-            continue
-        best = trials.best()
-        comparisons.append(
-            Comparison(
-                cell=name,
-                best=best,
-                all_test=[test for _, test in trials.pairs],
-                mean=statistics.fmean(best),
-                std=statistics.stdev(best) if len(best) > 1 else 0.0,
-                difference=statistics.fmean(best) - statistics.fmean(reference),
-                p=1.0 if name == VANILLA else welch_p(best, reference),
-            )
-        )
+    chance = float(settings["chance"]) if settings.get("chance") else None
+    ordered = [c for c, t in sorted(cells.items(), key=lambda kv: _order(kv[0], settings)) if t.trials]
+    comparisons = [_describe(cells[name], settings.get("selection_mode", "max")) for name in ordered]
     variants = [c for c in comparisons if c.cell != VANILLA]
-    for comparison, adjusted in zip(variants, holm([c.p for c in variants]), strict=True):
-        comparison.p_holm = adjusted
-    pooled = [run for trials in cells.values() for run in trials.runs]
-    found, count = importance(pooled, TEST_METRIC, min_trials=10)
-    return TaskStudy(
-        sweep=sweep,
-        task=settings.get("task", "?"),
-        settings=settings,
-        selection_metric=settings["selection_metric"],
-        comparisons=comparisons,
-        importance=found,
-        importance_trials=count,
+    _greff(cells, variants, chance, margin)
+    _paired(cells, variants, chance, margin)
+    learned = [t for trials in cells.values() for t in trials.trials if t.learned]
+    found, count = variance_fractions(
+        [t.run for t in learned if t.run is not None], TEST_METRIC, MIN_IMPORTANCE_TRIALS
     )
+    return TaskStudy(sweep=sweep, task=settings.get("task", "?"), settings=settings,
+                     selection_metric=settings["selection_metric"], chance=chance, margin=margin,
+                     comparisons=comparisons, importance=found, importance_trials=count)  # fmt: skip
+
+
+def _describe(trials: CellTrials, mode: str) -> Comparison:
+    tests = [t.test for t in trials.trials]
+    return Comparison(
+        cell=trials.cell, trials=len(trials.trials), learned=trials.learned,
+        best=[t.test for t in trials.best()], median=statistics.median(tests),
+        budget=budget_curve([t.selection for t in trials.trials], tests, mode=mode),
+    )  # fmt: skip
+
+
+def _reference_learned(values: list[float], chance: float | None) -> bool:
+    """The reference's compared values are significantly above chance (one-sample t, 5 %)."""
+    return chance is None or above_p(values, chance) < ALPHA
+
+
+def _mostly_learned(trials: list[Trial]) -> bool:
+    return sum(t.learned for t in trials) * 2 > len(trials)
+
+
+def _greff(
+    cells: dict[str, CellTrials], variants: list[Comparison], chance: float | None, margin: float
+) -> None:
+    reference = cells[VANILLA].best()
+    ok = _reference_learned([t.test for t in reference], chance)
+    learned = [ok and _mostly_learned(reference + cells[c.cell].best()) for c in variants]
+    verdicts = welch_verdicts([c.best for c in variants], [t.test for t in reference], margin, learned)
+    for comparison, verdict in zip(variants, verdicts, strict=True):
+        comparison.greff = verdict
+
+
+def _paired(
+    cells: dict[str, CellTrials], variants: list[Comparison], chance: float | None, margin: float
+) -> None:
+    """Configuration by configuration, where the variant trained configurations vanilla trained."""
+    reference = {t.config: t for t in cells[VANILLA].trials if t.config}
+    pairs = {c.cell: [(t, reference[t.config]) for t in cells[c.cell].trials if t.config in reference]
+             for c in variants}  # fmt: skip
+    tested = [c for c in variants if len(pairs[c.cell]) >= 2]
+    if not tested:
+        return
+    learned = []
+    for c in tested:
+        ours, theirs = [p[0] for p in pairs[c.cell]], [p[1] for p in pairs[c.cell]]
+        learned.append(
+            _reference_learned([t.test for t in theirs], chance) and _mostly_learned(ours + theirs)
+        )
+    differences = [[a.test - b.test for a, b in pairs[c.cell]] for c in tested]
+    for comparison, verdict in zip(tested, paired_verdicts(differences, margin, learned), strict=True):
+        comparison.paired = verdict
 
 
 def _order(cell: str, settings: dict[str, str]) -> tuple[int, int, str]:
@@ -164,16 +250,27 @@ def _order(cell: str, settings: dict[str, str]) -> tuple[int, int, str]:
     return (0 if cell == VANILLA else 1, position, cell)
 
 
+# --- Greff's findings, three-way ---------------------------------------------------------------------
+
+REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
+
+
 @dataclass
 class Finding:
-    """One of the paper's findings, and whether this study reproduced it on each task."""
+    """One of the paper's findings and its outcome per task and analysis ("best 10 %", "paired")."""
 
     claim: str
-    outcome: dict[str, str]  # task -> "reproduced: ..." / "not reproduced: ..." / "not tested: ..."
+    outcome: dict[str, dict[str, str]]  # task -> analysis -> "reproduced: ..." / "contradicted: ..." / ...
+
+    def text(self, task: str) -> str:
+        return "; ".join(f"{analysis}: {outcome}" for analysis, outcome in self.outcome[task].items())
+
+
+ANALYSES = {"best 10 %": "greff", "paired": "paired"}
 
 
 def findings(studies: list[TaskStudy]) -> list[Finding]:
-    """Greff et al.'s headline findings, checked against each task's numbers."""
+    """Greff et al.'s headline findings, checked on each task's verdicts."""
     checks = [
         ("No variant significantly improves on the vanilla LSTM.", _none_better),
         (
@@ -184,43 +281,89 @@ def findings(studies: list[TaskStudy]) -> list[Finding]:
             "Coupling the input and forget gates (CIFG) or removing peepholes (NP) costs nothing.",
             _cifg_np_equal,
         ),
-        ("The learning rate is by far the most important hyperparameter.", _lr_first),
     ]
-    return [Finding(claim, {s.task: check(s) for s in studies}) for claim, check in checks]
+    found = []
+    for claim, check in checks:
+        outcome = {}
+        for study in studies:
+            outcome[study.task] = {
+                label: check(study, attribute)
+                for label, attribute in ANALYSES.items()
+                if attribute == "greff" or study.paired
+            }
+        found.append(Finding(claim, outcome))
+    claim = "The learning rate is by far the most important hyperparameter."
+    found.append(Finding(claim, {s.task: {"fANOVA": _lr_first(s)} for s in studies}))
+    return found
 
 
-def _tag(ok: bool, text: str) -> str:
-    return f"{'reproduced' if ok else 'not reproduced'}: {text}"
+def _verdicts(study: TaskStudy, attribute: str) -> dict[str, Verdict]:
+    return {c.cell: getattr(c, attribute) for c in study.comparisons if getattr(c, attribute) is not None}
 
 
-def _none_better(study: TaskStudy) -> str:
-    better = [c.cell for c in study.comparisons if c.verdict == "significantly better"]
-    return _tag(not better, f"significantly better than vanilla: {', '.join(better) or 'none'}")
+def _say(outcome: str, text: str) -> str:
+    return f"{outcome}: {text}"
 
 
-def _nfg_noaf_worst(study: TaskStudy) -> str:
-    variants = sorted((c for c in study.comparisons if c.cell != VANILLA), key=lambda c: c.mean)
-    named = [study.comparison(n) for n in ("nfg", "noaf")]
-    if any(c is None for c in named):
-        return "not tested: NFG or NOAF has no completed trial"
-    lowest = [c.cell for c in variants[:2]]
-    worse = [c.cell for c in named if c is not None and c.verdict == "significantly worse"]
-    ok = set(lowest) == {"nfg", "noaf"} and len(worse) == 2
-    return _tag(ok, f"the two lowest means: {', '.join(lowest)}; significantly worse of NFG/NOAF: "
-                f"{', '.join(worse) or 'neither'}")  # fmt: skip
+def _kinds(verdicts: dict[str, Verdict], kind: str) -> list[str]:
+    return [cell for cell, v in verdicts.items() if v.kind == kind]
 
 
-def _cifg_np_equal(study: TaskStudy) -> str:
-    named = [study.comparison(n) for n in ("cifg", "np")]
-    if any(c is None for c in named):
-        return "not tested: CIFG or NP has no completed trial"
-    differ = [c.cell for c in named if c is not None and c.significant]
-    return _tag(not differ, f"significantly different from vanilla: {', '.join(differ) or 'neither'}")
+def _not_learned(verdicts: dict[str, Verdict]) -> bool:
+    return bool(verdicts) and all(v.reason == NOT_LEARNED for v in verdicts.values())
+
+
+def _none_better(study: TaskStudy, attribute: str) -> str:
+    verdicts = _verdicts(study, attribute)
+    if _not_learned(verdicts):
+        return _say(INCONCLUSIVE, NOT_LEARNED)
+    better = _kinds(verdicts, "better")
+    if better:
+        return _say(CONTRADICTED, f"better than vanilla: {', '.join(better)}")
+    open_ = _kinds(verdicts, "inconclusive")
+    if open_:
+        return _say(INCONCLUSIVE, f"none better, but not shown equivalent or worse: {', '.join(open_)}")
+    return _say(REPRODUCED, "every variant equivalent or worse")
+
+
+def _nfg_noaf_worst(study: TaskStudy, attribute: str) -> str:
+    verdicts = _verdicts(study, attribute)
+    named = {n: verdicts.get(n) for n in ("nfg", "noaf")}
+    if any(v is None for v in named.values()):
+        return _say(INCONCLUSIVE, "NFG or NOAF was not compared")
+    if any(v.reason == NOT_LEARNED for v in named.values() if v is not None):
+        return _say(INCONCLUSIVE, NOT_LEARNED)
+    not_worse = [n for n, v in named.items() if v is not None and v.kind in ("better", "equivalent")]
+    if not_worse:
+        return _say(CONTRADICTED, f"not worse than vanilla: {', '.join(not_worse)}")
+    lowest = sorted(verdicts, key=lambda cell: verdicts[cell].difference)[:2]
+    worse = [n for n, v in named.items() if v is not None and v.kind == "worse"]
+    text = f"the two largest drops: {', '.join(lowest)}; worse of NFG/NOAF: {', '.join(worse) or 'neither'}"
+    if len(worse) == 2 and set(lowest) == {"nfg", "noaf"}:
+        return _say(REPRODUCED, text)
+    return _say(INCONCLUSIVE, text)
+
+
+def _cifg_np_equal(study: TaskStudy, attribute: str) -> str:
+    verdicts = _verdicts(study, attribute)
+    named = {n: verdicts.get(n) for n in ("cifg", "np")}
+    if any(v is None for v in named.values()):
+        return _say(INCONCLUSIVE, "CIFG or NP was not compared")
+    if any(v.reason == NOT_LEARNED for v in named.values() if v is not None):
+        return _say(INCONCLUSIVE, NOT_LEARNED)
+    text = "; ".join(f"{n} {v.label}" for n, v in named.items() if v is not None)
+    if any(v.kind == "worse" for v in named.values() if v is not None):
+        return _say(CONTRADICTED, text)
+    if all(v.kind in ("equivalent", "better") for v in named.values() if v is not None):
+        return _say(REPRODUCED, text)
+    return _say(INCONCLUSIVE, text)
 
 
 def _lr_first(study: TaskStudy) -> str:
     if not study.importance:
-        return f"not tested: fANOVA needs 10 completed trials, {study.importance_trials} found"
-    ranked = sorted(study.importance.items(), key=lambda kv: kv[1], reverse=True)
+        return _say(INCONCLUSIVE, f"fANOVA needs {MIN_IMPORTANCE_TRIALS} trials that left chance, "
+                                  f"{study.importance_trials} found")  # fmt: skip
+    ranked = sorted(((k, v) for k, v in study.importance.items() if k != INTERACTIONS), key=lambda kv: -kv[1])
     top, share = ranked[0]
-    return _tag(top == "lr", f"most important: {top} ({share:.0%} of the explained variance)")
+    text = f"largest main effect: {top} ({share:.0%} of the variance over {study.importance_trials} trials that learned)"
+    return _say(REPRODUCED if top == "lr" else CONTRADICTED, text)

@@ -1,4 +1,7 @@
-"""The published page of an LSTM-variant study (rnnbench.study): README.md, index.html, box plots."""
+"""The published page of an LSTM-variant study (rnnbench.study): README.md, index.html, plots.
+
+Every piece of text is scrubbed of paths and escaped before it becomes markup, never the page after:
+a page-wide pass would run over the markup and the embedded images."""
 
 from __future__ import annotations
 
@@ -7,15 +10,25 @@ import html
 import json
 from pathlib import Path
 
-from rnnbench.leaderboard_report import _p, _save, without_paths
-from rnnbench.study import ALPHA, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
+from rnnbench.leaderboard_report import md_escape, safe_name, verdict_text
+from rnnbench.stats import ALPHA, Verdict
+from rnnbench.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
+from rnnbench.text import without_paths
 
-COLUMNS = ("cell", "completed trials", "best 10 % (n)", "test accuracy of the best (mean ± std)",
-           "difference to vanilla", "Welch p", "Holm p", "verdict", "median over all trials")  # fmt: skip
+COLUMNS = ("cell", "completed trials (left chance)", "median over all trials", "best 10 % (n)",
+           "best 10 %: test accuracy (mean ± std)", "best 10 % vs vanilla [95 % CI] (Welch)",
+           "best 10 % verdict", "paired vs vanilla [95 % CI] (Wilcoxon, configs)", "paired verdict")  # fmt: skip
 
 
 def _label(cell: str) -> str:
     return f"vanilla ({cell})" if cell == VANILLA else cell
+
+
+def _difference(verdict: Verdict | None, vanilla: bool, paired: bool = False) -> str:
+    if verdict is None:
+        return "reference" if vanilla else "-"
+    text = f"{verdict.difference:+.3f} [{verdict.low:+.3f}, {verdict.high:+.3f}]"
+    return f"{text}, {verdict.n} configs" if paired else text
 
 
 def rows(study: TaskStudy) -> list[list[str]]:
@@ -23,17 +36,25 @@ def rows(study: TaskStudy) -> list[list[str]]:
     for c in study.comparisons:
         vanilla = c.cell == VANILLA
         table.append([
-            _label(c.cell),
-            str(len(c.all_test)),
-            str(len(c.best)),
-            f"{c.mean:.3f} ± {c.std:.3f}",
-            "-" if vanilla else f"{c.difference:+.3f}",
-            "-" if vanilla else _p(c.p),
-            "-" if vanilla else _p(c.p_holm),
-            c.verdict,
-            f"{sorted(c.all_test)[len(c.all_test) // 2]:.3f}",
+            _label(c.cell), f"{c.trials} ({c.learned})", f"{c.median:.3f}", str(len(c.best)),
+            f"{c.mean:.3f} ± {c.std:.3f}", _difference(c.greff, vanilla),
+            "reference" if vanilla else verdict_text(c.greff),
+            _difference(c.paired, vanilla, paired=True),
+            "reference" if vanilla else verdict_text(c.paired),
         ])  # fmt: skip
     return table
+
+
+def budget_table(study: TaskStudy) -> tuple[list[str], list[list[str]]]:
+    most = max(len(c.budget) for c in study.comparisons)
+    ns = sorted({n for n in (*BUDGETS, most) if n <= most})
+    table = []
+    for c in study.comparisons:
+        by_n = {p.n: p for p in c.budget}
+        table.append([_label(c.cell), *(
+            "-" if n not in by_n else f"{by_n[n].best:.3f} (test {by_n[n].test:.3f})" for n in ns
+        )])  # fmt: skip
+    return ["cell", *(f"n = {n}" for n in ns)], table
 
 
 def intro(study: TaskStudy) -> str:
@@ -43,45 +64,78 @@ def intro(study: TaskStudy) -> str:
     except ValueError:
         given = {}
     options = ", ".join(f"{k}={v}" for k, v in given.items())
-    return (
+    chance = "" if study.chance is None else f" Chance accuracy {study.chance:.3f}."
+    paired = (" Every cell trained the same configurations: each variant is also compared configuration by "
+              "configuration (Wilcoxon signed-rank, paired bootstrap CI, paired TOST).") if study.paired else ""  # fmt: skip
+    return without_paths(
         f"Sweep `{study.sweep}`: task {study.task} ({options or 'default options'}), space {s.get('space')}, "
-        f"sampler {s.get('sampler', 'random')}, {s.get('trials')} trials per cell, {s.get('epochs')} epochs, "
-        f"seed {s.get('seed')}. The best {TOP_FRACTION:.0%} of each cell's completed trials by "
-        f"{study.selection_metric} are compared on {TEST_METRIC} with Welch's t-test against vanilla; "
-        f"Holm-adjusted over the variants, significant at p < {ALPHA}."
+        f"sampler {s.get('sampler', 'random')}, {s.get('trials')} trials per cell, up to {s.get('epochs')} epochs, "
+        f"seed {s.get('seed')}.{_ran_on(s)}{chance} The best {TOP_FRACTION:.0%} of each cell's completed trials by "
+        f"{study.selection_metric} are compared on {TEST_METRIC} with Welch's t-test against vanilla "
+        f"(Greff et al.'s analysis).{paired} Verdicts are three-way: better/worse (Holm-adjusted p < {ALPHA}), "
+        f"equivalent (two one-sided tests within ±{study.margin:g}, Holm-adjusted), or inconclusive with the "
+        "smallest difference detectable at 80 % power; a comparison whose vanilla is not above chance, or whose "
+        "trials mostly sit at chance, is inconclusive: did not learn at this budget."
     )
+
+
+def _ran_on(settings: dict[str, str]) -> str:
+    parts = [f" {settings['machine']}" if settings.get("machine") else "",
+             f" Wall time {settings['wall_minutes']} min." if settings.get("wall_minutes") else ""]  # fmt: skip
+    return (parts[0] + ".") * bool(parts[0]) + parts[1]
 
 
 def importance_line(study: TaskStudy) -> str:
     if not study.importance:
-        return f"fANOVA: not computed ({study.importance_trials} completed trials; it needs 10)."
+        return (f"fANOVA: not computed ({study.importance_trials} completed trials left chance; it needs "
+                "10).")  # fmt: skip
     ranked = sorted(study.importance.items(), key=lambda kv: kv[1], reverse=True)
     parts = ", ".join(f"{name} {share:.0%}" for name, share in ranked)
     return (
-        f"fANOVA importance of {TEST_METRIC} over all {study.importance_trials} completed trials, pooled "
-        f"over the variants: {parts}."
+        f"fANOVA over the {study.importance_trials} completed trials that left chance, pooled over the cells: "
+        f"the fraction of {TEST_METRIC}'s variance each hyperparameter explains alone (main effects, not "
+        f"normalised): {parts}."
     )
+
+
+def budget_caption(study: TaskStudy) -> str:
+    return (f"Budget curves (Dodge et al. 2019): the expected best {study.selection_metric} after n trials drawn "
+            f"from each cell's completed trials, and in brackets the expected {TEST_METRIC} of that pick.")  # fmt: skip
 
 
 def markdown(
     studies: list[TaskStudy], found: list[Finding], header: list[str], images: dict[str, list[str]]
 ) -> str:
-    lines = ["# Greff et al.'s LSTM Odyssey, rerun with rnnbench", "", *[f"{h}\n" for h in header]]
+    e = md_escape
+    lines = [
+        "# Greff et al.'s LSTM Odyssey, rerun with rnnbench",
+        "",
+        *[f"{e(without_paths(h))}\n" for h in header],
+    ]
     lines += [
         "## Findings of the paper, checked",
         "",
-        "| finding | " + " | ".join(s.task for s in studies) + " |",
+        "| finding | " + " | ".join(e(s.task) for s in studies) + " |",
     ]
     lines.append("|---|" + "---|" * len(studies))
     for finding in found:
-        lines.append(f"| {finding.claim} | " + " | ".join(finding.outcome[s.task] for s in studies) + " |")
+        lines.append(f"| {e(finding.claim)} | " + " | ".join(e(finding.text(s.task)) for s in studies) + " |")
     for study in studies:
-        lines += ["", f"## {study.task}", "", intro(study), "", "| " + " | ".join(COLUMNS) + " |"]
+        lines += ["", f"## {e(study.task)}", "", e(intro(study)), "", "| " + " | ".join(COLUMNS) + " |"]
         lines.append("|" + "---|" * len(COLUMNS))
-        lines += ["| " + " | ".join(r) + " |" for r in rows(study)]
-        lines += ["", importance_line(study), ""]
+        lines += ["| " + " | ".join(map(e, r)) + " |" for r in rows(study)]
+        header_row, table = budget_table(study)
+        lines += ["", e(budget_caption(study)), "", "| " + " | ".join(header_row) + " |",
+                  "|" + "---|" * len(header_row), *["| " + " | ".join(map(e, r)) + " |" for r in table]]  # fmt: skip
+        lines += ["", e(importance_line(study)), ""]
         lines += [f"![{name}]({name})" for name in images.get(study.sweep, [])]
-    return without_paths("\n".join(lines)) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str] | tuple[str, ...], body: list[list[str]], css: str) -> list[str]:
+    e = html.escape
+    return [f'<table class="{css}"><thead><tr>', *[f"<th>{e(c)}</th>" for c in header], "</tr></thead><tbody>",
+            *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body], "</tbody></table>"]  # fmt: skip
 
 
 def to_html(
@@ -95,56 +149,67 @@ def to_html(
         "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:720px;margin:0.5em}</style>",
         "</head><body><h1>Greff et al.'s LSTM Odyssey, rerun with rnnbench</h1>",
-        *[f"<p>{e(h)}</p>" for h in header],
-        '<h2>Findings of the paper, checked</h2><table class="findings"><thead><tr><th>finding</th>',
-        *[f"<th>{e(s.task)}</th>" for s in studies],
-        "</tr></thead><tbody>",
-    ]
-    for finding in found:
-        cells = "".join(f"<td>{e(finding.outcome[s.task])}</td>" for s in studies)
-        parts.append(f"<tr><td>{e(finding.claim)}</td>{cells}</tr>")
-    parts.append("</tbody></table>")
+        *[f"<p>{e(without_paths(h))}</p>" for h in header],
+        "<h2>Findings of the paper, checked</h2>",
+        *_table(["finding", *(s.task for s in studies)],
+                [[f.claim, *(f.text(s.task) for s in studies)] for f in found], "findings"),
+    ]  # fmt: skip
     for study in studies:
         parts += [
             f"<h2>{e(study.task)}</h2>",
             f"<p>{e(intro(study))}</p>",
-            '<table class="study"><thead><tr>',
+            *_table(COLUMNS, rows(study), "study"),
         ]
-        parts += [f"<th>{e(c)}</th>" for c in COLUMNS] + ["</tr></thead><tbody>"]
-        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows(study)]
-        parts += ["</tbody></table>", f"<p>{e(importance_line(study))}</p>"]
+        header_row, table = budget_table(study)
+        parts += [f"<p>{e(budget_caption(study))}</p>", *_table(header_row, table, "budget")]
+        parts.append(f"<p>{e(importance_line(study))}</p>")
         for image in images.get(study.sweep, []):
             data = base64.b64encode(image.read_bytes()).decode()
             parts.append(f'<img alt="{e(image.stem)}" src="data:image/png;base64,{data}">')
     parts.append("</body></html>")
-    return without_paths("\n".join(parts))
+    return "\n".join(parts)
 
 
 def plots(studies: list[TaskStudy], folder: Path) -> dict[str, list[Path]]:
-    """Per task: box plots of the best trials per cell (as the paper's Figure 3) and the importances."""
-    from rnnbench.leaderboard_report import _figure
+    """Per task: box plots of the best trials per cell (as the paper's Figure 3), budget curves, importances."""
+    from rnnbench.leaderboard_report import new_figure, save_figure
 
     made: dict[str, list[Path]] = {}
     for study in studies:
-        figure, axis = _figure()
-        figure.set_size_inches(7.2, 4.2)
+        stem = safe_name(study.sweep)
+        fig, axis = new_figure()
+        fig.set_size_inches(7.2, 4.2)
         axis.boxplot([c.best for c in study.comparisons], showmeans=True)
         axis.set_xticks(range(1, len(study.comparisons) + 1), [_label(c.cell) for c in study.comparisons])
         for k, c in enumerate(study.comparisons, start=1):
             axis.plot([k] * len(c.best), c.best, ".", color="grey")
-            if c.significant:
+            if c.greff is not None and c.greff.kind in ("better", "worse"):
                 axis.annotate("*", (k, max(c.best)), ha="center", va="bottom", fontsize=14)
-        axis.set_ylabel(f"{TEST_METRIC} (best {TOP_FRACTION:.0%} by {study.selection_metric})")
-        axis.set_title(f"{study.task}: * = differs from vanilla (Welch, Holm, p < {ALPHA})", fontsize=9)
+        if study.chance is not None:
+            axis.axhline(study.chance, color="grey", linestyle=":", linewidth=0.8)
+        axis.set_ylabel(f"{TEST_METRIC} (best {TOP_FRACTION:.0%})")
+        axis.set_title(
+            f"{study.task}: * = better or worse than vanilla (Welch, Holm); dotted: chance", fontsize=9
+        )
         axis.tick_params(axis="x", labelrotation=30, labelsize=8)
-        paths = [_save(figure, folder / f"{study.sweep}-box.png")]
+        paths = [save_figure(fig, folder / f"{stem}-box.png")]
+        fig, axis = new_figure()
+        for c in study.comparisons:
+            ns = [p.n for p in c.budget]
+            axis.plot(ns, [p.best for p in c.budget], marker=".", label=_label(c.cell))
+        axis.set_xlabel("trials (n)")
+        axis.set_ylabel(f"expected best {study.selection_metric}")
+        axis.set_title(f"{study.task}: expected best after n trials (Dodge et al. 2019)", fontsize=9)
+        axis.legend(fontsize=7, ncol=2)
+        axis.grid(True, alpha=0.3)
+        paths.append(save_figure(fig, folder / f"{stem}-budget.png"))
         if study.importance:
-            figure, axis = _figure()
+            fig, axis = new_figure()
             ranked = sorted(study.importance.items(), key=lambda kv: kv[1])
             axis.barh([k for k, _ in ranked], [v for _, v in ranked])
-            axis.set_xlabel(f"fANOVA importance of {TEST_METRIC} (pooled over variants)")
-            axis.set_title(study.task)
-            paths.append(_save(figure, folder / f"{study.sweep}-importance.png"))
+            axis.set_xlabel(f"fraction of {TEST_METRIC}'s variance (fANOVA, trials that learned)")
+            axis.set_title(f"{study.task} ({study.importance_trials} trials)", fontsize=9)
+            paths.append(save_figure(fig, folder / f"{stem}-importance.png"))
         made[study.sweep] = paths
     return made
 

@@ -361,3 +361,19 @@ def write_lrd_plot(lrd: LRDResult, folder: Path, title: str) -> Path:
     plot = folder / "lrd_curve.png"
     figure.savefig(plot)
     return plot
+
+
+def replace_table(client: Any, run_id: str, table: dict[str, list[Any]], artifact_file: str) -> None:
+    """``client.log_table``'s artifact (a table the UI shows, ``load_table`` reads), but replaced rather than
+    appended to: MLflow's own appends the rows to a table already there, so a leaderboard logged twice
+    would list every cell twice."""
+    import json
+
+    import pandas as pd
+
+    text = pd.DataFrame(table).to_json(orient="split", index=False, date_format="iso")
+    client.log_text(run_id, text, artifact_file)
+    logged = json.loads(client.get_run(run_id).data.tags.get("mlflow.loggedArtifacts", "[]"))
+    entry = {"path": artifact_file, "type": "table"}
+    if entry not in logged:
+        client.set_tag(run_id, "mlflow.loggedArtifacts", json.dumps([*logged, entry]))

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from rnnbench.cli import app
 from rnnbench.errors import UnknownTaskError
+from rnnbench.importance import INTERACTIONS
 from rnnbench.leaderboard import LeaderboardError, NothingToRank, build
 from rnnbench.leaderboard_report import markdown, pareto_front, publish, to_csv, to_html
 from rnnbench.reseed import config_from_params, reseed
@@ -27,6 +28,7 @@ from rnnbench.sweep import run_sweep
 from rnnbench.sweep.settings import SweepSettings
 from rnnbench.ui_server import answers
 from tests.conftest import TINY_TASK
+from tests.pages import incomplete_rows
 
 pytestmark = pytest.mark.slow
 
@@ -64,12 +66,15 @@ def test_ranks_best_trial_per_cell(store):
         assert entry.spread["n"] == entry.counts["completed"]
         assert entry.spread["q1"] <= entry.spread["median"] <= entry.spread["q3"]
         assert entry.config["depth"] == "1" and "lr" in entry.config
-        assert entry.total_seconds > 0
-        assert entry.importance is None and entry.importance_trials == entry.counts["completed"] < 20
+        assert entry.median_seconds > 0
+        assert entry.importance is None and entry.importance_trials == entry.learned_trials
+        assert entry.learned_trials <= entry.counts["completed"] < 20
         assert entry.n == 1 and entry.values == [entry.lrd_score] and entry.chance_p is not None
     for entry in build(store, min_trials=3).for_task("adding"):
-        if entry.counts["completed"] >= 3:
-            assert entry.importance and set(entry.importance) <= {"width", "clipping", "clip", "lr"}
+        if entry.learned_trials >= 3:
+            # Fractions of the variance (not normalised), the rest named: they sum to 1 with it.
+            assert set(entry.importance) <= {"width", "clipping", "clip", "lr", INTERACTIONS}
+            assert all(0 <= v <= 1 for v in entry.importance.values())
             assert math.isclose(sum(entry.importance.values()), 1.0, rel_tol=1e-6)
     by_accuracy = build(store, metric="test_accuracy", with_importance=False).for_task("adding")
     assert by_accuracy[0].test_accuracy >= by_accuracy[1].test_accuracy
@@ -98,7 +103,9 @@ def test_formats_carry_the_same_data(store):
     assert table.exit_code == 0 and "lstm" in table.stdout and "hyperparameter importance" in table.stdout
     assert "n/a (" in table.stdout, "importance below the minimum trials says so"
     page = to_html(board)
-    assert page.count("<tr>") == 3 and '<table class="leaderboard">' in page
+    leaderboard = page.split('<table class="leaderboard">')[1].split("</table>")[0]
+    assert leaderboard.count("<tr>") == 4, "the column groups, the columns, one row per cell"
+    assert '<table class="budget">' in page
 
 
 def test_bad_input(store, tmp_path):
@@ -127,6 +134,7 @@ def test_reseed_gives_mean_and_std_and_ranks_by_the_mean(store, tmp_path):
     assert config.cell == "lstm" and config.task_options["length"] == 16 and config.epochs == 3
     runs = reseed("board", 2, store, cache_dir=str(tmp_path))
     assert len(runs) == 4 and {r.result.config.seed for r in runs} == {1000, 2000}
+    assert reseed("board", 2, store, cache_dir=str(tmp_path)) == [], "the seeds it has are not trained again"
     client = MlflowClient(store)
     assert all(client.get_run(r.run_id).data.tags["model_uri"].startswith("models:/m-") for r in runs), (
         "each re-seeded run keeps its model"
@@ -153,6 +161,10 @@ def test_publish_writes_a_page_that_loads_in_headless_chromium(store, tmp_path):
             f"{setup}-cost.png", f"{setup}-learning-curves.png"} <= names  # fmt: skip
     readme = (tmp_path / "site" / "README.md").read_text()
     assert f"![{setup}-lrd-curves]({setup}-lrd-curves.png)" in readme
+    assert f"{setup}-budget.png" in names and "Budget curves (Dodge et al. 2019)" in readme
+    html_page = (tmp_path / "site" / "index.html").read_text()
+    assert incomplete_rows(html_page) == [], "every row of every table as wide as its header"
+    assert "<h2>Across set-ups</h2>" in html_page and "## Across set-ups" in readme
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip(
@@ -334,3 +346,82 @@ def test_cli_logs_plots_to_the_sweep_and_publishes_with_its_settings(store, tmp_
     assert str(tmp_path) not in page and "/tmp/" not in page, "a published page names no absolute path"
     assert "Sweep `board`: task=adding" in page and "seed=0" in page and "trials=5" in page
     assert "Machine:" in page and "Reproduce: run the test." in page
+
+
+def _without_generation_line(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if "Generated " not in line)
+
+
+def test_export_round_trips_a_page_built_from_it_equals_the_page_built_from_mlflow(store, tmp_path):
+    """`rnnbench export` writes the runs as parquet (datasets); `--from` builds the same page from it."""
+    import datasets
+
+    data = tmp_path / "data" / "board.parquet"
+    exported = CliRunner().invoke(
+        app, ["export", "--tracking-uri", store, "--sweep", "board", "--out", str(data)]
+    )
+    assert exported.exit_code == 0, exported.output
+    # The module's reseed test ran first: its reseed runs are exported with the trials they re-train.
+    assert re.search(
+        r"Exported \d+ runs \(1 sweeps, 10 trials, \d+ reseeds\)", " ".join(exported.stderr.split())
+    )
+    rows = datasets.load_dataset("parquet", data_files=str(data), split="train")
+    assert {"sweep", "trial"} <= set(rows["kind"]) <= {"sweep", "trial", "reseed"}
+    assert set(rows["cell"]) <= {"", "lstm", "rnn", "?"} and {"lstm", "rnn"} <= set(rows["cell"])
+    trial = next(r for r in rows if r["kind"] == "trial" and r["status"] == "completed")
+    assert json.loads(trial["curves"])["val_loss"] and json.loads(trial["lrd_curve"])
+    written = "".join([*rows["params"], *rows["tags"], *rows["store"]])
+    assert str(tmp_path) not in written, "no path of this machine"
+    pages = {}
+    for name, extra in (("mlflow", ["--tracking-uri", store]), ("export", ["--from", str(data)])):
+        built = CliRunner().invoke(
+            app, ["leaderboard", *extra, "--publish", str(tmp_path / name), "--no-plots"]
+        )
+        assert built.exit_code == 0, built.output
+        pages[name] = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
+    assert pages["mlflow"].keys() == pages["export"].keys()
+    for file, content in pages["mlflow"].items():
+        if file.endswith(".png"):
+            assert content == pages["export"][file], f"{file} differs"
+        else:
+            assert _without_generation_line(content.decode()) == _without_generation_line(
+                pages["export"][file].decode()
+            ), file
+    missing = CliRunner().invoke(app, ["leaderboard", "--from", str(tmp_path / "nope.parquet")])
+    assert missing.exit_code == 2 and "nope.parquet: no such file or folder" in missing.stderr
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    bad = CliRunner().invoke(app, ["leaderboard", "--from", str(tmp_path / "bad.parquet")])
+    assert bad.exit_code == 2 and "not a readable parquet file" in bad.stderr
+    unknown = CliRunner().invoke(
+        app, ["export", "--tracking-uri", store, "--sweep", "nope", "--out", str(data)]
+    )
+    assert unknown.exit_code == 2 and "no sweep named 'nope'" in unknown.stderr
+
+
+def test_the_sweeps_run_carries_its_leaderboard_as_mlflow_tables_and_a_page(store):
+    """`rnnbench leaderboard --sweep NAME` (and every sweep's end) logs the rankings with mlflow.log_table and
+    the page as HTML on the sweep's parent run: one click from the runs table."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    result = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store, "--sweep", "board"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("rnnbench").experiment_id
+    parent = client.search_runs([experiment], "tags.kind = 'sweep' and tags.sweep = 'board'")[0]
+    setup = build(store, with_importance=False).groups[0].setup.id
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "leaderboard")}
+    assert {
+        f"leaderboard/{setup}.json",
+        "leaderboard/index.html",
+        f"leaderboard/{setup}-budget.png",
+    } <= logged
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)  # load_table searches the default store, not the client's
+    try:
+        table = client.load_table(experiment, f"leaderboard/{setup}.json", run_ids=[parent.info.run_id])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert sorted(table["cell"]) == ["lstm", "rnn"] and "verdict" in table.columns
+    page = client.download_artifacts(parent.info.run_id, "leaderboard/index.html")
+    assert incomplete_rows(open(page).read()) == []

@@ -11,6 +11,7 @@ from rnnbench.cli import app
 from rnnbench.leaderboard import LeaderboardError, build
 from rnnbench.stats import Summary, holm, welch_p
 from rnnbench.tracking import RunRecorder
+from tests.pages import incomplete_rows
 
 ADDING = {"task.length": "100", "task.spread": "1.0", "task.train_size": "3000", "task.validation_size": "500",
           "task.test_size": "1000", "data_seed": "0"}  # fmt: skip
@@ -192,7 +193,7 @@ def test_importance_needs_enough_completed_trials(store):
     assert entry.run_id == best and entry.importance is None and entry.importance_trials == 0
     from rnnbench.leaderboard_report import COLUMNS, row
 
-    assert row(entry, board.groups[0])[COLUMNS.index("importance")] == "n/a (0 trials < 20)"
+    assert row(entry, board.groups[0])[COLUMNS.index("importance")] == "n/a (0 trials that learned < 20)"
 
 
 def test_summary_and_holm_by_hand():
@@ -201,6 +202,8 @@ def test_summary_and_holm_by_hand():
     assert summary.high - summary.mean == pytest.approx(4.302653 / 3**0.5, rel=1e-5)  # t(0.975, 2)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0 and welch_p([1.0], [2.0]) == 1.0
+    # No spread, no error to test against: constant unequal samples are no evidence of a difference.
+    assert welch_p([1.0] * 5, [0.999] * 5) == 1.0
 
 
 def test_a_cell_without_reseeds_beside_seeded_ones_is_shown_not_ranked(store):
@@ -234,3 +237,56 @@ def test_every_sweep_with_trials_in_a_set_up_is_listed_with_its_current_budget(s
     assert {e.sweep for e in board.entries} == {"first"}
     listed = {found["sweep"]: found["trials"] for found in sweep_settings(board)}
     assert listed == {"first": "2", "grown": "4"}
+
+
+def test_every_cell_has_a_three_way_verdict_against_the_leader(store):
+    """Better/worse from Welch (Holm), equivalent only from TOST within the margin, else inconclusive with
+    the smallest difference the seeds could detect; '=' is explained as 'not separated', not equality."""
+    for cell, values in (
+        ("lstm", [0.900, 0.902, 0.899, 0.901, 0.898]),
+        ("gru", [0.901, 0.899, 0.900, 0.902, 0.898]),
+        ("peephole", [0.95, 0.80, 0.99, 0.70, 0.90]),
+        ("rnn", [0.50, 0.52, 0.51, 0.49, 0.50]),
+    ):
+        best = store.trial("v", cell, values[0], values[0])
+        store.reseeds(best, values, values)
+    (group,) = board_json(store, "--metric", "test_accuracy")["groups"].values()
+    cells = {e["cell"]: e for e in group["entries"]}
+    leader = next(e for e in cells.values() if e["rank"] == 1 and e["verdict"] is None)
+    assert leader["cell"] in ("lstm", "gru", "peephole")
+    kinds = {c: e["verdict"]["kind"] for c, e in cells.items() if e["verdict"]}
+    assert kinds["rnn"] == "worse" and cells["rnn"]["verdict"]["high"] < 0
+    if leader["cell"] != "peephole":
+        assert kinds["peephole"] == "inconclusive" and cells["peephole"]["verdict"]["detectable"] > 0.05
+        assert kinds[{"lstm": "gru", "gru": "lstm"}[leader["cell"]]] == "equivalent"
+    assert any("not a claim of equality" in note for note in group["notes"])
+    assert any("equivalent (two one-sided tests within ±0.02)" in note for note in group["notes"])
+    narrow = entries(board_json(store, "--metric", "test_accuracy", "--margin", "0.0005"))
+    assert all(e["verdict"]["kind"] != "equivalent" for e in narrow.values() if e["verdict"]), (
+        "a tight margin"
+    )
+    bad = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--margin", "2", "--no-plots"])
+    assert bad.exit_code == 2 and "--margin must lie between 0 and 1" in bad.stderr
+
+
+def test_the_search_and_the_retraining_are_labelled_apart(store):
+    """The selected trial is optimistic: its numbers sit under 'search', the ranks under 're-training'."""
+    best = store.trial("w", "gru", 0.61, 0.556)
+    store.reseeds(best, [0.40, 0.41, 0.39], [0.39, 0.40, 0.41])
+    other = store.trial("w", "lstm", 0.5, 0.5)
+    store.reseeds(other, [0.30, 0.31, 0.29], [0.3, 0.31, 0.29])
+    page = (
+        CliRunner()
+        .invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--format", "html", "--no-plots"])
+        .stdout
+    )
+    assert '<th class="group" colspan="9">re-training on seeds (the ranks rest on these)</th>' in page
+    assert "search (the selected trial is optimistic" in page
+    assert "<th>selected trial: test acc</th>" in page and "<td>0.610</td>" in page
+    assert incomplete_rows(page) == []
+    markdown = (
+        CliRunner()
+        .invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--format", "markdown", "--no-plots"])
+        .stdout
+    )
+    assert "Columns 1-9: re-training on seeds" in markdown and "| selected trial: test acc |" in markdown

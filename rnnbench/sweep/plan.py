@@ -71,7 +71,10 @@ class SweepPlan:
 
     def sweep_tags(self) -> dict[str, str]:
         s = self.settings
-        return {"sweep": s.name or "", "kind": "sweep", "task": s.task, "space": s.space, **self.trial_tags()}
+        from rnnbench.machine import machine_line
+
+        return {"sweep": s.name or "", "kind": "sweep", "task": s.task, "space": s.space, "machine": machine_line(),
+                **self.trial_tags()}  # fmt: skip
 
 
 def prepare(settings: SweepSettings) -> SweepPlan:

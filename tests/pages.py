@@ -1,0 +1,59 @@
+"""Checks of the pages rnnbench writes, shared by the tests: every HTML table row complete."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+
+class _Tables(HTMLParser):
+    """Each table's rows as their widths (cells, colspans counted), and each row's first cell's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[tuple[int, str]]] = []
+        self._depth = 0
+        self._row: list[int] | None = None
+        self._first = ""
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row, self._first = [], ""
+        elif tag in ("td", "th") and self._row is not None:
+            self._row.append(int(dict(attrs).get("colspan") or 1))
+            self._in_cell = len(self._row) == 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr" and self._row is not None:
+            self.tables[-1].append((sum(self._row), self._first))
+            self._row = None
+        elif tag in ("td", "th"):
+            self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self._first += data
+
+
+def incomplete_rows(page: str) -> list[str]:
+    """Rows whose width differs from their table's first row: '' when every table is complete."""
+    parser = _Tables()
+    parser.feed(page)
+    wrong = []
+    for k, rows in enumerate(parser.tables):
+        if not rows:
+            wrong.append(f"table {k} has no row")
+            continue
+        width = rows[0][0]
+        wrong += [
+            f"table {k}: row {first!r} has {n} cells, the header {width}" for n, first in rows if n != width
+        ]
+    return wrong
+
+
+def table_count(page: str) -> int:
+    parser = _Tables()
+    parser.feed(page)
+    return len(parser.tables)
