@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rnnbench.errors import (
     CellContractError,
     DuplicateNameError,
@@ -26,6 +28,15 @@ from rnnbench.plugin_manager import (
 from rnnbench.registry import CellSpec, SearchSpaceSpec, TaskSpec
 from rnnbench.version import __version__
 
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> Any:
+    """A model rnnbench logged (``models:/m-...``), rebuilt from its recipe (JSON) and weights (safetensors):
+    nothing is unpickled, so a shared store's files run no code (rnnbench.saved_model)."""
+    from rnnbench.saved_model import load_model as load
+
+    return load(model_uri, tracking_uri)
+
+
 __all__ = [
     "CellContractError",
     "CellSpec",
@@ -46,6 +57,7 @@ __all__ = [
     "get_search_space",
     "get_task",
     "hookimpl",
+    "load_model",
     "search_space_names",
     "task_names",
 ]

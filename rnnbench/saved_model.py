@@ -1,14 +1,18 @@
 """Trained models as MLflow PyTorch models that rebuild themselves through the cell registry.
 
-A logged model pickles to its *recipe* (cell, plugin and version, sizes, task and input encoding) and
-its weights, never to the cell's classes: ``mlflow.pytorch.load_model`` in a fresh process calls
-``rebuild``, which loads the plugins, finds the cell and loads the weights, or names the missing plugin.
+A logged model carries, beside MLflow's own files, its *recipe* (cell, plugin and version, sizes, task
+and input encoding) as JSON and its weights as safetensors (``extra_files/``): :func:`load_model` reads
+those two alone and rebuilds the model through the registry, so loading a model from a store someone
+else can write runs no code from it. MLflow's PyTorch flavour is still logged (the UI, serving,
+``mlflow.pytorch.load_model``): it pickles the model as recipe + weights, and unpickling runs whatever
+the file holds, so that path is for stores you trust.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +32,16 @@ MODEL_URI_TAG = "model_uri"  # the run tag holding ``models:/m-...``
 FINAL_CHECKPOINT = "model.pt"  # what a trial's final checkpoint holds: recipe, best weights, an example
 EXAMPLE_ROWS = 4
 PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+RECIPE_FILE = "recipe.json"  # in the logged model's extra_files/: what rebuilds it
+WEIGHTS_FILE = "weights.safetensors"  # the weights, in a format that cannot run code
 
 
 class MissingPluginError(RnnbenchError):
     """A saved model's cell is not registered in this Python (its plugin is not installed)."""
+
+
+class ModelLoadError(RnnbenchError):
+    """A logged model cannot be loaded safely: unknown URI, missing or malformed recipe or weights."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,9 @@ def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weig
         run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, params=run.data.params,
         tags={"cell": model_recipe["cell"], "task": model_recipe["task"]}, model_type="rnnbench",
     )  # fmt: skip
-    with _tracking_uri(tracking_uri), _quiet("mlflow.pytorch"):  # its pickle caution: we pickle a recipe
+    with (tempfile.TemporaryDirectory() as folder, _tracking_uri(tracking_uri),
+          _quiet("mlflow.pytorch")):  # its pickle caution: we pickle a recipe  # fmt: skip
+        safe = _safe_files(model_recipe, model, Path(folder))
         info = mlflow.pytorch.log_model(
             model,
             name=MODEL_NAME,
@@ -186,12 +198,25 @@ def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weig
             input_example=inputs,
             pip_requirements=requirements,  # inferring them would import-trace the model: many seconds
             metadata={"rnnbench": model_recipe},
+            extra_files=safe,  # what rnnbench.load_model reads: no pickle
             # Pickled as recipe + weights (SequenceModel.__reduce_ex__), so any cell a plugin registers
             # loads; torch.export (pt2) cannot trace a cell's own compiled kernel.
             serialization_format="pickle",
         )
     client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
     return info.model_uri
+
+
+def _safe_files(model_recipe: dict[str, Any], model: SequenceModel, folder: Path) -> list[str]:
+    """The recipe as JSON and the weights as safetensors, written into ``folder``."""
+    import json
+
+    from safetensors.torch import save_file
+
+    (folder / RECIPE_FILE).write_text(json.dumps(model_recipe, sort_keys=True))
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(folder / WEIGHTS_FILE))
+    return [str(folder / RECIPE_FILE), str(folder / WEIGHTS_FILE)]
 
 
 def log_trained(tracking_uri: str, run_id: str, config: TrainConfig, task: Task, splits: Any,
@@ -220,19 +245,54 @@ def score(model: SequenceModel, split: str = "test", cache_dir: str | None = Non
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> SequenceModel:
-    """``mlflow.pytorch.load_model`` for a model rnnbench logged (pickle allowed for this load only:
-    MLflow refuses pickled models unless told, and this one unpickles to its recipe and weights)."""
-    import mlflow.pytorch
+    """A model rnnbench logged (``models:/m-...``), rebuilt from its recipe (JSON) and weights (safetensors)
+    through the cell registry, on the CPU: nothing is unpickled, so a store's files run no code."""
+    import json
 
-    from rnnbench.tracking import resolve_tracking_uri
+    from rnnbench.tracking import open_client, resolve_tracking_uri
 
-    previous = os.environ.get(PICKLE_ENV)
-    os.environ[PICKLE_ENV] = "true"
+    uri = resolve_tracking_uri(tracking_uri)
+    if not model_uri.startswith("models:/m-"):
+        raise ModelLoadError(f"{model_uri!r} is not a logged model's URI (models:/m-..., a run's model_uri tag)")
+    client = open_client(uri)
     try:
-        with _tracking_uri(resolve_tracking_uri(tracking_uri)):
-            return mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    finally:
-        if previous is None:
-            os.environ.pop(PICKLE_ENV, None)
-        else:
-            os.environ[PICKLE_ENV] = previous
+        location = client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+    except Exception as exc:
+        raise ModelLoadError(f"no logged model {model_uri} in {uri} ({type(exc).__name__})") from None
+    with tempfile.TemporaryDirectory() as folder:
+        recipe_path, weights_path = (_download(location, name, folder, uri) for name in (RECIPE_FILE, WEIGHTS_FILE))
+        try:
+            model_recipe = json.loads(Path(recipe_path).read_text())
+            if not isinstance(model_recipe, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{model_uri}: extra_files/{RECIPE_FILE} is not a recipe ({exc})") from None
+        weights = _read_weights(weights_path, model_uri)
+    try:
+        return rebuild(model_recipe, weights)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelLoadError(f"{model_uri}: the recipe and weights do not make a model ({exc})") from None
+
+
+def _download(location: str, name: str, folder: str, tracking_uri: str) -> str:
+    import mlflow.artifacts
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/extra_files/{name}", dst_path=folder,
+                                                   tracking_uri=tracking_uri)  # fmt: skip
+    except Exception:
+        raise ModelLoadError(
+            f"the logged model at {location} has no extra_files/{name}: it was logged before rnnbench kept "
+            "pickle-free weights; mlflow.pytorch.load_model loads it, but unpickles (only for stores you trust)"
+        ) from None
+
+
+def _read_weights(path: str, model_uri: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{model_uri}: extra_files/{WEIGHTS_FILE} is not a safetensors file ({exc})") from None

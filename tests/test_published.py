@@ -51,7 +51,9 @@ def test_a_committed_page_is_rebuilt_from_its_committed_data(page, tmp_path, mon
     assert rebuilt.keys() == committed.keys()
     for name, path in committed.items():
         if name.endswith(".png"):
-            assert path.read_bytes() == rebuilt[name].read_bytes(), f"{page}/{name} is not what its data draws"
+            assert path.read_bytes() == rebuilt[name].read_bytes(), (
+                f"{page}/{name} is not what its data draws"
+            )
         else:
             assert _without_generation_line(path.read_text()) == _without_generation_line(
                 rebuilt[name].read_text()

@@ -19,14 +19,13 @@ from tests.conftest import TEST_PLUGINS
 
 TINY = {"length": 12, "train_size": 128, "validation_size": 64, "test_size": 128}
 
-# What a user types in a new Python: MLflow's own loader, then the accuracy on the test split.
+# What a user types in a new Python: the documented loader (no pickle), then the accuracy on the test split.
 LOAD = """
 import json, os, sys
-import mlflow.pytorch
+import rnnbench
 from rnnbench.saved_model import score
-os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
 try:
-    model = mlflow.pytorch.load_model(sys.argv[1])
+    model = rnnbench.load_model(sys.argv[1])
 except Exception as exc:
     print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
 else:
@@ -90,3 +89,65 @@ def test_a_model_whose_plugin_is_missing_names_the_plugin(tmp_path):
     assert str(TEST_PLUGINS / "mgu.py") in loaded["error"] and "lstm" in loaded["error"], (
         "names the cells here"
     )
+
+
+# MLflow's own loader still works, for stores one trusts (it unpickles).
+MLFLOW_LOAD = """
+import json, os, sys
+import mlflow.pytorch
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+model = mlflow.pytorch.load_model(sys.argv[1])
+print(json.dumps({"cell": model.recipe["cell"]}))
+"""
+
+
+class _Payload:
+    """A pickle that creates a folder when loaded: proof that something ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_replaced_file_in_a_logged_model_runs_nothing_through_the_documented_loader(tmp_path):
+    """Each file of the logged model in turn replaced by a pickle that would create a folder when loaded:
+    rnnbench.load_model never unpickles, so nothing runs; the recipe and the weights replaced are clear
+    errors naming the file, any other file is not read at all."""
+    import pickle
+
+    import rnnbench
+    from rnnbench.saved_model import RECIPE_FILE, WEIGHTS_FILE, ModelLoadError
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracked = run_tracked(_config(tmp_path, "gru"), uri)
+    client = MlflowClient(uri)
+    model_uri = client.get_run(tracked.run_id).data.tags["model_uri"]
+    root = Path(
+        client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location.removeprefix("file://")
+    )
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert {f"extra_files/{RECIPE_FILE}", f"extra_files/{WEIGHTS_FILE}", "data/model.pth"} <= {
+        p.relative_to(root).as_posix() for p in files
+    }
+    reference = rnnbench.load_model(model_uri, uri)
+    for k, path in enumerate(files):
+        marker = tmp_path / f"ran-{k}"
+        original = path.read_bytes()
+        path.write_bytes(pickle.dumps(_Payload(marker)))
+        try:
+            if path.name in (RECIPE_FILE, WEIGHTS_FILE):
+                with pytest.raises(ModelLoadError, match=f"extra_files/{path.name}"):
+                    rnnbench.load_model(model_uri, uri)
+            else:
+                loaded = rnnbench.load_model(model_uri, uri)
+                assert loaded.recipe == reference.recipe
+        finally:
+            path.write_bytes(original)
+        assert not marker.exists(), f"replacing {path.relative_to(root)} ran code"
+    done = subprocess.run([sys.executable, "-c", MLFLOW_LOAD, model_uri], env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0 and json.loads(done.stdout.strip().splitlines()[-1]) == {"cell": "gru"}
+    with pytest.raises(ModelLoadError, match="is not a logged model's URI"):
+        rnnbench.load_model("runs:/abc/model", uri)
