@@ -709,10 +709,7 @@ def ui_command(
     from rnnbench.ui_server import open_views, serve
 
     urls = open_views(tracking_uri, experiment, sweep, metric, f"http://{host}:{port}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(
-            f"[yellow]Warning:[/] binding {escape(host)} lets anyone who can reach this machine read every run.",
-        )
+    _warn_exposed(host, "read every run")
     serve(urls, host, port, workers, lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
@@ -725,13 +722,27 @@ def dashboard_command(
     host: Annotated[
         str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine.")
     ] = "127.0.0.1",
+    allow_writes: Annotated[
+        bool, typer.Option("--allow-writes", help="Let the dashboard change the study (notes, deletions).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Print the server's access log.")] = False,
 ) -> None:
-    """optuna-dashboard on a sweep's Optuna journal (one study per cell), live while the sweep runs."""
+    """optuna-dashboard on a sweep's Optuna journal (one study per cell), read-only, live while the sweep runs."""
     from rnnbench.dashboard import serve_dashboard
     from rnnbench.sweep.settings import DEFAULT_SWEEPS_DIR
 
+    _warn_exposed(host, "read the sweep's trials" + (" and change them" if allow_writes else ""))
     serve_dashboard(name, sweeps_dir or DEFAULT_SWEEPS_DIR, host, port,
-                    lambda line: err_console.print(line, highlight=False, soft_wrap=True))  # fmt: skip
+                    lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+                    allow_writes=allow_writes, verbose=verbose)  # fmt: skip
+
+
+def _warn_exposed(host: str, what: str) -> None:
+    """A server bound beyond loopback has no authentication: say so."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]Warning:[/] binding {escape(host)} lets anyone who can reach this machine {what}."
+        )
 
 
 def main() -> None:

@@ -1,36 +1,80 @@
-"""``rnnbench dashboard NAME``: optuna-dashboard on a sweep's Optuna journal, one study per cell."""
+"""``rnnbench dashboard NAME``: optuna-dashboard on a sweep's Optuna journal, one study per cell, read-only.
+
+The journal is the state ``--resume`` relies on, and optuna-dashboard's API can delete a study or a trial's
+notes: unless ``--allow-writes``, every request that is not a read (GET, HEAD) is answered 405 before it
+reaches optuna-dashboard. The server's access log is off unless ``--verbose``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.sweep.state import JOURNAL_FILE, load_state, sweep_folder
+from rnnbench.sweep.state import JOURNAL_FILE, check_journal, load_state, sweep_folder
 
 INSTALL = "pip install 'rnnbench[dashboard]'"
+READS = ("GET", "HEAD")
 
 
 class DashboardError(RnnbenchError):
     """optuna-dashboard is not installed, or the sweep has no journal."""
 
 
-def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Callable[[str], None]) -> None:
-    """Serve optuna-dashboard on the sweep's journal until Ctrl-C."""
-    state = load_state(name, sweeps_dir)  # names the sweeps there are when ``name`` is not one
+def read_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app that answers 405 to every method but GET and HEAD, and passes those to ``app``."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() in READS:
+            return app(environ, start_response)
+        body = b"rnnbench dashboard is read-only (start it with --allow-writes to change the study)\n"
+        start_response("405 Method Not Allowed", [("Allow", ", ".join(READS)), ("Content-Type", "text/plain"),
+                                                  ("Content-Length", str(len(body)))])  # fmt: skip
+        return [body]
+
+    return guarded
+
+
+def dashboard_app(
+    name: str, sweeps_dir: str, allow_writes: bool = False
+) -> tuple[Callable[..., Any], list[str]]:
+    """The WSGI app over the sweep's journal (read-only unless ``allow_writes``) and the studies it shows."""
+    state = load_state(name, sweeps_dir)  # names the sweeps there are, or the broken state file
     journal = sweep_folder(sweeps_dir, name) / JOURNAL_FILE
     if not journal.is_file():
         raise DashboardError(f"sweep {name!r} has no Optuna journal yet ({journal}): no trial has started")
+    check_journal(journal, name)  # a torn or damaged journal: one line naming it, never a traceback
     try:
         import optuna_dashboard
     except ImportError:
         raise DashboardError(f"optuna-dashboard is not installed: {INSTALL}") from None
     from rnnbench.sweep.search import journal_storage
 
+    app = optuna_dashboard.wsgi(journal_storage(str(journal.resolve())))
     cells = state.get("settings", {}).get("cells", [])
-    say(f"optuna-dashboard for sweep {name} ({', '.join(f'{name}:{c}' for c in cells)}) on "
-        f"http://{host}:{port}/dashboard (Ctrl-C to stop)")  # fmt: skip
+    return (app if allow_writes else read_only(app)), [f"{name}:{c}" for c in cells]
+
+
+def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Callable[[str], None], *,
+                    allow_writes: bool = False, verbose: bool = False) -> None:  # fmt: skip
+    """Serve optuna-dashboard on the sweep's journal until Ctrl-C."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    app, studies = dashboard_app(name, sweeps_dir, allow_writes)
+
+    class Handler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # the access log: one line per request
+            if verbose:
+                super().log_message(format, *args)
+
+    server = make_server(host, port, app, handler_class=Handler)
+    mode = "read and write" if allow_writes else "read-only"
+    say(f"optuna-dashboard for sweep {name} ({', '.join(studies)}), {mode}, on http://{host}:{port}/dashboard "
+        "(Ctrl-C to stop)")  # fmt: skip
     say("Its hyperparameter importances are PED-ANOVA over the study's trials; the leaderboard's are fANOVA.")
     try:
-        optuna_dashboard.run_server(journal_storage(str(journal.resolve())), host=host, port=port)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.server_close()

@@ -270,11 +270,11 @@ def _open(tracking_uri: str | None, experiment: str) -> Any:
     """The store's runs (rnnbench.records.MlflowRuns); NothingToRank when there is none."""
     from rnnbench.records import MlflowRuns
     from rnnbench.tracking import (
-        TrackingError,
         check_tracking_uri,
         open_client,
         resolve_tracking_uri,
         sqlite_file,
+        store_error,
     )
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -285,7 +285,7 @@ def _open(tracking_uri: str | None, experiment: str) -> Any:
         client = open_client(uri)
         found = client.get_experiment_by_name(experiment)
     except Exception as exc:
-        raise TrackingError(f"tracking URI {uri}: {type(exc).__name__}: {exc}") from exc
+        raise store_error(uri, exc) from None
     if found is None:
         raise NothingToRank(f"the store {uri} has no experiment {experiment!r} yet; run a sweep first")
     return MlflowRuns(client, found.experiment_id, uri)

@@ -253,14 +253,18 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> SequenceModel
 
     uri = resolve_tracking_uri(tracking_uri)
     if not model_uri.startswith("models:/m-"):
-        raise ModelLoadError(f"{model_uri!r} is not a logged model's URI (models:/m-..., a run's model_uri tag)")
+        raise ModelLoadError(
+            f"{model_uri!r} is not a logged model's URI (models:/m-..., a run's model_uri tag)"
+        )
     client = open_client(uri)
     try:
         location = client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
     except Exception as exc:
         raise ModelLoadError(f"no logged model {model_uri} in {uri} ({type(exc).__name__})") from None
     with tempfile.TemporaryDirectory() as folder:
-        recipe_path, weights_path = (_download(location, name, folder, uri) for name in (RECIPE_FILE, WEIGHTS_FILE))
+        recipe_path, weights_path = (
+            _download(location, name, folder, uri) for name in (RECIPE_FILE, WEIGHTS_FILE)
+        )
         try:
             model_recipe = json.loads(Path(recipe_path).read_text())
             if not isinstance(model_recipe, dict):
@@ -295,4 +299,6 @@ def _read_weights(path: str, model_uri: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{model_uri}: extra_files/{WEIGHTS_FILE} is not a safetensors file ({exc})") from None
+        raise ModelLoadError(
+            f"{model_uri}: extra_files/{WEIGHTS_FILE} is not a safetensors file ({exc})"
+        ) from None

@@ -59,6 +59,11 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
+def store_error(uri: str, exc: BaseException) -> TrackingError:
+    """One line naming the store and the cause (a garbled sqlite file gives a page of SQLAlchemy text)."""
+    return TrackingError(f"tracking URI {uri}: the store cannot be read ({root_cause(exc)[:300]})")
+
+
 def check_tracking_uri(uri: str, write: bool = True) -> None:
     """Fail early, naming the URI, when the store cannot be written (or, ``write=False``, read) or reached."""
     parsed = urlparse(uri)

@@ -33,13 +33,16 @@ def open_views(tracking_uri: str | None, experiment: str, sweep: str | None, met
     """Write the runs-table view of ``sweep`` (default: the latest sweep) and return the URLs to print."""
     from rnnbench.leaderboard import LeaderboardError
     from rnnbench.run_search import search
-    from rnnbench.tracking import check_tracking_uri, open_client, resolve_tracking_uri
+    from rnnbench.tracking import check_tracking_uri, open_client, resolve_tracking_uri, store_error
     from rnnbench.ui_views import mark_model_training, runs_url, save_runs_view
 
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_uri(uri)
-    client = open_client(uri)
-    found = client.get_experiment_by_name(experiment)
+    try:
+        client = open_client(uri)
+        found = client.get_experiment_by_name(experiment)
+    except Exception as exc:  # a garbled or foreign file: one line naming it, not SQLAlchemy's pages
+        raise store_error(uri, exc) from None
     if found is None:
         if sweep is not None:
             raise LeaderboardError(f"no MLflow experiment {experiment!r} in {uri}, so no sweep {sweep!r}")

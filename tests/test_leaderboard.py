@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -293,10 +294,20 @@ def test_dashboard_serves_one_study_per_cell_with_the_trials_states(store, tmp_p
             runs = build(store, sweep="board", with_importance=False).for_task("adding")
             counts = next(e.counts for e in runs if e.cell == cell)
             assert states == sorted(expected[s] for s, n in counts.items() for _ in range(n)), (cell, states)
+        # Read-only by default: optuna-dashboard's DELETE never reaches the journal --resume relies on.
+        delete = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/studies/{names['board:lstm']}", method="DELETE"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(delete, timeout=10)
+        assert refused.value.code == 405
+        again = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10).read())
+        assert {s["study_name"] for s in again["study_summaries"]} == {"board:lstm", "board:rnn"}
     finally:
         os.killpg(process.pid, 2)
         said = process.communicate(timeout=30)[0]
-    assert f"http://127.0.0.1:{port}/dashboard" in said and "PED-ANOVA" in said
+    assert f"http://127.0.0.1:{port}/dashboard" in said and "PED-ANOVA" in said and "read-only" in said
+    assert "GET /api" not in said and "DELETE" not in said, "no access log unless --verbose"
 
 
 def test_dashboard_errors_name_the_sweep_or_the_missing_extra(store, tmp_path, monkeypatch):
@@ -312,9 +323,46 @@ def test_dashboard_errors_name_the_sweep_or_the_missing_extra(store, tmp_path, m
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
+    broken = tmp_path / "sweeps" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "sweep.json").write_bytes(b'{"name": "broken", "sett')
+    result = CliRunner().invoke(app, ["dashboard", "broken", "--sweeps-dir", str(tmp_path / "sweeps")])
+    assert result.exit_code == 2 and "sweep.json is not a sweep's state" in " ".join(result.output.split())
+    (broken / "sweep.json").write_text(json.dumps({"name": "broken", "settings": {"cells": ["lstm"]}}))
+    (broken / "optuna.journal").write_bytes(b'{"op_code": 0, "worker_id": "w"}\n{"op_code": 1, "stu')
+    result = CliRunner().invoke(app, ["dashboard", "broken", "--sweeps-dir", str(tmp_path / "sweeps")])
+    assert result.exit_code == 2 and "its last line was cut by a crash" in " ".join(result.output.split())
+    warned = CliRunner().invoke(app, ["dashboard", "nosuch", "--sweeps-dir", sweeps, "--host", "0.0.0.0"])
+    assert "Warning: binding 0.0.0.0 lets anyone who can reach this machine" in " ".join(
+        warned.output.split()
+    )
     monkeypatch.setattr(builtins, "__import__", without_dashboard)
     result = CliRunner().invoke(app, ["dashboard", "board", "--sweeps-dir", sweeps])
     assert result.exit_code == 2 and "pip install 'rnnbench[dashboard]'" in result.output
+
+
+def test_the_dashboard_refuses_writes_unless_allowed(store):
+    """The read-only guard answers every write method 405 itself; --allow-writes hands them to optuna-dashboard."""
+    from wsgiref.util import setup_testing_defaults
+
+    from rnnbench.dashboard import dashboard_app
+
+    sweeps = str(Path(store.removeprefix("sqlite:///")).parent / "sweeps")
+
+    def call(wsgi, method: str) -> str:
+        environ: dict = {"REQUEST_METHOD": method, "PATH_INFO": "/api/studies/987654"}
+        setup_testing_defaults(environ)
+        status = []
+        b"".join(wsgi(environ, lambda s, headers, exc_info=None: status.append(s)))
+        return status[0]
+
+    guarded, studies = dashboard_app("board", sweeps)
+    assert studies == ["board:lstm", "board:rnn"]
+    for method in ("DELETE", "POST", "PUT", "PATCH"):
+        assert call(guarded, method).startswith("405")
+    assert call(guarded, "GET").startswith("404"), "reads reach optuna-dashboard (no study 987654)"
+    writable, _ = dashboard_app("board", sweeps, allow_writes=True)
+    assert not call(writable, "DELETE").startswith("405"), "with --allow-writes optuna-dashboard answers"
 
 
 def _chromium_flags(tmp_path: Path) -> list[str]:

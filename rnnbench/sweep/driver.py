@@ -25,8 +25,10 @@ from rnnbench.sweep.state import (
     STATE_FILE,
     SweepError,
     SweepInterrupted,
+    SweepLock,
     SweepStopped,
     load_state,
+    repair_journal,
     resume_command,
     sweep_folder,
     write_state,
@@ -61,19 +63,31 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
 
     folder = _claim_folder(settings, resume)
     plan = prepare(settings)
-    state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
-    sweep = _Sweep(plan, RunRecorder(settings.tracking_uri, settings.experiment), folder, resume)
-    started_ray = connect(settings)
+    lock = SweepLock(folder, settings.name or "")
+    lock.acquire()  # one driver per sweep: a second one stops here, naming the first's pid
     try:
-        sweep.start(state.get("parent_run_id"), listener)
-        for cell in settings.cells:
-            sweep.run_cell(cell)
-        return sweep.finish()
-    except KeyboardInterrupt:
-        sweep.mark_interrupted()
-        raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
+        _claim_folder(settings, resume)  # again, under the lock: two new sweeps of one name, started together
+        state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
+        if resume:
+            backup = repair_journal(folder / JOURNAL_FILE)
+            if backup is not None:
+                logging.getLogger("rnnbench").warning(
+                    "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as "
+                    "%s) and the trial it recorded runs again", folder / JOURNAL_FILE, backup.name)  # fmt: skip
+        sweep = _Sweep(plan, RunRecorder(settings.tracking_uri, settings.experiment), folder, resume)
+        started_ray = connect(settings)
+        try:
+            sweep.start(state.get("parent_run_id"), listener)
+            for cell in settings.cells:
+                sweep.run_cell(cell)
+            return sweep.finish()
+        except KeyboardInterrupt:
+            sweep.mark_interrupted()
+            raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
+        finally:
+            disconnect(started_ray)
     finally:
-        disconnect(started_ray)
+        lock.release()
 
 
 def _claim_folder(settings: SweepSettings, resume: bool) -> Path:

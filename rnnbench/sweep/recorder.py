@@ -181,15 +181,16 @@ class TrialRecorder(tune.Callback):
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def _delete_stale_runs(self, number: int | None) -> None:
-        """Runs of this trial left by a killed or interrupted driver (only a resumed sweep has them):
-        the trial reruns, so they go."""
-        if not self.record.resuming:
+        """Runs of this trial left by a killed or interrupted driver (only a resumed sweep has them): the
+        trial reruns, so they go, finished ones too (a driver killed between writing a trial's record and
+        telling Optuna, or a journal whose last line a crash cut, leaves a finished run Optuna never heard
+        of: keeping it would count the trial twice)."""
+        if not self.record.resuming or number is None:  # None would match every trial of the cell
             return
-        for status in ("RUNNING", "KILLED"):
-            found = trial_runs(self.client, self.record.experiment_id, sweep=self.record.sweep,
-                               cell=self.cell, number=number, status=status)  # fmt: skip
-            for stale in found:
-                self.client.delete_run(stale.info.run_id)
+        found = trial_runs(self.client, self.record.experiment_id, sweep=self.record.sweep, cell=self.cell,
+                           number=number)  # fmt: skip
+        for stale in found:
+            self.client.delete_run(stale.info.run_id)
 
     def _not_running(self) -> None:
         progress = self.progress.cells[self.cell]
