@@ -471,6 +471,7 @@ def leaderboard_command(
     margin: o.Margin = MARGIN,
     data: o.FromData = None,
     with_aggregate: o.AggregateFlag = False,
+    force: o.Force = False,
 ) -> None:
     """Rank the cells of each set-up on seeds, three-way verdicts against the leader; chance-level groups unranked."""
     from rnnbench.leaderboard import NothingToRank, build
@@ -480,6 +481,10 @@ def leaderboard_command(
         raise typer.BadParameter(
             f"{output_format!r}; valid formats: {', '.join(FORMATS)}", param_hint="--format"
         )
+    if publish is not None:
+        from rnnbench.leaderboard_report import check_target
+
+        check_target(publish, force, "--publish")
     runs = _exported(data)
     try:
         board = build(tracking_uri, task=task, sweep=sweep, metric=metric, experiment=experiment, setup=setup,
@@ -509,8 +514,12 @@ def leaderboard_command(
                  "--tracking-uri": tracking_uri, "--experiment": None if experiment == "rnnbench" else experiment,
                  "--from": " --from ".join(str(d) for d in data) if data else None,
                  "--publish": str(publish)}  # fmt: skip
+        from rnnbench.leaderboard_report import published_count
+
         written = publish_page(board, publish, _page_header(board, given, note))
-        err_console.print(f"Published {len(written)} files into {publish}/", highlight=False)
+        err_console.print(
+            f"Published {published_count(publish, written)} files into {publish}/", highlight=False
+        )
 
 
 def _exported(data: list[Path] | None) -> Any:
@@ -622,15 +631,18 @@ def odyssey_report_command(
     note: o.Note = None,
     margin: o.Margin = MARGIN,
     data: o.FromData = None,
+    force: o.Force = False,
 ) -> None:
     """Greff et al.'s analysis of LSTM-variant sweeps: best 10 % (Welch) and paired (Wilcoxon), three-way."""
     import shlex
 
+    from rnnbench.leaderboard_report import check_target, published_count
     from rnnbench.study import StudyError, analyse, findings, gather
     from rnnbench.study_report import publish
 
     if not (0 < margin < 1):
         raise StudyError(f"--margin must lie between 0 and 1, got {margin}")
+    check_target(out, force, "--out")
     runs = _exported(data) or _study_runs(tracking_uri, experiment)
     studies = []
     for sweep in sweeps:
@@ -645,7 +657,7 @@ def odyssey_report_command(
         command += "".join(f" --from {shlex.quote(str(d))}" for d in data)
     header = [_generated(command), f"MLflow store {runs.uri}.", *([note] if note else [])]
     written = publish(studies, findings(studies), out, header)
-    err_console.print(f"Published {len(written)} files into {out}/", highlight=False)
+    err_console.print(f"Published {published_count(out, written)} files into {out}/", highlight=False)
 
 
 def _study_runs(tracking_uri: str | None, experiment: str) -> Any:

@@ -169,3 +169,9 @@ ExportOut = Annotated[Path, typer.Option("--out", help="The parquet file to writ
 ExportSweeps = Annotated[
     list[str] | None, typer.Option("--sweep", help="Export this sweep (repeatable; default: every sweep).")
 ]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Publish into a folder whose README.md or index.html rnnbench did not write."
+    ),
+]

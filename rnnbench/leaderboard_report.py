@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from rnnbench.errors import RnnbenchError
 from rnnbench.leaderboard import CURVES_PER_CELL, Aggregate, Entry, Group, Leaderboard, aggregate
 from rnnbench.reports import STATUSES
+from rnnbench.setups import short
 from rnnbench.stats import Summary, Verdict
 
 # The re-training on seeds (what ranks rest on), then the search (the selected trial was chosen for being
@@ -32,6 +36,8 @@ NARROW = ("plugin", "params", "selected trial: LRD horizon", "median s per trial
           "paired vs leader", "importance")  # left out of the terminal table  # fmt: skip
 MODEL_COLUMN = COLUMNS.index("model")
 BUDGETS = (1, 5, 10)  # the budget table's columns, and N
+MARKER = "<!-- Written by rnnbench: `rnnbench leaderboard --publish` and `rnnbench odyssey-report` rewrite this file. -->"
+HTML_MARKER = '<meta name="generator" content="rnnbench">'
 UI_URL = "http://127.0.0.1:5000"  # where `rnnbench ui` serves the store
 
 
@@ -103,7 +109,7 @@ def row(entry: Entry, group: Group) -> list[str]:
     return [
         entry.rank_label,
         entry.cell,
-        entry.plugin,
+        short(entry.plugin),  # a one-file plugin by its file name: a page names no path of the machine
         str(entry.seeds) if entry.seeds else "0 (search run)",
         f"{entry.mean:.3f} ± {entry.std:.3f}" if entry.mean is not None else "no completed trial",
         # Both ranked metrics lie in [0, 1]: the interval is shown within it.
@@ -329,7 +335,7 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
     e = html.escape
     parts = [
         "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>rnnbench leaderboard</title>',
+        f'<html lang="en"><head><meta charset="utf-8">{HTML_MARKER}<title>rnnbench leaderboard</title>',
         "<style>body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(2),"
         "td:nth-child(3),td:nth-child(8),td:nth-child(14),td:nth-child(18),td:nth-child(19){text-align:left}"
@@ -398,9 +404,14 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
 
 
 def safe_name(text: str) -> str:
-    """A file name from a set-up id or label: no separator, no '..', no leading dot, bounded."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text).lstrip(".")
-    return (cleaned.replace("..", "_") or "unnamed")[:80]
+    """The one way a set-up id, label or sweep name becomes a file name: no separator, no '..', no leading
+    dot, at most 80 characters, and unique (a name that had to change ends in a hash of the original)."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)
+    cleaned = cleaned.replace("..", "_").lstrip(".") or "unnamed"
+    if cleaned == text and len(text) <= 80:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{cleaned[:71]}-{digest}"
 
 
 def _seed_curve(runs: Any, entry: Entry) -> tuple[str, list[dict[str, float]]]:
@@ -561,6 +572,34 @@ def save_figure(figure: Any, path: Path) -> Path:
     return path
 
 
+class PublishError(RnnbenchError):
+    """A page cannot be published there: the target is a file, or holds a page rnnbench did not write."""
+
+
+def check_target(folder: Path, force: bool, flag: str) -> None:
+    """Refuse, before any work, a target that is a file, or a folder whose README.md or index.html rnnbench did
+    not write (no marker, no generation line), unless ``force``."""
+    if folder.exists() and not folder.is_dir():
+        raise PublishError(
+            f"{flag} {folder}: is a file; give a folder for README.md, index.html and the plots"
+        )
+    if force:
+        return
+    for name, mark in (("README.md", MARKER), ("index.html", HTML_MARKER)):
+        path = folder / name
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            if mark not in text and not re.search(r"Generated [^\n]* by rnnbench ", text):
+                raise PublishError(f"{flag} {folder}: {name} there was not written by rnnbench; publishing would "
+                                   "overwrite it (choose another folder, or --force)")  # fmt: skip
+
+
+def published_count(folder: Path, written: list[Path]) -> int:
+    """How many of ``written`` are files in ``folder`` (what "Published N files" may claim)."""
+    inside = folder.resolve()
+    return len({p.resolve() for p in written if p.resolve().parent == inside and p.is_file()})
+
+
 def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
     """Draw the board's plots and attach them to ``run_id`` (artifact folder leaderboard/), with the
     rankings as MLflow tables (one per set-up) and the page as HTML: the leaderboard in MLflow's UI."""
@@ -592,7 +631,8 @@ def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[P
     relative = {setup: [p.name for p in paths] for setup, paths in images.items()}
     header_md = "\n\n".join(md_escape(line) for line in header_lines)
     (folder / "README.md").write_text(
-        f"# rnnbench reference leaderboard\n\n{header_md}\n\n{markdown(board, relative, with_aggregate=True)}"
+        f"{MARKER}\n\n# rnnbench reference leaderboard\n\n{header_md}\n\n"
+        f"{markdown(board, relative, with_aggregate=True)}"
     )
     header_html = "".join(f"<p>{html.escape(line)}</p>" for line in header_lines)
     (folder / "index.html").write_text(to_html(board, images, header_html, with_aggregate=True))

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 # Names travel through CLI lists ("lstm,gru"), MLflow params and file names: keep them plain.
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # matched in full (fullmatch)
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class Registry(Generic[S]):
 
     def _validate(self, name: Any, function: Any, description: Any, reference: Any) -> S:
         who = f"plugin {self._labels[self._plugin]}"
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             raise InvalidRegistrationError(
                 f"{who} registered {self.kind} name {name!r}: a name must match "
                 f"{NAME_PATTERN.pattern} (lowercase letter first, then letters, digits, _ or -)"

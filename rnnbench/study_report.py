@@ -10,7 +10,7 @@ import html
 import json
 from pathlib import Path
 
-from rnnbench.leaderboard_report import md_escape, safe_name, verdict_text
+from rnnbench.leaderboard_report import HTML_MARKER, md_escape, safe_name, verdict_text
 from rnnbench.stats import ALPHA, Verdict
 from rnnbench.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
 from rnnbench.text import without_paths
@@ -145,7 +145,7 @@ def to_html(
     e = html.escape
     parts = [
         "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>rnnbench: the LSTM Odyssey</title>',
+        f'<html lang="en"><head><meta charset="utf-8">{HTML_MARKER}<title>rnnbench: the LSTM Odyssey</title>',
         "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:720px;margin:0.5em}</style>",
         "</head><body><h1>Greff et al.'s LSTM Odyssey, rerun with rnnbench</h1>",

@@ -718,3 +718,116 @@ def test_any_small_csv_trains_or_is_a_clear_error(tmp_path_factory, rows, header
         client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert all(r.info.status != "RUNNING" for r in runs)
+
+
+# Reliability round 3 ------------------------------------------------------------------------------------
+
+
+def _agree(tmp_path: Path, name: str, cells: list[str]) -> dict[str, int]:
+    """MLflow and Optuna hold the same trials, number for number, each finished once; the counts per cell."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    found = {}
+    for cell in cells:
+        runs = by_trial(trial_runs(uri, name, cell))
+        trials = {t.number: t for t in optuna_trials(tmp_path / "rnnbench-sweeps" / name, f"{name}:{cell}")}
+        assert sorted(runs) == sorted(trials), f"{cell}: MLflow {sorted(runs)}, Optuna {sorted(trials)}"
+        assert all(t.state in FINISHED for t in trials.values()), f"{cell}: a trial Optuna holds unfinished"
+        assert all(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
+        found[cell] = len(runs)
+    return found
+
+
+def test_two_drivers_on_one_sweep_one_runs_the_other_is_refused(tmp_path):
+    """Two `--name Y` started together, then two `--resume Y --trials 3` together: one driver runs, the other is
+    a one-line exit 2 naming the first's pid (or, where the first had finished, finds nothing to do); MLflow
+    and Optuna agree trial for trial after each round."""
+    args = ["sweep", "--cells", "rnn", "--epochs", "1", "--length", "12", "-o", "train_size=64", "-o",
+            "validation_size=32", "-o", "test_size=32", "--json"]  # fmt: skip
+    for round_args, trials in (
+        (["--trials", "2", "--name", "y"], 2),
+        (["--resume", "y", "--trials", "3"], 3),
+    ):
+        first, second = cli(tmp_path, *args, *round_args), cli(tmp_path, *args, *round_args)
+        results = [(p.wait(timeout=600), p.communicate()[1]) for p in (first, second)]
+        codes = sorted(code for code, _ in results)
+        refused = [err for code, err in results if code == 2]
+        assert codes in ([0, 0], [0, 2]), results
+        for err in refused:
+            said = " ".join(err.split())
+            assert "is being run by another driver (pid " in said or "exists; continue it with" in said, said
+            assert "Traceback" not in err
+        assert _agree(tmp_path, "y", ["rnn"]) == {"rnn": trials}
+
+
+def test_a_journal_cut_by_a_crash_is_repaired_on_resume_without_a_second_run(tmp_path, ray_session):
+    """The last 40 bytes of the journal cut off (a crash mid-append): --resume keeps the whole file as a
+    backup, cuts the torn line, reruns the trial it recorded and replaces that trial's MLflow run."""
+    settings = sweep_settings(
+        tmp_path, "torn", ["rnn"], trials=3, epochs=1, sweeps_dir=str(tmp_path / "rnnbench-sweeps")
+    )
+    run_sweep(settings)
+    journal = tmp_path / "rnnbench-sweeps" / "torn" / "optuna.journal"
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-40])
+    run_sweep(SweepSettings(**settings.as_dict()), resume=True)
+    assert [p.name.startswith("optuna.journal.torn-") for p in journal.parent.iterdir()].count(True) == 1
+    assert _agree(tmp_path, "torn", ["rnn"]) == {"rnn": 3}
+    journal.write_bytes(journal.read_bytes().replace(b"\n", b"\nnot json\n", 1))
+    with pytest.raises(RnnbenchError, match=r"optuna.journal: line 2 of \d+ is not a journal entry"):
+        run_sweep(SweepSettings(**settings.as_dict()), resume=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    content=st.binary(max_size=300), cut=st.integers(min_value=0, max_value=400), tail=st.binary(max_size=60)
+)
+def test_any_bytes_in_the_state_files_give_state_or_a_clear_error(tmp_path, content, cut, tail):
+    """Random bytes as sweep.json, a journal cut anywhere and given random bytes, random bytes over a store's
+    header: each is loaded, repaired or refused with an error naming the file, never a traceback."""
+    import optuna
+
+    from rnnbench.sweep.search import journal_storage
+    from rnnbench.sweep.state import SweepError, load_state, repair_journal
+    from rnnbench.tracking import TrackingError, check_tracking_uri, open_client, store_error
+
+    folder = tmp_path / "fz" / "s"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sweep.json").write_bytes(content)
+    try:
+        state = load_state("s", str(tmp_path / "fz"))
+        assert isinstance(state, dict) and isinstance(state["settings"], dict)
+    except SweepError as exc:
+        assert "sweep.json" in str(exc)
+    journal = folder / "optuna.journal"
+    journal.unlink(missing_ok=True)
+    storage = journal_storage(str(journal))
+    study = optuna.create_study(storage=storage, study_name="s:rnn")
+    study.enqueue_trial({"x": 1.0})
+    for _ in range(2):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 2)
+        study.tell(trial, 0.5)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole[: min(cut, len(whole))] + tail)
+    try:
+        repair_journal(journal)
+    except SweepError as exc:
+        assert "optuna.journal" in str(exc)
+    else:  # repaired or whole: Optuna reads every line of it
+        journal_storage(str(journal)).get_all_studies()
+    store = tmp_path / "fz" / "mlflow.db"
+    if not store.exists():
+        open_client(f"sqlite:///{store}").search_experiments()
+    raw = bytearray(store.read_bytes())
+    raw[: len(tail)] = tail
+    broken = tmp_path / "fz" / "broken.db"
+    broken.write_bytes(bytes(raw))
+    uri = f"sqlite:///{broken}"
+    try:
+        check_tracking_uri(uri, write=False)
+        open_client(uri).search_experiments()
+    except TrackingError:
+        pass
+    except Exception as exc:  # what the commands turn into one line
+        message = str(store_error(uri, exc))
+        assert "broken.db" in message and "\n" not in message

@@ -342,3 +342,21 @@ def test_a_paired_sweep_gives_every_cell_the_same_configurations(tmp_path, ray_s
                                                             key=lambda r: int(r.data.tags["optuna_trial"]))]
               for cell in ("rnn", "gru")}  # fmt: skip
     assert widths["rnn"] == widths["gru"] and len(widths["rnn"]) == 5, "a grown paired sweep stays paired"
+
+
+def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tmp_path):
+    """`-o path=data.csv` (the README's form) trains in every Ray worker, whose working folder is Ray's; the
+    set-up still names the file as typed, not this machine's absolute path."""
+    lines = ["sequence,label"] + [
+        f'"{" ".join(str((k * j) % 7 / 7) for j in range(6))}",{k % 2}' for k in range(80)
+    ]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    process = cli(tmp_path, "sweep", "--task", "hf", "-o", "path=data.csv", "--cells", "rnn", "--trials", "2",
+                  "--epochs", "1", "--name", "rel", "--json")  # fmt: skip
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "rel", "rnn")
+    assert [r.data.tags["status"] for r in runs] == ["completed", "completed"], [
+        r.data.tags.get("error") for r in runs
+    ]
+    assert {r.data.params["task.path"] for r in runs} == {"data.csv"}

@@ -52,6 +52,7 @@ def test_check_values_errors(values, message):
         ({"gpus_per_trial": -1}, "key 'gpus_per_trial': must be a non-negative number"),
         ({"metric": "test_accuracy"}, "key 'metric': must be one of val_loss, val_accuracy"),
         ({"name": "../escape"}, "key 'name': must be letters, digits"),
+        ({"name": "nl\n"}, "key 'name': must be letters, digits"),  # "$" matched before a trailing newline
         ({"reduction_factor": 1}, "key 'reduction_factor': must be an integer >= 2"),
         ({"sampler": "grid"}, "key 'sampler': must be one of tpe, random, got 'grid'"),
         ({"startup_trials": 0}, "key 'startup_trials': must be a positive integer"),

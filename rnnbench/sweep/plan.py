@@ -12,6 +12,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.plugin_manager import get_cell, get_search_space, get_task, plugin_infos
 from rnnbench.registry import SearchSpaceSpec
 from rnnbench.search_spaces.overrides import check_overrides
+from rnnbench.setups import PATH_OPTIONS
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings, validate
 from rnnbench.sweep.worker import TrialSpec
 from rnnbench.tasks.base import Task
@@ -27,7 +28,8 @@ class SweepPlan:
     settings: SweepSettings
     space: SearchSpaceSpec
     task: Task
-    task_options: dict[str, Any]
+    task_options: dict[str, Any]  # as the workers get them: data paths absolute
+    given_options: dict[str, Any]  # as the user typed them: what the set-up is named and identified by
     plugin_paths: tuple[str, ...]  # one-file plugins, loaded again in every worker
     plugins: dict[str, str]  # cell -> the plugin that registered it
     versions: dict[str, str | None]  # cell -> that plugin's version
@@ -51,6 +53,8 @@ class SweepPlan:
             "gpus_per_trial": gpus, "data_seed": self.data_seed, "input_encoding": self.task.encoding,
             # Every option of the task as built (defaults too): the set-up the leaderboard groups by.
             **{f"task.{k}": v for k, v in self.task.options().items()}, **s.train,
+            # A data file by the path the user typed: the set-up is the same from whichever folder it ran.
+            **{f"task.{k}": self.given_options[k] for k in PATH_OPTIONS if self.given_options.get(k)},
         }  # fmt: skip
         return {k: v for k, v in params.items() if v is not None}
 
@@ -77,6 +81,23 @@ class SweepPlan:
                 **self.trial_tags()}  # fmt: skip
 
 
+def absolute_paths(options: dict[str, Any]) -> dict[str, Any]:
+    """Task options with every relative data path that names an existing file made absolute against the
+    current folder (``path=data.csv``, ``data_files=train=a.csv,test=b.csv``); hub names stay as they are."""
+
+    def resolve(text: str) -> str:
+        found = Path(text).expanduser()
+        return str(found.resolve()) if not found.is_absolute() and found.exists() else text
+
+    fixed = dict(options)
+    for key in PATH_OPTIONS:
+        value = fixed.get(key)
+        if isinstance(value, str) and value:
+            parts = [part.split("=", 1) if "=" in part else [part] for part in value.split(",")]
+            fixed[key] = ",".join("=".join([*part[:-1], resolve(part[-1])]) for part in parts)
+    return fixed
+
+
 def prepare(settings: SweepSettings) -> SweepPlan:
     """Check everything that needs no cluster; the store's URI is resolved in ``settings``."""
     validate(settings)
@@ -93,9 +114,10 @@ def prepare(settings: SweepSettings) -> SweepPlan:
             f"sweep settings, key 'train.{key}': search space {settings.space!r} sets {key} for every trial, "
             f"so [train] cannot fix it; use [space_overrides] {key} = ... to fix a sampled parameter"
         )
-    options = dict(settings.task_options)
+    given = dict(settings.task_options)
     if settings.length is not None:
-        options["length"] = settings.length
+        given["length"] = settings.length
+    options = absolute_paths(given)  # the workers run in Ray's folders, not in the one the command ran in
     task = get_task(settings.task).build(**options)
     task.load(seed=int(settings.train.get("data_seed", 0)), cache_dir=settings.cache_dir)  # cache for workers
     for cell in settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
@@ -105,7 +127,7 @@ def prepare(settings: SweepSettings) -> SweepPlan:
     infos = {info.name: info for info in plugin_infos()}
     plugins = {c: get_cell(c).plugin for c in settings.cells}
     return SweepPlan(
-        settings=settings, space=space, task=task, task_options=options,
+        settings=settings, space=space, task=task, task_options=options, given_options=given,
         plugin_paths=tuple(i.location for i in infos.values() if i.source == "file"),
         plugins=plugins, versions={c: infos[plugins[c]].version for c in settings.cells},
     )  # fmt: skip

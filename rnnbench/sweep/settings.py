@@ -23,7 +23,7 @@ BUILTIN_CELLS = ("lstm", "gru", "peephole", "rnn")
 # Greff et al.'s study: the vanilla LSTM (rnnbench's ``peephole``) and its eight variants.
 ODYSSEY_CELLS = ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 CELL_GROUPS = {"all": BUILTIN_CELLS, "odyssey": ODYSSEY_CELLS}
-SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched in full: "$" would pass "x\n"
 
 
 class SweepConfigError(RnnbenchError, ValueError):
@@ -174,7 +174,7 @@ def _check_train(train: dict[str, Any], where: str) -> None:
 
 def check_sweep_name(name: str, where: str) -> None:
     """Sweep names are folder names, and so never hold a quote or a path separator."""
-    if not SWEEP_NAME.match(name):
+    if not SWEEP_NAME.fullmatch(name):
         raise SweepConfigError(
             f"{where}: {name!r} is not a sweep name (letters, digits, '.', '_' or '-', starting with a "
             "letter or digit)"
@@ -220,7 +220,7 @@ def validate(settings: SweepSettings, where: str = "sweep") -> None:
         fail("max_concurrent", "a positive integer")
     if settings.metric not in METRICS:
         fail("metric", f"one of {', '.join(METRICS)}")
-    if settings.name is not None and not SWEEP_NAME.match(settings.name):
+    if settings.name is not None and not SWEEP_NAME.fullmatch(settings.name):
         fail("name", "letters, digits, '.', '_' or '-' (a folder name)")
     if not settings.cells:
         fail("cells", "at least one cell")

@@ -121,10 +121,12 @@ def _check_lines(path: Path, data: bytes) -> bytes:
 
 
 def _json_line(line: bytes) -> bool:
+    """Whether ``line`` is an Optuna journal entry (a JSON object with its operation code)."""
     try:
-        return isinstance(json.loads(line), dict)
+        entry = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return False
+    return isinstance(entry, dict) and "op_code" in entry
 
 
 class SweepLock:
