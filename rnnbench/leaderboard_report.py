@@ -86,8 +86,9 @@ def verdict_text(verdict: Verdict | None) -> str:
     if verdict.kind == "equivalent":
         return f"equivalent (±{verdict.margin:g})"
     if verdict.kind == "inconclusive":
-        detect = "n/a" if math.isnan(verdict.detectable) else f"{verdict.detectable:.3f}"
-        return f"inconclusive (detectable: {detect})"
+        if math.isnan(verdict.detectable):
+            return "inconclusive (no spread to test against)"
+        return f"inconclusive (detectable: {verdict.detectable:.3f})"
     return verdict.kind
 
 
@@ -472,7 +473,7 @@ def _budget_plot(group: Group, entries: list[Entry], path: Path) -> Path:
                           color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
     selection = next(e.selection for e in entries if e.budget)
     axis.set_xlabel("search trials (n)")
-    axis.set_ylabel(f"expected best {selection}")
+    axis.set_ylabel(f"expected {selection}, best of n")
     axis.set_title(f"{heading(group)}\nexpected best after n trials (band: bootstrap 95 %)", fontsize=9)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)

@@ -160,8 +160,9 @@ class Verdict:
             return f"equivalent within ±{self.margin:g}: {ci}"
         if self.kind in ("better", "worse"):
             return f"{self.kind}: {ci}"
-        detect = "n/a" if math.isnan(self.detectable) else f"{self.detectable:.3f}"
-        return f"inconclusive: {ci}, detectable {detect}"
+        if math.isnan(self.detectable):
+            return f"inconclusive: {ci}, no spread to test against"
+        return f"inconclusive: {ci}, detectable {self.detectable:.3f}"
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label}

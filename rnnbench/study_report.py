@@ -74,7 +74,7 @@ def intro(study: TaskStudy) -> str:
         f"{study.selection_metric} are compared on {TEST_METRIC} with Welch's t-test against vanilla "
         f"(Greff et al.'s analysis).{paired} Verdicts are three-way: better/worse (Holm-adjusted p < {ALPHA}), "
         f"equivalent (two one-sided tests within ±{study.margin:g}, Holm-adjusted), or inconclusive with the "
-        "smallest difference detectable at 80 % power; a comparison whose vanilla is not above chance, or whose "
+        "smallest difference detectable at 80 % power (CIs are not adjusted; verdicts are); a comparison whose vanilla is not above chance, or whose "
         "trials mostly sit at chance, is inconclusive: did not learn at this budget."
     )
 
@@ -198,7 +198,7 @@ def plots(studies: list[TaskStudy], folder: Path) -> dict[str, list[Path]]:
             ns = [p.n for p in c.budget]
             axis.plot(ns, [p.best for p in c.budget], marker=".", label=_label(c.cell))
         axis.set_xlabel("trials (n)")
-        axis.set_ylabel(f"expected best {study.selection_metric}")
+        axis.set_ylabel(f"expected {study.selection_metric}, best of n")
         axis.set_title(f"{study.task}: expected best after n trials (Dodge et al. 2019)", fontsize=9)
         axis.legend(fontsize=7, ncol=2)
         axis.grid(True, alpha=0.3)
