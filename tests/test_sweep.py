@@ -77,8 +77,13 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
                     "lrd_curve.png",
                     "lrd_curve.csv",
                 }
-        states = [t.state for t in optuna_trials(result.folder, f"s1:{cell}")]
+        trials = optuna_trials(result.folder, f"s1:{cell}")
+        states = [t.state for t in trials]
         assert len(states) == 3 and all(state in FINISHED for state in states)
+        for run in runs:  # Optuna's intermediate values (optuna-dashboard's curves) and MLflow's, step for step
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss"))
+            trial = next(t for t in trials if t.number == int(run.data.tags["optuna_trial"]))
+            assert sorted(trial.intermediate_values) == steps, (trial.intermediate_values, steps)
         assert result.optuna_counts[cell] == 3
         assert sum(result.counts[cell].values()) == 3
         assert cell in result.best and result.best[cell]["test_accuracy"] is not None

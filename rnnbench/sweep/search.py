@@ -83,6 +83,13 @@ class SweepSearch(OptunaSearch):
     _recorded: set[str] | None = None
     _pending: dict[str, tuple[dict | None, bool]] | None = None
 
+    @property
+    def _reported(self) -> dict[str, set[int]]:
+        """The epochs each trial reported to Optuna (set lazily: Tune builds the searcher through its parent)."""
+        if "_reported_steps" not in self.__dict__:
+            self.__dict__["_reported_steps"] = {}
+        return self.__dict__["_reported_steps"]
+
     def leave_untold(self, trial_id: str) -> None:
         """Never tell the study about this trial: it stays RUNNING there, and ``--resume`` reruns it
         (its MLflow record could not be written)."""
@@ -126,6 +133,18 @@ class SweepSearch(OptunaSearch):
             if k not in ("_storage", "_ot_study", "_ot_trials", "_sampler")
         }
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """One intermediate value per epoch, at the epoch as its step, as MLflow logs val_loss: the final
+        report repeats the tested epoch (Tune's iteration E + 1), and a trial resumed from a checkpoint
+        reports its epochs again; neither is reported twice."""
+        if result.get("final") or "epoch" not in result or trial_id not in self._ot_trials:
+            return
+        step, reported = int(result["epoch"]), self._reported.setdefault(trial_id, set())
+        if trial_id in self._completed_trials or step in reported:
+            return
+        reported.add(step)
+        self._ot_trials[trial_id].report(result[self.metric], step)
+
     def optuna_number(self, trial_id: str) -> int | None:
         trial = self._ot_trials.get(trial_id)
         return None if trial is None else trial.number
@@ -151,6 +170,8 @@ class SweepSearch(OptunaSearch):
             self._pending[trial_id] = (result, error)
             return
         ot_trial = self._ot_trials[trial_id]
+        if result is not None and not result.get("final"):
+            self.on_trial_result(trial_id, result)  # a pruned trial's last epoch reaches the searcher only here
         if error or result is None:
             state, value = TrialState.FAIL, None
         elif result.get("status") in ("diverged", "failed"):
