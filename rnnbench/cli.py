@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -31,7 +32,15 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 # Piped output (a log, a CI job) gets a wide table instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 160)
+def _width() -> int | None:
+    """The terminal's width; off a terminal (a pipe, a file) COLUMNS when set, else 100."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else 100
+
+
+console = Console(width=_width())
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -472,6 +481,7 @@ def leaderboard_command(
     data: o.FromData = None,
     with_aggregate: o.AggregateFlag = False,
     force: o.Force = False,
+    wide: o.Wide = False,
 ) -> None:
     """Rank the cells of each set-up on seeds, three-way verdicts against the leader; chance-level groups unranked."""
     from rnnbench.leaderboard import NothingToRank, build
@@ -495,7 +505,8 @@ def leaderboard_command(
             _print_json({"metric": metric, "groups": {}, "message": str(exc)})
         return
     if output_format == "table":
-        for table in rich_tables(board):
+        console.width = _width() or console.width  # read when the command runs, not at import
+        for table in rich_tables(board, wide):
             console.print(table)
         if with_aggregate:
             _print_aggregate(board)

@@ -175,3 +175,9 @@ Force = Annotated[
         "--force", help="Publish into a folder whose README.md or index.html rnnbench did not write."
     ),
 ]
+Wide = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Show every column in the terminal: the search, paired comparisons, budgets."
+    ),
+]

@@ -195,40 +195,78 @@ def _tally(entry: Entry) -> str:
     return ", ".join(found) or "no trial"
 
 
-def rich_tables(board: Leaderboard) -> list[Any]:
+TERMINAL = ("rank", "cell", "mean [95 % CI]", "n", "Δ leader", "verdict", "test acc", "params")
+
+
+def _short_verdict(entry: Entry) -> str:
+    verdict = entry.verdict
+    if verdict is None:
+        return "leader" if entry.rank == 1 and entry.n >= 2 else "-"
+    return "did not learn" if verdict.reason else verdict.kind
+
+
+def terminal_row(entry: Entry) -> list[str]:
+    """The few columns a reader ranks by, each short enough for an 80-column terminal."""
+    if entry.mean is None:
+        mean = "-"
+    elif entry.n >= 2:
+        mean = f"{entry.mean:.3f} [{max(entry.ci_low, 0.0):.3f}, {min(entry.ci_high, 1.0):.3f}]"
+    else:
+        mean = f"{entry.mean:.3f}"
+    delta = "-" if entry.verdict is None else f"{entry.verdict.difference:+.3f}"
+    params = "-" if entry.param_count is None else f"{entry.param_count:,.0f}"
+    return [entry.rank_label, entry.cell, mean, str(entry.n or "-"), delta, _short_verdict(entry),
+            _num(entry.test_accuracy), params]  # fmt: skip
+
+
+def details(entry: Entry, group: Group) -> list[str]:
+    """The rest of a row (``--wide``), as labelled lines that wrap between words, never inside a number."""
+    full = dict(zip(COLUMNS, row(entry, group), strict=True))
+    lines = [f"{entry.cell} ({short(entry.plugin)}), rank {entry.rank_label}"]
+    lines += [f"  re-training: {full['seeds']} seeds, {full['mean ± std']}, vs leader {full['vs leader [95 % CI]']} "
+              f"({full['verdict']}), above chance p {full['> chance (p)']}"]  # fmt: skip
+    lines += [f"  search, the selected trial: test acc {full['selected trial: test acc']}, LRD score "
+              f"{full['selected trial: LRD score']}, horizon {full['selected trial: LRD horizon']}, params "
+              f"{full['params']}; {full['selected trial: configuration']}"]  # fmt: skip
+    lines += [f"  all trials: done/pruned/div/fail {full['trials done/pruned/div/fail']}, "
+              f"{full['median s per trial']} each (median), {group.metric} {full['all trials: median [IQR]']}"]  # fmt: skip
+    lines += [f"  paired vs leader: {full['paired vs leader']}", f"  importance: {full['importance']}",
+              f"  model: {full['model']}"]  # fmt: skip
+    return lines
+
+
+def rich_tables(board: Leaderboard, wide: bool = False) -> list[Any]:
+    """The terminal leaderboard: per set-up a table of the ranking columns that fits 80 columns, its notes,
+    and with ``wide`` every other column as labelled lines, the budget table and the importances."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    tables = []
-    shown = [i for i, c in enumerate(COLUMNS) if c not in NARROW]  # the terminal is narrow; --format has them
+    shown: list[Any] = []
     for group in board.groups:
-        caption = "\n".join(preamble(group, board))
-        table = Table(title=heading(group), caption=escape(caption), caption_justify="left")
-        for i in shown:
-            table.add_column(COLUMNS[i], overflow="fold")
+        # One space between columns (the box's) and none at the edges: the eight columns fit 80 characters.
+        table = Table(title=heading(group), box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+        for name in TERMINAL:
+            table.add_column(name, no_wrap=True, justify="left" if name in ("cell", "verdict") else "right")
         for entry in ranked_rows(group):
-            cells = row(entry, group)
-            table.add_row(*(escape(cells[i]) for i in shown))
-        tables.append(table)
-        importances = [(e.cell, _importance(e, group.min_trials)) for e in group.entries if e.run_id]
-        if importances:
-            imp = Table(title=f"hyperparameter importance · {heading(group)} (fANOVA: fraction of the variance "
-                        "over completed trials that left chance)")  # fmt: skip
-            imp.add_column("cell")
-            imp.add_column("importance (n = trials behind it)")
-            for cell, text in importances:
-                imp.add_row(cell, escape(text))
-            tables.append(imp)
+            table.add_row(*map(escape, terminal_row(entry)))
+        shown += [table, Text("\n".join(preamble(group, board)))]
+        if not wide:
+            continue
+        shown.append(Text("\n".join(line for entry in ranked_rows(group) for line in details(entry, group))))
         header, rows = budget_rows(group)
         if rows:
-            budget = Table(title=f"tuning budget · {heading(group)}", caption=escape(budget_caption(group)),
-                           caption_justify="left")  # fmt: skip
+            budget = Table(title=f"tuning budget · {heading(group)}", box=box.SIMPLE_HEAD, pad_edge=False)
             for name in header:
-                budget.add_column(name)
+                budget.add_column(name, no_wrap=True)
             for cells in rows:
                 budget.add_row(*map(escape, cells))
-            tables.append(budget)
-    return tables
+            shown += [budget, Text(budget_caption(group))]
+    if not wide and board.groups:
+        shown.append(Text("More columns (the search, paired comparisons, importances, models): --wide, or "
+                          "--format markdown|html|json."))  # fmt: skip
+    return shown
 
 
 def aggregate_lines(found: Aggregate | None) -> tuple[str, list[list[str]], list[list[str]]]:

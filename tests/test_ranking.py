@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from rnnbench.cli import app
 from rnnbench.leaderboard import LeaderboardError, build
+from rnnbench.leaderboard_report import row, terminal_row
 from rnnbench.stats import Summary, holm, welch_p
 from rnnbench.tracking import RunRecorder
 from tests.pages import incomplete_rows
@@ -290,3 +291,48 @@ def test_the_search_and_the_retraining_are_labelled_apart(store):
         .stdout
     )
     assert "Columns 1-9: re-training on seeds" in markdown and "| selected trial: test acc |" in markdown
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_every_format_fits_and_splits_no_number_or_header(store, columns, monkeypatch):
+    """The terminal table fits the width (COLUMNS off a terminal) with the ranking columns; --wide's details
+    wrap between words; no number and no header is ever cut, in any format."""
+    import re
+
+    from rnnbench.leaderboard_report import COLUMNS, TERMINAL
+
+    for cell, values in (
+        ("lstm", [0.900, 0.902, 0.899]),
+        ("peephole", [0.95, 0.80, 0.99]),
+        ("rnn", [0.5, 0.52, 0.51]),
+    ):
+        best = store.trial("f", cell, values[0], values[0])
+        store.reseeds(best, values, values)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    numbers = re.compile(r"[-+]?\d+\.\d+")
+    board = build(store.uri, metric="test_accuracy", with_importance=False)
+    expected = {n for e in board.entries for cell in row(e, board.groups[0]) for n in numbers.findall(cell)}
+    for flags in ([], ["--wide"]):
+        out = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--no-plots", "--metric",
+                                       "test_accuracy", *flags]).stdout  # fmt: skip
+        lines = out.splitlines()
+        assert max(len(line) for line in lines) <= columns, "fits the width"
+        header = next(line for line in lines if line.lstrip().startswith("rank"))
+        assert header.split() == " ".join(TERMINAL).split(), "every header whole, on one line"
+        shown = set(numbers.findall(out))
+        table_numbers = {n for e in board.entries for cell in terminal_row(e) for n in numbers.findall(cell)}
+        assert table_numbers <= shown, "every number of the table whole"
+        if flags:
+            assert expected <= shown, "--wide shows every number of every column, none cut"
+            assert "…" not in out
+    for fmt in ("markdown", "html", "json", "csv"):
+        out = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--no-plots", "--metric",
+                                       "test_accuracy", "--format", fmt]).stdout  # fmt: skip
+        if fmt == "json":  # numbers at full precision, the model URI whole
+            assert {e["cell"] for g in json.loads(out)["groups"].values() for e in g["entries"]} == {
+                "lstm", "peephole", "rnn"}  # fmt: skip
+            continue
+        assert expected <= set(numbers.findall(out)), fmt
+        if fmt == "markdown":
+            head = next(line for line in out.splitlines() if line.startswith("| rank |"))
+            assert [c.strip() for c in head.strip("|").split(" | ")] == list(COLUMNS), "one header line"

@@ -80,7 +80,9 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
         trials = optuna_trials(result.folder, f"s1:{cell}")
         states = [t.state for t in trials]
         assert len(states) == 3 and all(state in FINISHED for state in states)
-        for run in runs:  # Optuna's intermediate values (optuna-dashboard's curves) and MLflow's, step for step
+        for (
+            run
+        ) in runs:  # Optuna's intermediate values (optuna-dashboard's curves) and MLflow's, step for step
             steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss"))
             trial = next(t for t in trials if t.number == int(run.data.tags["optuna_trial"]))
             assert sorted(trial.intermediate_values) == steps, (trial.intermediate_values, steps)

@@ -171,7 +171,9 @@ class SweepSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         if result is not None and not result.get("final"):
-            self.on_trial_result(trial_id, result)  # a pruned trial's last epoch reaches the searcher only here
+            self.on_trial_result(
+                trial_id, result
+            )  # a pruned trial's last epoch reaches the searcher only here
         if error or result is None:
             state, value = TrialState.FAIL, None
         elif result.get("status") in ("diverged", "failed"):
