@@ -31,6 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
 # Piped output (a log, a CI job) gets a wide table instead of rich's 80-column default.
 def _width() -> int | None:
     """The terminal's width; off a terminal (a pipe, a file) COLUMNS when set, else 100."""

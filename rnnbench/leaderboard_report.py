@@ -21,24 +21,36 @@ from rnnbench.setups import short
 from rnnbench.stats import Summary, Verdict
 
 # The re-training on seeds (what ranks rest on), then the search (the selected trial was chosen for being
-# best on validation: its numbers are optimistic), as two labelled groups of columns.
+# best on validation: its numbers are optimistic), then the comparisons on the search's trials: three
+# tables per set-up on a page, each narrow enough for a 1,280-pixel screen.
 RETRAINING = ("rank", "cell", "plugin", "seeds", "mean ± std", "95 % CI", "vs leader [95 % CI]", "verdict",
-              "> chance (p)")  # fmt: skip
+              "> chance (p)", "model")  # fmt: skip
 SEARCH = ("selected trial: test acc", "selected trial: LRD score", "selected trial: LRD horizon", "params",
           "selected trial: configuration", "trials done/pruned/div/fail", "median s per trial",
-          "all trials: median [IQR]", "paired vs leader", "importance", "model")  # fmt: skip
-COLUMNS = RETRAINING + SEARCH
-GROUP_TITLES = (
-    ("re-training on seeds (the ranks rest on these)", len(RETRAINING)),
-    ("search (the selected trial is optimistic: it was chosen for being best)", len(SEARCH)),
+          "all trials: median [IQR]")  # fmt: skip
+TRIALS = ("paired vs leader", "importance")
+COLUMNS = RETRAINING + SEARCH + TRIALS
+PAGE_TABLES = (
+    ("re-training on seeds: the ranks rest on these", RETRAINING),
+    (
+        "search: the selected trial is optimistic (it was chosen for being best on validation)",
+        ("cell", *SEARCH),
+    ),
+    ("the search's trials: paired comparison with the leader, fANOVA importance", ("cell", *TRIALS)),
 )
-NARROW = ("plugin", "params", "selected trial: LRD horizon", "median s per trial", "all trials: median [IQR]",
-          "paired vs leader", "importance")  # left out of the terminal table  # fmt: skip
 MODEL_COLUMN = COLUMNS.index("model")
 BUDGETS = (1, 5, 10)  # the budget table's columns, and N
 MARKER = "<!-- Written by rnnbench: `rnnbench leaderboard --publish` and `rnnbench odyssey-report` rewrite this file. -->"
 HTML_MARKER = '<meta name="generator" content="rnnbench">'
-UI_URL = "http://127.0.0.1:5000"  # where `rnnbench ui` serves the store
+UI_URL = "http://127.0.0.1:5000"
+# Fits a 1,280-pixel screen: tables wrap their text cells, numbers never wrap, images scale to the page.
+PAGE_STYLE = (
+    "<style>body{font-family:sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;line-height:1.35}"
+    "table{border-collapse:collapse;margin:0.6em 0 1.4em;font-size:14px}caption{text-align:left;"
+    "font-weight:bold;padding:0.3em 0}td,th{border:1px solid #ccc;padding:3px 7px;vertical-align:top}"
+    "th{background:#f3f3f3;text-align:left}td.num{text-align:right;white-space:nowrap}"
+    "td.text{overflow-wrap:break-word}td:first-child{white-space:nowrap}img{max-width:100%;height:auto;margin:0.5em 0;display:block}</style>"
+)  # where `rnnbench ui` serves the store
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -105,6 +117,7 @@ def paired_text(verdict: Verdict | None) -> str:
 
 
 def row(entry: Entry, group: Group) -> list[str]:
+    """Every column of a cell's row, in COLUMNS order (the model as ``models:/m-...``)."""
     spread = entry.spread
     leader = entry.rank == 1 and entry.verdict is None and entry.n >= 2
     return [
@@ -118,6 +131,7 @@ def row(entry: Entry, group: Group) -> list[str]:
         difference_text(entry.verdict, leader),
         verdict_text(entry.verdict),
         _p(entry.chance_p),
+        entry.model_uri or "-",
         _num(entry.test_accuracy),
         _lrd(entry.lrd_score, group),
         _lrd(entry.lrd_horizon, group, 0),
@@ -128,8 +142,23 @@ def row(entry: Entry, group: Group) -> list[str]:
         f"{spread['median']:.3f} [{spread['q1']:.3f}, {spread['q3']:.3f}]" if spread else "-",
         paired_text(entry.paired),
         _importance(entry, group.min_trials),
-        entry.model_uri or "-",
     ]
+
+
+def short_model(uri: str) -> str:
+    """A model's id cut for a table (``m-b9e6312``); the link and the JSON carry it whole."""
+    return uri.removeprefix("models:/")[:9] if uri.startswith("models:/") else uri
+
+
+def page_tables(
+    entry_rows: list[tuple[Entry, list[str]]],
+) -> list[tuple[str, tuple[str, ...], list[list[str]]]]:
+    """The page's three tables of a set-up: (title, header, rows), cells picked from each full row."""
+    tables = []
+    for title, header in PAGE_TABLES:
+        picks = [COLUMNS.index(c) for c in header]
+        tables.append((title, header, [[cells[k] for k in picks] for _, cells in entry_rows]))
+    return tables
 
 
 def budget_rows(group: Group) -> tuple[list[str], list[list[str]]]:
@@ -314,13 +343,18 @@ def markdown(
     for group in board.groups:
         lines += [f"## {md_escape(heading(group))}", ""]
         lines += [md_escape(line) + "  " for line in preamble(group, board)] + [""]
-        lines += [f"Columns 1-{len(RETRAINING)}: {GROUP_TITLES[0][0]}; columns {len(RETRAINING) + 1}-{len(COLUMNS)}: "
-                  f"{GROUP_TITLES[1][0]}.", ""]  # fmt: skip
-        lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += [
-            "| " + " | ".join(_md_cell(c, k, e, board) for k, c in enumerate(row(e, group))) + " |"
-            for e in ranked_rows(group)
-        ]
+        entry_rows = [(e, row(e, group)) for e in ranked_rows(group)]
+        for title, header, rows in page_tables(entry_rows):
+            lines += [
+                f"**{md_escape(title)}**",
+                "",
+                "| " + " | ".join(header) + " |",
+                "|" + "---|" * len(header),
+            ]
+            for (entry, _), cells in zip(entry_rows, rows, strict=True):
+                lines.append("| " + " | ".join(_md_cell(c, name, entry, board) for c, name in zip(cells, header,
+                                                                                              strict=True)) + " |")  # fmt: skip
+            lines.append("")
         header, rows = budget_rows(group)
         if rows:
             lines += ["", md_escape(budget_caption(group)), "", *_md_table(header, rows)]
@@ -340,9 +374,9 @@ def markdown(
     return "\n".join(lines)
 
 
-def _md_cell(text: str, column: int, entry: Entry, board: Leaderboard) -> str:
-    if column == MODEL_COLUMN and entry.model_uri:
-        return f"[{md_escape(text)}]({model_link(entry, board.experiment_id)})"
+def _md_cell(text: str, column: str, entry: Entry, board: Leaderboard) -> str:
+    if column == "model" and entry.model_uri:
+        return f"[{md_escape(short_model(text))}]({model_link(entry, board.experiment_id)})"
     return md_escape(text)
 
 
@@ -362,10 +396,30 @@ def to_json(board: Leaderboard) -> str:
                       default=str)  # fmt: skip
 
 
-def _html_table(header: list[str] | tuple[str, ...], rows: list[list[str]], css: str) -> list[str]:
+def html_table(
+    header: list[str] | tuple[str, ...], rows: list[list[str]], css: str, caption: str = ""
+) -> list[str]:
+    """A table of escaped text, numbers right-aligned and unwrapped (as every table of the pages)."""
     e = html.escape
-    return [f'<table class="{css}"><thead><tr>', *[f"<th>{e(c)}</th>" for c in header], "</tr></thead><tbody>",
-            *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows], "</tbody></table>"]  # fmt: skip
+    title = f"<caption>{e(caption)}</caption>" if caption else ""
+    cells = ["<tr>" + "".join(f'<td class="{cell_class(c)}">{e(c)}</td>' for c in r) + "</tr>" for r in rows]
+    return [f'<table class="{css}">{title}<thead><tr>', *[f"<th>{e(c)}</th>" for c in header],
+            "</tr></thead><tbody>", *cells, "</tbody></table>"]  # fmt: skip
+
+
+def cell_class(text: str) -> str:
+    return "num" if NUMERIC.match(text) else "text"
+
+
+NUMERIC = re.compile(r"^[-+=<]?[\d.]+( ± [\d.]+)?( \[[-+\d., ]+\])?( s)?$|^-$")
+
+
+def _html_cell(text: str, column: str, entry: Entry, board: Leaderboard) -> str:
+    """A cell: numbers right-aligned and never wrapped, text left-aligned and wrapped, the model linked."""
+    e = html.escape
+    if column == "model" and entry.model_uri:
+        return f'<td class="text"><a href="{e(model_link(entry, board.experiment_id))}">{e(short_model(text))}</a></td>'
+    return f'<td class="{cell_class(text)}">{e(text)}</td>'
 
 
 def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, header: str = "",
@@ -375,10 +429,7 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
     parts = [
         "<!doctype html>",
         f'<html lang="en"><head><meta charset="utf-8">{HTML_MARKER}<title>rnnbench leaderboard</title>',
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-collapse:collapse;"
-        "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(2),"
-        "td:nth-child(3),td:nth-child(8),td:nth-child(14),td:nth-child(18),td:nth-child(19){text-align:left}"
-        "th.group{text-align:center;background:#f3f3f3}img{max-width:640px;margin:0.5em}</style>",
+        PAGE_STYLE,
         "</head><body>",
         "<h1>rnnbench leaderboard</h1>",
         header,
@@ -386,22 +437,18 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
     for group in board.groups:
         parts.append(f"<h2>{e(heading(group))}</h2>")
         parts += [f"<p>{e(line)}</p>" for line in preamble(group, board)]
-        parts.append('<table class="leaderboard"><thead><tr>')
-        parts += [f'<th class="group" colspan="{span}">{e(title)}</th>' for title, span in GROUP_TITLES]
-        parts.append("</tr><tr>")
-        parts += [f"<th>{e(c)}</th>" for c in COLUMNS]
-        parts.append("</tr></thead><tbody>")
-        for entry in ranked_rows(group):
-            cells = [e(c) for c in row(entry, group)]
-            if entry.model_uri:
-                cells[MODEL_COLUMN] = (
-                    f'<a href="{e(model_link(entry, board.experiment_id))}">{cells[MODEL_COLUMN]}</a>'
-                )
-            parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        parts.append("</tbody></table>")
+        entry_rows = [(en, row(en, group)) for en in ranked_rows(group)]
+        for k, (title, header, rows) in enumerate(page_tables(entry_rows)):
+            css = ("leaderboard", "search", "trials")[k]
+            parts += [f'<table class="{css}"><caption>{e(title)}</caption><thead><tr>',
+                      *[f"<th>{e(c)}</th>" for c in header], "</tr></thead><tbody>"]  # fmt: skip
+            for (entry, _), cells in zip(entry_rows, rows, strict=True):
+                shown = [_html_cell(c, name, entry, board) for c, name in zip(cells, header, strict=True)]
+                parts.append("<tr>" + "".join(shown) + "</tr>")
+            parts.append("</tbody></table>")
         budget_header, rows = budget_rows(group)
         if rows:
-            parts += [f"<p>{e(budget_caption(group))}</p>", *_html_table(budget_header, rows, "budget")]
+            parts += [f"<p>{e(budget_caption(group))}</p>", *html_table(budget_header, rows, "budget")]
         for image in (images or {}).get(group.setup.id, []):
             data = base64.b64encode(Path(image).read_bytes()).decode()
             parts.append(f'<img alt="{e(Path(image).stem)}" src="data:image/png;base64,{data}">')
@@ -409,8 +456,8 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
         caption, scores, improvement = aggregate_lines(aggregate(board))
         parts += ["<h2>Across set-ups</h2>", f"<p>{e(caption)}</p>"]
         if scores:
-            parts += [*_html_table(AGGREGATE_HEADER, scores, "aggregate"),
-                      *_html_table(IMPROVEMENT_HEADER, improvement, "improvement")]  # fmt: skip
+            parts += [*html_table(AGGREGATE_HEADER, scores, "aggregate"),
+                      *html_table(IMPROVEMENT_HEADER, improvement, "improvement")]  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -479,16 +526,23 @@ def new_figure() -> tuple[Any, Any]:
     return figure, figure.add_subplot()
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+STYLES = ("-", "--", "-.", ":")
+
+
 def _lrd_plot(group: Group, curves: dict[str, tuple[str, list[dict[str, float]]]], path: Path) -> Path:
     figure, axis = new_figure()
-    for cell, (label, curve) in curves.items():
-        if not curve:
-            continue
-        x = [max(r["low"], 1) for r in curve]
+    drawn = [(cell, label, curve) for cell, (label, curve) in curves.items() if curve]
+    for k, (cell, label, curve) in enumerate(drawn):
+        # Cells at the same skill (several at 1.0) would hide each other: each gets its marker and line style
+        # and a small sideways offset within its bucket.
+        shift = 2 ** (0.08 * (k - (len(drawn) - 1) / 2))
+        x = [max(r["low"], 1) * shift for r in curve]
         y = [r["skill"] for r in curve]
         low = [min(max(r.get("skill_low", math.nan), 0.0), 1.0) for r in curve]
         high = [min(max(r.get("skill_high", math.nan), 0.0), 1.0) for r in curve]
-        line = axis.plot(x, y, marker="o", label=f"{cell} ({label})")[0]
+        line = axis.plot(x, y, marker=MARKERS[k % len(MARKERS)], linestyle=STYLES[k % len(STYLES)],
+                         label=f"{cell} ({label})")[0]  # fmt: skip
         if not all(math.isnan(v) for v in low):
             axis.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     axis.set_xscale("log", base=2)
@@ -497,7 +551,7 @@ def _lrd_plot(group: Group, curves: dict[str, tuple[str, list[dict[str, float]]]
     axis.set_xlabel("distance (steps, log2 bucket lower edge)")
     axis.set_ylabel("normalised skill (band: 95 % CI)")
     axis.set_title(f"{heading(group)}\nLRD curves: mean over the re-trained seeds", fontsize=9)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=8)
     return save_figure(figure, path)
 
 
@@ -529,7 +583,7 @@ def _distribution_plot(group: Group, entries: list[Entry], path: Path) -> Path:
     if group.chance is not None and group.metric == "test_accuracy":
         axis.axhline(group.chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
     axis.set_ylabel(group.metric)
-    axis.set_title(f"{heading(group)}: {group.metric} over completed trials (box) and seeds (x)", fontsize=9)
+    axis.set_title(f"{heading(group)}\n{group.metric} over completed trials (box) and seeds (x)", fontsize=9)
     axis.legend(fontsize=8)
     return save_figure(figure, path)
 

@@ -10,7 +10,15 @@ import html
 import json
 from pathlib import Path
 
-from rnnbench.leaderboard_report import HTML_MARKER, md_escape, safe_name, verdict_text
+from rnnbench.leaderboard_report import (
+    HTML_MARKER,
+    MARKER,
+    PAGE_STYLE,
+    html_table,
+    md_escape,
+    safe_name,
+    verdict_text,
+)
 from rnnbench.stats import ALPHA, Verdict
 from rnnbench.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
 from rnnbench.text import without_paths
@@ -108,6 +116,8 @@ def markdown(
 ) -> str:
     e = md_escape
     lines = [
+        MARKER,
+        "",
         "# Greff et al.'s LSTM Odyssey, rerun with rnnbench",
         "",
         *[f"{e(without_paths(h))}\n" for h in header],
@@ -132,12 +142,6 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _table(header: list[str] | tuple[str, ...], body: list[list[str]], css: str) -> list[str]:
-    e = html.escape
-    return [f'<table class="{css}"><thead><tr>', *[f"<th>{e(c)}</th>" for c in header], "</tr></thead><tbody>",
-            *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body], "</tbody></table>"]  # fmt: skip
-
-
 def to_html(
     studies: list[TaskStudy], found: list[Finding], header: list[str], images: dict[str, list[Path]]
 ) -> str:
@@ -146,22 +150,21 @@ def to_html(
     parts = [
         "<!doctype html>",
         f'<html lang="en"><head><meta charset="utf-8">{HTML_MARKER}<title>rnnbench: the LSTM Odyssey</title>',
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-        "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:720px;margin:0.5em}</style>",
+        PAGE_STYLE,
         "</head><body><h1>Greff et al.'s LSTM Odyssey, rerun with rnnbench</h1>",
         *[f"<p>{e(without_paths(h))}</p>" for h in header],
         "<h2>Findings of the paper, checked</h2>",
-        *_table(["finding", *(s.task for s in studies)],
+        *html_table(["finding", *(s.task for s in studies)],
                 [[f.claim, *(f.text(s.task) for s in studies)] for f in found], "findings"),
     ]  # fmt: skip
     for study in studies:
         parts += [
             f"<h2>{e(study.task)}</h2>",
             f"<p>{e(intro(study))}</p>",
-            *_table(COLUMNS, rows(study), "study"),
+            *html_table(COLUMNS, rows(study), "study"),
         ]
         header_row, table = budget_table(study)
-        parts += [f"<p>{e(budget_caption(study))}</p>", *_table(header_row, table, "budget")]
+        parts += [f"<p>{e(budget_caption(study))}</p>", *html_table(header_row, table, "budget")]
         parts.append(f"<p>{e(importance_line(study))}</p>")
         for image in images.get(study.sweep, []):
             data = base64.b64encode(image.read_bytes()).decode()
@@ -191,7 +194,7 @@ def plots(studies: list[TaskStudy], folder: Path) -> dict[str, list[Path]]:
         axis.set_title(
             f"{study.task}: * = better or worse than vanilla (Welch, Holm); dotted: chance", fontsize=9
         )
-        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+        axis.tick_params(axis="x", labelrotation=30, labelsize=9)
         paths = [save_figure(fig, folder / f"{stem}-box.png")]
         fig, axis = new_figure()
         for c in study.comparisons:
@@ -200,7 +203,7 @@ def plots(studies: list[TaskStudy], folder: Path) -> dict[str, list[Path]]:
         axis.set_xlabel("trials (n)")
         axis.set_ylabel(f"expected {study.selection_metric}, best of n")
         axis.set_title(f"{study.task}: expected best after n trials (Dodge et al. 2019)", fontsize=9)
-        axis.legend(fontsize=7, ncol=2)
+        axis.legend(fontsize=8, ncol=2)
         axis.grid(True, alpha=0.3)
         paths.append(save_figure(fig, folder / f"{stem}-budget.png"))
         if study.importance:

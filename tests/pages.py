@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 from html.parser import HTMLParser
+from pathlib import Path
 
 
 class _Tables(HTMLParser):
@@ -57,3 +59,37 @@ def table_count(page: str) -> int:
     parser = _Tables()
     parser.feed(page)
     return len(parser.tables)
+
+
+PROBE = (
+    "<script>window.addEventListener('load',()=>{const i=[...document.images];document.title=JSON.stringify("
+    "{scroll:document.documentElement.scrollWidth,inner:window.innerWidth,images:i.length,"
+    "decoded:i.filter(x=>x.complete&&x.naturalWidth>0).length})});</script>"
+)
+
+
+def chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def in_a_1280_pixel_browser(page: Path, work: Path) -> dict[str, int]:
+    """Load ``page`` in headless Chromium at 1,280 x 900 pixels (a screenshot beside it) and return the page's
+    scroll width, the window's inner width, its images and how many decoded."""
+    import json
+    import subprocess
+
+    browser = chromium()
+    assert browser, "Chromium is needed (apt-get install chromium)"
+    probe = work / f"probe-{page.parent.name}-{page.name}"
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={work / 'profile'}",
+             "--window-size=1280,900", "--hide-scrollbars", "--virtual-time-budget=5000"]  # fmt: skip
+    dom = subprocess.run([browser, *flags, "--dump-dom", probe.resolve().as_uri()], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    subprocess.run([browser, *flags, f"--screenshot={work / (probe.stem + '.png')}", probe.resolve().as_uri()],
+                   capture_output=True, timeout=120)  # fmt: skip
+    return json.loads(html.unescape(dom.stdout.split("<title>")[1].split("</title>")[0]))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from rnnbench.cli import app
 from tests.conftest import REPO
-from tests.pages import incomplete_rows
+from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
 PAGES = {"leaderboard": "--publish", "leaderboard/odyssey": "--out"}
 GENERATED = re.compile(r"Generated [^`]* with `(rnnbench [^`]*)`")
@@ -71,3 +71,13 @@ def test_a_committed_page_is_whole(page):
         assert data.startswith(b"\x89PNG"), "an embedded image decodes"
     for text in (html, (REPO / page / "README.md").read_text()):
         assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text, "no path of the machine"
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_a_committed_page_fits_a_1280_pixel_screen_in_chromium(page, tmp_path):
+    """No sideways scroll at 1,280 pixels and every image decoded, in headless Chromium (a screenshot is taken)."""
+    if chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    seen = in_a_1280_pixel_browser(REPO / page / "index.html", tmp_path)
+    assert seen["scroll"] <= seen["inner"] == 1280, seen
+    assert seen["images"] >= 2 and seen["decoded"] == seen["images"], seen

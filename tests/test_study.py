@@ -18,7 +18,7 @@ from rnnbench.cli import app
 from rnnbench.importance import INTERACTIONS
 from rnnbench.study import CellTrials, StudyError, TaskStudy, Trial, analyse, collect, findings
 from rnnbench.tracking import RunRecorder
-from tests.pages import incomplete_rows, table_count
+from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows, table_count
 
 DISTRIBUTIONS = json.dumps({
     "lr": distribution_to_json(FloatDistribution(1e-6, 1e-2, log=True)),
@@ -160,6 +160,9 @@ def test_the_published_page_has_the_findings_tables_and_plots_and_no_paths(store
     )
     for encoded in page.split("data:image/png;base64,")[1:]:
         base64.b64decode(encoded.split('"', 1)[0], validate=True)  # every image intact
+    if chromium() is not None:
+        seen = in_a_1280_pixel_browser(out / "index.html", tmp_path)
+        assert seen["scroll"] <= seen["inner"] == 1280 and seen["decoded"] == seen["images"] == 6, seen
 
 
 def test_a_sweep_the_store_lacks_or_without_vanilla_is_a_clear_error(store, tmp_path):
