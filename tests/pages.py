@@ -62,9 +62,12 @@ def table_count(page: str) -> int:
 
 
 PROBE = (
-    "<script>window.addEventListener('load',()=>{const i=[...document.images];document.title=JSON.stringify("
+    "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+    "const w=r=>[...r.cells].reduce((a,c)=>a+c.colSpan,0);document.title=JSON.stringify("
     "{scroll:document.documentElement.scrollWidth,inner:window.innerWidth,images:i.length,"
-    "decoded:i.filter(x=>x.complete&&x.naturalWidth>0).length})});</script>"
+    "decoded:i.filter(x=>x.complete&&x.naturalWidth>0).length,"
+    "incomplete:[...document.querySelectorAll('table')].filter(t=>[...t.rows].some(r=>w(r)!==w(t.rows[0]))).length"
+    "})});</script>"
 )
 
 
@@ -76,7 +79,8 @@ def chromium() -> str | None:
 
 def in_a_1280_pixel_browser(page: Path, work: Path) -> dict[str, int]:
     """Load ``page`` in headless Chromium at 1,280 x 900 pixels (a screenshot beside it) and return the page's
-    scroll width, the window's inner width, its images and how many decoded."""
+    scroll width, the window's inner width, its images, how many decoded, and how many tables have a row
+    whose width (colspans counted) differs from their first row's, as the browser built them."""
     import json
     import subprocess
 
@@ -92,4 +96,6 @@ def in_a_1280_pixel_browser(page: Path, work: Path) -> dict[str, int]:
     assert dom.returncode == 0, dom.stderr[-2000:]
     subprocess.run([browser, *flags, f"--screenshot={work / (probe.stem + '.png')}", probe.resolve().as_uri()],
                    capture_output=True, timeout=120)  # fmt: skip
-    return json.loads(html.unescape(dom.stdout.split("<title>")[1].split("</title>")[0]))
+    title = html.unescape(dom.stdout.split("<title>")[1].split("</title>")[0]) if "<title>" in dom.stdout else ""
+    assert title.startswith("{"), f"the page's load handler never ran (a broken page?): title {title[:200]!r}"
+    return json.loads(title)

@@ -52,3 +52,30 @@ def test_the_layout_section_names_every_module():
         if not named and path.name != "__init__.py":
             missing.append(str(relative))
     assert not missing, f"modules the README's layout section does not name: {missing}"
+
+
+def test_every_python_block_of_the_readme_runs(tmp_path):
+    """Each ```python block, as a reader would paste it, in a fresh Python: in a folder with a store holding
+    a trained model (the Models snippet), the published data beside it (the export snippet), and the README's
+    one-file plugin loaded (the cell snippets)."""
+    import os
+    import subprocess
+    import sys
+
+    from rnnbench.run import run_tracked
+    from rnnbench.training import TrainConfig
+
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) >= 7
+    config = TrainConfig(cell="gru", task="adding", width=8, epochs=1, batch_size=32, threads=1,
+                         task_options={"length": 12, "train_size": 128, "validation_size": 64, "test_size": 64})  # fmt: skip
+    run_tracked(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "leaderboard").symlink_to(REPO / "leaderboard")
+    env = {**os.environ, "RNNBENCH_PLUGINS": str(TEST_PLUGINS / "mgu.py"), "HF_DATASETS_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for k, block in enumerate(blocks):
+        script = tmp_path / f"block{k}.py"
+        script.write_text(block)
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, f"README python block {k + 1} fails:\n{block}\n{done.stderr[-3000:]}"

@@ -170,7 +170,7 @@ def test_publish_writes_a_page_that_loads_in_headless_chromium(store, tmp_path):
     if chromium() is not None:  # the page fits a 1,280-pixel screen
         seen = in_a_1280_pixel_browser(tmp_path / "site" / "index.html", tmp_path)
         assert seen["scroll"] <= seen["inner"] == 1280, "no sideways scroll on a 1,280-pixel screen"
-        assert seen["decoded"] == seen["images"] >= 4, seen
+        assert seen["decoded"] == seen["images"] >= 4 and seen["incomplete"] == 0, seen
     browser = chromium()
     if browser is None:
         pytest.skip(

@@ -163,6 +163,7 @@ def test_the_published_page_has_the_findings_tables_and_plots_and_no_paths(store
     if chromium() is not None:
         seen = in_a_1280_pixel_browser(out / "index.html", tmp_path)
         assert seen["scroll"] <= seen["inner"] == 1280 and seen["decoded"] == seen["images"] == 6, seen
+        assert seen["incomplete"] == 0, seen
 
 
 def test_a_sweep_the_store_lacks_or_without_vanilla_is_a_clear_error(store, tmp_path):
