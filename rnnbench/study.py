@@ -326,35 +326,38 @@ def _none_better(study: TaskStudy, attribute: str) -> str:
     return _say(REPRODUCED, "every variant equivalent or worse")
 
 
-def _nfg_noaf_worst(study: TaskStudy, attribute: str) -> str:
+def _named(study: TaskStudy, attribute: str, names: tuple[str, str]) -> dict[str, Verdict] | str:
+    """The two variants' verdicts, or the inconclusive outcome when one was not compared or did not learn."""
     verdicts = _verdicts(study, attribute)
-    named = {n: verdicts.get(n) for n in ("nfg", "noaf")}
-    if any(v is None for v in named.values()):
-        return _say(INCONCLUSIVE, "NFG or NOAF was not compared")
-    if any(v.reason == NOT_LEARNED for v in named.values() if v is not None):
+    if any(n not in verdicts for n in names):
+        return _say(INCONCLUSIVE, f"{' or '.join(n.upper() for n in names)} was not compared")
+    if any(verdicts[n].reason == NOT_LEARNED for n in names):
         return _say(INCONCLUSIVE, NOT_LEARNED)
-    not_worse = [n for n, v in named.items() if v is not None and v.kind in ("better", "equivalent")]
+    return {n: verdicts[n] for n in names}
+
+
+def _nfg_noaf_worst(study: TaskStudy, attribute: str) -> str:
+    named = _named(study, attribute, ("nfg", "noaf"))
+    if isinstance(named, str):
+        return named
+    not_worse = [n for n, v in named.items() if v.kind in ("better", "equivalent")]
     if not_worse:
         return _say(CONTRADICTED, f"not worse than vanilla: {', '.join(not_worse)}")
+    verdicts = _verdicts(study, attribute)
     lowest = sorted(verdicts, key=lambda cell: verdicts[cell].difference)[:2]
-    worse = [n for n, v in named.items() if v is not None and v.kind == "worse"]
+    worse = [n for n, v in named.items() if v.kind == "worse"]
     text = f"the two largest drops: {', '.join(lowest)}; worse of NFG/NOAF: {', '.join(worse) or 'neither'}"
-    if len(worse) == 2 and set(lowest) == {"nfg", "noaf"}:
-        return _say(REPRODUCED, text)
-    return _say(INCONCLUSIVE, text)
+    return _say(REPRODUCED if len(worse) == 2 and set(lowest) == {"nfg", "noaf"} else INCONCLUSIVE, text)
 
 
 def _cifg_np_equal(study: TaskStudy, attribute: str) -> str:
-    verdicts = _verdicts(study, attribute)
-    named = {n: verdicts.get(n) for n in ("cifg", "np")}
-    if any(v is None for v in named.values()):
-        return _say(INCONCLUSIVE, "CIFG or NP was not compared")
-    if any(v.reason == NOT_LEARNED for v in named.values() if v is not None):
-        return _say(INCONCLUSIVE, NOT_LEARNED)
-    text = "; ".join(f"{n} {v.label}" for n, v in named.items() if v is not None)
-    if any(v.kind == "worse" for v in named.values() if v is not None):
+    named = _named(study, attribute, ("cifg", "np"))
+    if isinstance(named, str):
+        return named
+    text = "; ".join(f"{n} {v.label}" for n, v in named.items())
+    if any(v.kind == "worse" for v in named.values()):
         return _say(CONTRADICTED, text)
-    if all(v.kind in ("equivalent", "better") for v in named.values() if v is not None):
+    if all(v.kind in ("equivalent", "better") for v in named.values()):
         return _say(REPRODUCED, text)
     return _say(INCONCLUSIVE, text)
 

@@ -96,6 +96,8 @@ def in_a_1280_pixel_browser(page: Path, work: Path) -> dict[str, int]:
     assert dom.returncode == 0, dom.stderr[-2000:]
     subprocess.run([browser, *flags, f"--screenshot={work / (probe.stem + '.png')}", probe.resolve().as_uri()],
                    capture_output=True, timeout=120)  # fmt: skip
-    title = html.unescape(dom.stdout.split("<title>")[1].split("</title>")[0]) if "<title>" in dom.stdout else ""
+    title = (
+        html.unescape(dom.stdout.split("<title>")[1].split("</title>")[0]) if "<title>" in dom.stdout else ""
+    )
     assert title.startswith("{"), f"the page's load handler never ran (a broken page?): title {title[:200]!r}"
     return json.loads(title)

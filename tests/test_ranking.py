@@ -74,6 +74,14 @@ def board_json(store: Store, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+def board_text(store: Store, fmt: str, *args: str) -> str:
+    result = CliRunner().invoke(
+        app, ["leaderboard", "--tracking-uri", store.uri, "--format", fmt, "--no-plots", *args]
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def entries(data: dict) -> dict[str, dict]:
     (group,) = data["groups"].values()
     return {e["cell"]: e for e in group["entries"]}
@@ -276,11 +284,7 @@ def test_the_search_and_the_retraining_are_labelled_apart(store):
     store.reseeds(best, [0.40, 0.41, 0.39], [0.39, 0.40, 0.41])
     other = store.trial("w", "lstm", 0.5, 0.5)
     store.reseeds(other, [0.30, 0.31, 0.29], [0.3, 0.31, 0.29])
-    page = (
-        CliRunner()
-        .invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--format", "html", "--no-plots"])
-        .stdout
-    )
+    page = board_text(store, "html")
     assert (
         '<table class="leaderboard"><caption>re-training on seeds: the ranks rest on these</caption>' in page
     )
@@ -290,11 +294,7 @@ def test_the_search_and_the_retraining_are_labelled_apart(store):
     ranks = page.split('<table class="leaderboard">')[1].split("</table>")[0]
     assert "0.610" not in ranks and ">0.400 ± 0.010</td>" in ranks, "the ranks show the seeds only"
     assert incomplete_rows(page) == []
-    markdown = (
-        CliRunner()
-        .invoke(app, ["leaderboard", "--tracking-uri", store.uri, "--format", "markdown", "--no-plots"])
-        .stdout
-    )
+    markdown = board_text(store, "markdown")
     assert (
         "**re-training on seeds: the ranks rest on these**" in markdown
         and "| selected trial: test acc |" in markdown
