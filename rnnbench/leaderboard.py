@@ -101,9 +101,8 @@ class Entry:
     costs: list[tuple[float, float, float]] = field(default_factory=list)
     best_runs: list[str] = field(default_factory=list)  # the best completed trials, best first (curves)
     reseed_runs: list[str] = field(default_factory=list)  # the re-seeded runs behind ``values``
-    verdict: Verdict | None = (
-        None  # against the leader (or the baseline): better/worse/equivalent/inconclusive
-    )
+    # Against the leader (or the baseline): better, worse, equivalent or inconclusive.
+    verdict: Verdict | None = None
     paired: Verdict | None = None  # against the leader on the configurations both trained (paired sweeps)
     budget: list[BudgetPoint] = field(default_factory=list)  # Dodge's expected best after n trials
     learned_trials: int = 0  # completed trials whose test accuracy is above chance (binomial, 5 %)
