@@ -738,6 +738,25 @@ def ui_command(
     serve(urls, host, port, workers, lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
+@app.command("status")
+@reports_errors
+def status_command(
+    name: Annotated[str, typer.Argument(help="The sweep (its folder name under --sweeps-dir).")],
+    sweeps_dir: o.SweepsDir = None,
+    as_json: o.Json = False,
+) -> None:
+    """What a sweep has finished (trials per cell, reseeds) and what is left, with an estimate of its time."""
+    from rnnbench.sweep.settings import DEFAULT_SWEEPS_DIR
+    from rnnbench.sweep.status import sweep_status
+
+    found = sweep_status(name, sweeps_dir or DEFAULT_SWEEPS_DIR)
+    if as_json:
+        _print_json(found.as_dict())
+    else:
+        for line in found.lines():
+            console.print(line, highlight=False, soft_wrap=True)
+
+
 @app.command("dashboard")
 @reports_errors
 def dashboard_command(

@@ -236,12 +236,16 @@ def test_malformed_sweep_file(tmp_path, content, message):
 
 def test_a_finished_sweep_grows_to_more_trials_keeping_the_first_ones(tmp_path, ray_session):
     """`rnnbench sweep --resume NAME --trials N`: each cell's study goes on to N trials with its history;
-    the trials already run are untouched and the new ones draw new configurations."""
+    the trials already run are untouched and the new ones draw new configurations; `rnnbench status` says
+    what was done and what is left."""
     from rnnbench.sweep import resolve_settings
+    from rnnbench.sweep.status import sweep_status
 
     s = settings(tmp_path, cells=["rnn", "gru"], trials=2, epochs=1, grace_period=1, sampler="random",
                  space_overrides={"depth": 1, "width": {"low": 4, "high": 64}})  # fmt: skip
     run_sweep(s)
+    done = sweep_status("s1", s.sweeps_dir)
+    assert done.finished == {"rnn": 2, "gru": 2} and done.runs_left == 0 and done.median_seconds > 0
     before = {(r.data.tags["cell"], r.info.run_id): r for r in trial_runs(s.tracking_uri, "s1")}
     grown = resolve_settings(None, {"trials": 4, "sweeps_dir": s.sweeps_dir}, resume="s1")
     assert grown.trials == 4 and grown.cells == ["rnn", "gru"]
@@ -266,6 +270,9 @@ def test_a_finished_sweep_grows_to_more_trials_keeping_the_first_ones(tmp_path, 
         widths = [r.data.params["width"] + r.data.params["lr"] for r in runs]
         assert len(set(widths)) == 4, "the grown trials draw new configurations, not the first ones again"
     assert result.counts["rnn"]["completed"] + result.counts["rnn"]["pruned"] == 4
+    status = sweep_status("s1", s.sweeps_dir)
+    assert status.trials == 4 and status.finished == {"rnn": 4, "gru": 4} and status.seconds_left == 0
+    assert status.lines()[0].startswith("sweep s1: trials rnn 4/4, gru 4/4")
     client = MlflowClient(s.tracking_uri)
     assert client.get_run(result.parent_run_id).data.tags["trials"] == "4"
     with pytest.raises(
