@@ -362,11 +362,20 @@ def _cifg_np_equal(study: TaskStudy, attribute: str) -> str:
     return _say(INCONCLUSIVE, text)
 
 
+BY_FAR = 2.0  # "by far the most important": at least twice the next hyperparameter's variance fraction
+
+
 def _lr_first(study: TaskStudy) -> str:
     if not study.importance:
         return _say(INCONCLUSIVE, f"fANOVA needs {MIN_IMPORTANCE_TRIALS} trials that left chance, "
                                   f"{study.importance_trials} found")  # fmt: skip
     ranked = sorted(((k, v) for k, v in study.importance.items() if k != INTERACTIONS), key=lambda kv: -kv[1])
-    top, share = ranked[0]
-    text = f"largest main effect: {top} ({share:.0%} of the variance over {study.importance_trials} trials that learned)"
-    return _say(REPRODUCED if top == "lr" else CONTRADICTED, text)
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in ranked[:3])
+    text = f"main effects {shares} of the variance over {study.importance_trials} trials that learned"
+    lr = study.importance.get("lr", 0.0)
+    if ranked[0][0] != "lr":
+        return _say(CONTRADICTED, text)
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    if lr >= BY_FAR * runner_up:
+        return _say(REPRODUCED, f"{text} (lr at least {BY_FAR:g}x the next)")
+    return _say(INCONCLUSIVE, f"{text} (lr first, but not {BY_FAR:g}x the next)")

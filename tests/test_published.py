@@ -5,6 +5,7 @@ unreproducible. Both are checked as pages too: every table row complete, every i
 from __future__ import annotations
 
 import base64
+import html
 import re
 import shlex
 from pathlib import Path
@@ -25,7 +26,9 @@ def _command(folder: Path) -> tuple[list[str], str | None]:
     text = (folder / "README.md").read_text()
     found = GENERATED.search(text)
     assert found, f"{folder}/README.md names no command"
-    note = next((line.strip() for line in text.splitlines() if line.startswith("Reproduce:")), None)
+    note = next(
+        (html.unescape(line.strip()) for line in text.splitlines() if line.startswith("Reproduce:")), None
+    )
     return shlex.split(found.group(1))[1:], note
 
 

@@ -206,3 +206,16 @@ def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_
     assert re.search(r"\| vanilla \(peephole\) \| 2 \(\d\) \|", readme) and re.search(
         r"\| cifg_np \| 2 \(\d\) \|", readme
     )
+
+
+def test_the_learning_rate_finding_asks_for_by_far():
+    from rnnbench.study import _lr_first
+
+    def outcome(importance):
+        study = TaskStudy("s", "t", {}, "best_val_accuracy", 0.1, 0.02, [], importance, 40)
+        return _lr_first(study).split(":")[0]
+
+    assert outcome({"lr": 0.52, "width": 0.20, INTERACTIONS: 0.28}) == "reproduced"
+    assert outcome({"lr": 0.26, "momentum_complement": 0.22, INTERACTIONS: 0.52}) == "inconclusive"
+    assert outcome({"lr": 0.10, "width": 0.40, INTERACTIONS: 0.50}) == "contradicted"
+    assert outcome(None) == "inconclusive"
