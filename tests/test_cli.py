@@ -129,3 +129,15 @@ def test_tasks_lists_builtins_with_defaults():
     assert rows["hf"]["chance"] is None
     table = invoke("tasks").stdout
     assert "Arjovsky" in table and "temporal_order" in table
+
+
+@pytest.mark.parametrize("command", [["ui"], ["leaderboard", "--no-plots"], ["export", "--out", "x.parquet"]])
+def test_a_garbled_store_is_one_line_naming_it(tmp_path, command):
+    """Random bytes where mlflow.db should be: one line naming the store, never SQLAlchemy's pages."""
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    result = CliRunner().invoke(app, [*command, "--tracking-uri", f"sqlite:///{store}"])
+    assert result.exit_code == 2, result.output
+    said = result.stderr.strip()
+    assert "mlflow.db: the store cannot be read (" in " ".join(said.split()) and "Traceback" not in said
+    assert len(said.splitlines()) <= 3, said
