@@ -227,3 +227,21 @@ def test_a_greff_trial_trains_with_nesterov_sgd():
     sampled = rnnbench.get_search_space("greff").suggest(trial)
     config = trial_config(sampled, TrialSpec(cell="lstm", task="adding", epochs=1, seed=0, cpus_per_trial=1))
     assert config.optimizer == "nesterov" and config.momentum == sampled["momentum"] and config.clip is None
+
+
+def test_a_pilot_says_whether_the_median_trial_learns_and_what_budget_it_would_need():
+    from types import SimpleNamespace
+
+    from rnnbench.sweep.status import learning
+
+    def run(cell, accuracy, epochs_run):
+        metrics = {"test_accuracy": accuracy, "chance": 0.25, "test_count": 1000.0, "epochs_run": epochs_run}
+        return SimpleNamespace(
+            data=SimpleNamespace(tags={"status": "completed", "cell": cell}, metrics=metrics)
+        )
+
+    found = learning([run("a", 0.9, 10), run("a", 0.26, 10), run("a", 0.8, 10), run("b", 0.25, 40),
+                      run("b", 0.26, 40), run("c", 0.24, 3)], epochs=40)  # fmt: skip
+    assert found["a"].learned and found["a"].accuracy == 0.8
+    assert not found["b"].learned and "raise `epochs`" in found["b"].line()
+    assert not found["c"].learned and "stopped early after 3 of 40 epochs" in found["c"].line()

@@ -11,6 +11,46 @@ from rnnbench.sweep.state import JOURNAL_FILE, load_state, sweep_folder
 
 
 @dataclass
+class Learning:
+    """A cell's median completed trial (by test accuracy) against chance: does this budget learn the task?"""
+
+    accuracy: float
+    chance: float | None
+    learned: bool
+    epochs_run: int
+    epochs: int  # the cap
+
+    def line(self) -> str:
+        chance = "" if self.chance is None else f" (chance {self.chance:.3f})"
+        if self.learned:
+            return f"the median trial left chance: test accuracy {self.accuracy:.3f}{chance}"
+        if self.epochs_run >= self.epochs:
+            need = f"it ran all {self.epochs} epochs: raise `epochs` (and `grace_period`)"
+        else:
+            need = (f"it stopped early after {self.epochs_run} of {self.epochs} epochs: raise the learning rate's "
+                    "range or the training data")  # fmt: skip
+        return f"the median trial is at chance: test accuracy {self.accuracy:.3f}{chance}; {need}"
+
+
+def learning(runs: list[Any], epochs: int) -> dict[str, Learning]:
+    """Per cell, its median completed trial by test accuracy, tested against chance (binomial, 5 %)."""
+    from rnnbench.stats import left_chance
+
+    by_cell: dict[str, list[Any]] = {}
+    for run in runs:
+        if run.data.tags.get("status") == "completed" and "test_accuracy" in run.data.metrics:
+            by_cell.setdefault(run.data.tags.get("cell", "?"), []).append(run)
+    found = {}
+    for cell, cell_runs in by_cell.items():
+        median = sorted(cell_runs, key=lambda r: r.data.metrics["test_accuracy"])[(len(cell_runs) - 1) // 2]
+        m = median.data.metrics
+        found[cell] = Learning(m["test_accuracy"], m.get("chance"),
+                               left_chance(m["test_accuracy"], int(m.get("test_count", 0)), m.get("chance")),
+                               int(m.get("epochs_run", 0)), epochs)  # fmt: skip
+    return found
+
+
+@dataclass
 class SweepStatus:
     name: str
     trials: int  # requested per cell
@@ -20,6 +60,7 @@ class SweepStatus:
     median_seconds: float | None  # per finished trial run (wall time)
     concurrency: int
     cell_seconds: dict[str, float]  # the median per cell, where a cell has finished runs
+    learning: dict[str, Learning]  # per cell with completed trials: its median trial against chance
 
     @property
     def runs_left(self) -> int:
@@ -42,7 +83,11 @@ class SweepStatus:
         estimate = "" if left is None else f", about {left / 60:.0f} min at {self.concurrency} at a time"
         reseeds = f"; reseeds {self.reseeded}/{self.reseeds * len(self.finished)}" if self.reseeds else ""
         each = "" if self.median_seconds is None else f"; {self.median_seconds:.0f} s per run (median)"
-        return [f"sweep {self.name}: trials {cells}{reseeds}{each}", f"left: {self.runs_left} runs{estimate}"]
+        lines = [
+            f"sweep {self.name}: trials {cells}{reseeds}{each}",
+            f"left: {self.runs_left} runs{estimate}",
+        ]
+        return lines + [f"{cell}: {found.line()}" for cell, found in self.learning.items()]
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "runs_left": self.runs_left, "seconds_left": self.seconds_left}
@@ -80,4 +125,5 @@ def sweep_status(name: str, sweeps_dir: str) -> SweepStatus:
                        reseeds=int(settings.get("reseed") or 0), reseeded=len(reseeded),
                        median_seconds=statistics.median(seconds) if seconds else None,
                        concurrency=int(settings.get("max_concurrent") or 1),
-                       cell_seconds={c: statistics.median(v) for c, v in by_cell.items()})  # fmt: skip
+                       cell_seconds={c: statistics.median(v) for c, v in by_cell.items()},
+                       learning=learning(runs, int(settings.get("epochs", 0))))  # fmt: skip
