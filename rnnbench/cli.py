@@ -43,6 +43,9 @@ def _width() -> int | None:
 
 
 console = Console(width=_width())
+# MLflow draws a progress bar on stderr for every artifact it downloads (a plot's LRD curve, a model's
+# files): noise under --json and in logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
