@@ -490,7 +490,6 @@ def leaderboard_command(
 ) -> None:
     """Rank the cells of each set-up on seeds, three-way verdicts against the leader; chance-level groups unranked."""
     from rnnbench.leaderboard import NothingToRank, build
-    from rnnbench.leaderboard_report import markdown, rich_tables, to_csv, to_html, to_json
 
     if output_format not in FORMATS:
         raise typer.BadParameter(
@@ -509,6 +508,22 @@ def leaderboard_command(
         if output_format == "json":
             _print_json({"metric": metric, "groups": {}, "message": str(exc)})
         return
+    _render_board(board, output_format, wide, with_aggregate)
+    if plots and sweep and runs is None:
+        _log_plots(board, sweep)
+    if publish is not None:
+        given = {"--task": task, "--sweep": sweep, "--setup": setup, "--baseline": baseline, "--metric": metric,
+                 "--margin": None if margin == MARGIN else str(margin),
+                 "--tracking-uri": tracking_uri, "--experiment": None if experiment == "rnnbench" else experiment,
+                 "--from": " --from ".join(str(d) for d in data) if data else None,
+                 "--publish": str(publish)}  # fmt: skip
+        _publish_board(board, publish, _page_header(board, given, note))
+
+
+def _render_board(board: Any, output_format: str, wide: bool, with_aggregate: bool) -> None:
+    """The leaderboard on standard output in the format asked for."""
+    from rnnbench.leaderboard_report import markdown, rich_tables, to_csv, to_html, to_json
+
     if output_format == "table":
         console.width = _width() or console.width  # read when the command runs, not at import
         for table in rich_tables(board, wide):
@@ -520,22 +535,13 @@ def leaderboard_command(
     else:
         text = {"json": to_json, "csv": to_csv}[output_format](board)
         print(text, end="" if output_format == "csv" else "\n")
-    if plots and sweep and runs is None:
-        _log_plots(board, sweep)
-    if publish is not None:
-        from rnnbench.leaderboard_report import publish as publish_page
 
-        given = {"--task": task, "--sweep": sweep, "--setup": setup, "--baseline": baseline, "--metric": metric,
-                 "--margin": None if margin == MARGIN else str(margin),
-                 "--tracking-uri": tracking_uri, "--experiment": None if experiment == "rnnbench" else experiment,
-                 "--from": " --from ".join(str(d) for d in data) if data else None,
-                 "--publish": str(publish)}  # fmt: skip
-        from rnnbench.leaderboard_report import published_count
 
-        written = publish_page(board, publish, _page_header(board, given, note))
-        err_console.print(
-            f"Published {published_count(publish, written)} files into {publish}/", highlight=False
-        )
+def _publish_board(board: Any, folder: Path, header: list[str]) -> None:
+    from rnnbench.leaderboard_report import publish, published_count
+
+    written = publish(board, folder, header)
+    err_console.print(f"Published {published_count(folder, written)} files into {folder}/", highlight=False)
 
 
 def _exported(data: list[Path] | None) -> Any:
