@@ -3,6 +3,8 @@ each variant against a plain PyTorch reference written from the paper's equation
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -16,6 +18,7 @@ from rnnbench.cells.lstm_family import (
     VariantError,
 )
 from rnnbench.testing import assert_cell_conforms
+from tests.conftest import require_lstm_family_kernel
 
 ODYSSEY = list(VARIANTS)
 
@@ -246,3 +249,34 @@ def test_the_sweep_group_odyssey_names_the_nine_cells():
 
     assert parse_cells("odyssey", "f") == ["peephole", *ODYSSEY]
     assert set(parse_cells("odyssey", "f")) <= set(rnnbench.cell_names())
+
+
+def test_every_built_in_variant_has_its_own_compiled_instantiation():
+    """The kernel compiles the pointwise loops once per built-in variant, keyed by its switch bits; a
+    variant missing from that list silently takes the slower run-time switches (CIFG did, at 1.3-1.5x
+    nn.LSTM's time), so the kernel's cases must be exactly the variants' bits."""
+    import re
+
+    from rnnbench.cells.lstm_family import KERNEL_SOURCE
+
+    cases = {int(n) for n in re.findall(r"case (\d+): CALL\(\1\)", KERNEL_SOURCE.read_text())}
+    expected = {v.flags & 255 for v in [PEEPHOLE, *VARIANTS.values()]}
+    assert cases == expected, f"missing {sorted(expected - cases)}, extra {sorted(cases - expected)}"
+
+
+def test_the_kernel_says_which_vector_copy_runs_on_this_cpu():
+    from rnnbench.cells.gru import KERNEL as GRU_KERNEL
+    from rnnbench.cells.lstm_family import KERNEL
+
+    require_lstm_family_kernel()
+    clone = KERNEL.vector_clone()
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if "avx512f" in flags and "avx512bw" in flags:
+        assert clone.startswith("x86-64-v4")
+    elif " avx2 " in flags and " fma " in flags:
+        assert clone.startswith("x86-64-v3")
+    else:
+        assert clone
+    if GRU_KERNEL.available():
+        assert GRU_KERNEL.vector_clone() == clone

@@ -84,14 +84,6 @@ RNNBENCH_ALWAYS_INLINE void backward_rows_impl(const T* __restrict act, const T*
   }
 }
 
-// On x86-64 Linux, GCC also emits AVX2 and AVX-512 copies and picks one at load time; the binary
-// stays portable, so a cache directory can be shared between different CPUs.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define RNNBENCH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RNNBENCH_CLONES
-#endif
-
 RNNBENCH_CLONES void forward_rows(float* gates, const float* hgates, const float* h_prev, float* h, float* hn,
                                   int64_t begin, int64_t end, int64_t hidden) {
   forward_rows_impl<float>(gates, hgates, h_prev, h, hn, begin, end, hidden);
@@ -223,6 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
 #define RNNBENCH_LIBRARY_IMPL(ns, k, m) TORCH_LIBRARY_IMPL(ns, k, m)
 
 RNNBENCH_LIBRARY(TORCH_EXTENSION_NAME, m) {
+  m.def("vector_clone() -> str", &vector_clone);  // which copy of the pointwise loops runs
   m.def("forward(Tensor x, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh) -> (Tensor, Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_h, Tensor x, Tensor w_ih, Tensor w_hh, Tensor h, Tensor act, Tensor hn, "

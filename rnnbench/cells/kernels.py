@@ -198,6 +198,10 @@ class CompiledKernel:
                     raise self.error(self._failure) from exc
         return self._ops
 
+    def vector_clone(self) -> str:
+        """Which copy of the kernel's pointwise loops runs on this CPU (AVX-512, AVX2 or the baseline)."""
+        return str(self.load().vector_clone())
+
     def available(self) -> bool:
         """Whether the kernel is cached here or can be built (a failing build is still an error)."""
         built = (self.build_dir() / "rnnbench-build-done").exists()
