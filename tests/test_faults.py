@@ -760,18 +760,32 @@ def test_two_drivers_on_one_sweep_one_runs_the_other_is_refused(tmp_path):
 
 
 def test_a_journal_cut_by_a_crash_is_repaired_on_resume_without_a_second_run(tmp_path, ray_session):
-    """The last 40 bytes of the journal cut off (a crash mid-append): --resume keeps the whole file as a
-    backup, cuts the torn line, reruns the trial it recorded and replaces that trial's MLflow run."""
+    """The last 40 bytes of the journal cut off (a crash mid-append, here the last trial's tell): --resume
+    keeps the whole file as a backup and cuts the torn line; the trial whose tell was lost has a finished
+    MLflow record, so Optuna is told from it and no trial trains again (the same runs, the same values)."""
     settings = sweep_settings(
         tmp_path, "torn", ["rnn"], trials=3, epochs=1, sweeps_dir=str(tmp_path / "rnnbench-sweeps")
     )
-    run_sweep(settings)
+    result = run_sweep(settings)
+    before = {r.info.run_id: r.data.metrics for r in trial_runs(result.tracking_uri, "torn")}
     journal = tmp_path / "rnnbench-sweeps" / "torn" / "optuna.journal"
     data = journal.read_bytes()
     journal.write_bytes(data[:-40])
+    import optuna
+
+    from rnnbench.sweep.search import journal_storage
+
+    cut = optuna.load_study(study_name="torn:rnn", storage=journal_storage(str(journal)))
+    assert [t.state for t in cut.trials].count(TrialState.RUNNING) == 1, "the cut took the last tell"
     run_sweep(SweepSettings(**settings.as_dict()), resume=True)
     assert [p.name.startswith("optuna.journal.torn-") for p in journal.parent.iterdir()].count(True) == 1
     assert _agree(tmp_path, "torn", ["rnn"]) == {"rnn": 3}
+    assert {r.info.run_id: r.data.metrics for r in trial_runs(result.tracking_uri, "torn")} == before
+    told = {t.number: t.value for t in optuna_trials(journal.parent, "torn:rnn")}
+    assert all(t.state == TrialState.COMPLETE for t in optuna_trials(journal.parent, "torn:rnn"))
+    recorded = {int(r.data.tags["optuna_trial"]): r.data.metrics["best_val_loss"]
+                for r in trial_runs(result.tracking_uri, "torn")}  # fmt: skip
+    assert told == recorded
     journal.write_bytes(journal.read_bytes().replace(b"\n", b"\nnot json\n", 1))
     with pytest.raises(RnnbenchError, match=r"optuna.journal: line 2 of \d+ is not a journal entry"):
         run_sweep(SweepSettings(**settings.as_dict()), resume=True)

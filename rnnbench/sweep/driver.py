@@ -36,7 +36,7 @@ from rnnbench.sweep.state import (
 
 if TYPE_CHECKING:
     from rnnbench.sweep.plan import SweepPlan
-    from rnnbench.sweep.recorder import TrialRecorder
+    from rnnbench.sweep.recorder import CellRecord, TrialRecorder
     from rnnbench.tracking import RunRecorder
 
 Listener = Callable[[SweepProgress], None]
@@ -72,8 +72,9 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
             backup = repair_journal(folder / JOURNAL_FILE)
             if backup is not None:
                 logging.getLogger("rnnbench").warning(
-                    "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as "
-                    "%s) and the trial it recorded runs again", folder / JOURNAL_FILE, backup.name)  # fmt: skip
+                    "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as %s); "
+                    "the trial it recorded is told from its MLflow record, or runs again without one",
+                    folder / JOURNAL_FILE, backup.name)  # fmt: skip
         sweep = _Sweep(plan, RunRecorder(settings.tracking_uri, settings.experiment), folder, resume)
         started_ray = connect(settings)
         try:
@@ -156,6 +157,16 @@ class _Sweep:
 
         assert self.progress is not None
         study = f"{self.name}:{cell}"
+        if self.resume:
+            from rnnbench.sweep.recorder import adopt_recorded_trials
+
+            adopted = adopt_recorded_trials(
+                self.storage, study, self.client, self._record(cell), self.settings.metric
+            )
+            if adopted:
+                logging.getLogger("rnnbench").info(
+                    "%s: trials %s were recorded before the stop; kept", cell, adopted
+                )
         finished = len(finished_trials(self.storage, study))
         remaining = self.settings.trials - finished
         self._count_earlier_trials(cell)
@@ -188,7 +199,7 @@ class _Sweep:
 
         from rnnbench.search_spaces.overrides import for_task
         from rnnbench.sweep.models import drop_unfinished_checkpoints
-        from rnnbench.sweep.recorder import CellRecord, StopOnTrackingError, TrialRecorder
+        from rnnbench.sweep.recorder import StopOnTrackingError, TrialRecorder
         from rnnbench.sweep.scheduler import make_scheduler
         from rnnbench.sweep.search import SweepSearch, enqueue_shared, make_sampler, shared_configurations
         from rnnbench.sweep.worker import trial_entry
@@ -200,10 +211,7 @@ class _Sweep:
                              sampler=make_sampler(s, finished), study_name=study, storage=self.storage)  # fmt: skip
         if s.is_paired:
             enqueue_shared(search, shared_configurations(space, s))
-        record = CellRecord(sweep=self.name, cell=cell, task=s.task, experiment_id=self.experiment_id,
-                            parent_run_id=self.parent_run_id, params=plan.trial_params(cell, self.gpus),
-                            tags=plan.trial_tags(), resuming=self.resume)  # fmt: skip
-        recorder = TrialRecorder(self.client, record, search, self.progress)
+        recorder = TrialRecorder(self.client, self._record(cell), search, self.progress)
         trainable = tune.with_resources(
             tune.with_parameters(trial_entry, spec=plan.trial_spec(cell)),
             {"cpu": s.cpus_per_trial, "gpu": self.gpus},
@@ -236,6 +244,15 @@ class _Sweep:
             for failure in recorder.wait_for_plots():
                 logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
         return recorder
+
+    def _record(self, cell: str) -> CellRecord:
+        """What every trial run of ``cell`` in this sweep carries."""
+        from rnnbench.sweep.recorder import CellRecord
+
+        assert self.parent_run_id is not None
+        return CellRecord(sweep=self.name, cell=cell, task=self.settings.task, experiment_id=self.experiment_id,
+                          parent_run_id=self.parent_run_id, params=self.plan.trial_params(cell, self.gpus),
+                          tags=self.plan.trial_tags(), resuming=self.resume)  # fmt: skip
 
     def _stopped_by_store(self, recorder: TrialRecorder) -> None:
         from rnnbench.tracking import TrackingError
@@ -283,15 +300,12 @@ class _Sweep:
         return shared
 
     def _log_plots(self) -> None:
-        """The sweep's leaderboard plots (cost of accuracy, learning curves, LRD curves) on its run."""
-        from rnnbench.leaderboard import NothingToRank, build
-        from rnnbench.leaderboard_report import log_plots
+        """The sweep's importances kept, and its leaderboard (plots, tables, page) on its run."""
+        from rnnbench.leaderboard import NothingToRank
+        from rnnbench.leaderboard_report import log_sweep_leaderboard
 
         try:
-            board = build(self.recorder.tracking_uri, sweep=self.name, experiment=self.settings.experiment,
-                          with_importance=False)  # fmt: skip
-            assert self.parent_run_id is not None
-            log_plots(board, self.client, self.parent_run_id)
+            log_sweep_leaderboard(self.recorder.tracking_uri, self.name, self.settings.experiment)
         except NothingToRank:
             return
         except Exception as exc:  # a plot is not a result: the sweep's records are complete without it

@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
 from rnnbench.lrd import Bucket, LRDResult
-from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS, PLACEMENT_TAGS, pick
+from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS, PLACEMENT_TAGS, pick, selection_metric
 from rnnbench.run_search import trial_runs
 from rnnbench.sweep.progress import SweepProgress
 from rnnbench.sweep.search import SweepSearch
@@ -182,9 +182,8 @@ class TrialRecorder(tune.Callback):
 
     def _delete_stale_runs(self, number: int | None) -> None:
         """Runs of this trial left by a killed or interrupted driver (only a resumed sweep has them): the
-        trial reruns, so they go, finished ones too (a driver killed between writing a trial's record and
-        telling Optuna, or a journal whose last line a crash cut, leaves a finished run Optuna never heard
-        of: keeping it would count the trial twice)."""
+        trial reruns, so they go (a trial with one finished record was told from it before the rerun
+        could start: adopt_recorded_trials; one with two would count twice)."""
         if not self.record.resuming or number is None:  # None would match every trial of the cell
             return
         found = trial_runs(self.client, self.record.experiment_id, sweep=self.record.sweep, cell=self.cell,
@@ -287,3 +286,38 @@ class StopOnTrackingError(tune.Stopper):
 
     def stop_all(self) -> bool:
         return bool(self.recorder.errors)
+
+
+# A trial run's status tag -> the Optuna state its record stands for.
+RECORDED_STATES = {"completed": "COMPLETE", "pruned": "PRUNED", "diverged": "FAIL", "failed": "FAIL"}
+
+
+def adopt_recorded_trials(
+    storage: Any, study_name: str, client: Any, record: CellRecord, metric: str
+) -> list[int]:
+    """Trials whose MLflow record a killed driver finished writing but never told Optuna (it tells right
+    after): told now from that record, so that ``--resume`` keeps them rather than training them again.
+    Returns their numbers; a trial without exactly one finished record reruns (its runs are replaced)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # the cell had not started
+        return []
+    adopted = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        runs = [r for r in trial_runs(client, record.experiment_id, sweep=record.sweep, cell=record.cell,
+                                      number=trial.number)
+                if r.info.status in ("FINISHED", "FAILED") and r.data.tags.get("status") in RECORDED_STATES]  # fmt: skip
+        if len(runs) != 1:
+            continue
+        state = TrialState[RECORDED_STATES[runs[0].data.tags["status"]]]
+        value = (
+            runs[0].data.metrics.get(selection_metric(metric)[0]) if state == TrialState.COMPLETE else None
+        )
+        if state == TrialState.COMPLETE and value is None:
+            state = TrialState.FAIL
+        study.tell(trial.number, value, state=state)
+        adopted.append(trial.number)
+    return adopted
