@@ -9,9 +9,11 @@ Run from the repository root: ``python -m benchmarks`` (``--help`` for the optio
 * ``parallel``       throughput of 2 concurrent sweep trials against 1
 * ``time_to_target`` wall-clock of TPE+ASHA (the default sweep) to a target accuracy against random
                      search without early stopping
+* ``leaderboard``    ``rnnbench leaderboard`` on a store growing to 5,400 trial runs (Greff's study), with
+                     the importances kept by the sweep and recomputed
 * ``report``         targets, machine description, report.json and report.md
 
 The benchmarks are not part of the test suite (``tests/test_benchmarks.py`` smoke-tests the cells one).
 """
 
-BENCHMARKS = ("cells", "harness", "logging_tax", "parallel", "time_to_target")
+BENCHMARKS = ("cells", "harness", "logging_tax", "parallel", "time_to_target", "leaderboard")

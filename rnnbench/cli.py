@@ -487,6 +487,7 @@ def leaderboard_command(
     with_aggregate: o.AggregateFlag = False,
     force: o.Force = False,
     wide: o.Wide = False,
+    recompute_importance: o.RecomputeImportance = False,
 ) -> None:
     """Rank the cells of each set-up on seeds, three-way verdicts against the leader; chance-level groups unranked."""
     from rnnbench.leaderboard import NothingToRank, build
@@ -502,7 +503,8 @@ def leaderboard_command(
     runs = _exported(data)
     try:
         board = build(tracking_uri, task=task, sweep=sweep, metric=metric, experiment=experiment, setup=setup,
-                      baseline=baseline, min_trials=min_trials, margin=margin, runs=runs)  # fmt: skip
+                      baseline=baseline, min_trials=min_trials, margin=margin, runs=runs,
+                      recompute_importance=recompute_importance)  # fmt: skip
     except NothingToRank as exc:
         err_console.print(f"Nothing to rank: {escape(str(exc))}", soft_wrap=True)
         if output_format == "json":

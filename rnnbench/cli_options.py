@@ -143,6 +143,11 @@ Baseline = Annotated[
 MinTrials = Annotated[
     int, typer.Option(help="Completed trials a cell needs before its fANOVA importances are shown.")
 ]
+RecomputeImportance = Annotated[
+    bool,
+    typer.Option("--recompute-importance", help="Recompute fANOVA rather than read what each sweep kept when "
+                 "it ended (it is recomputed anyway where the trials changed since)."),
+]  # fmt: skip
 Note = Annotated[
     str | None, typer.Option(help="A line for the published page (for example how to reproduce it).")
 ]

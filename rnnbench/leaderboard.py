@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.importance import variance_fractions
+from rnnbench.importance import CACHE_TAG, cache_value, cached_fractions
 from rnnbench.reports import CONFIG_PARAMS, best_first, best_run, selection_metric, status_counts
 from rnnbench.setups import Setup, setup_of
 from rnnbench.stats import (
@@ -95,6 +95,7 @@ class Entry:
     shared: bool = False  # the rank is shared with another cell
     importance: dict[str, float] | None = None
     importance_trials: int = 0
+    importance_key: str = field(default="", repr=False)  # the trials' fingerprint ("": not cacheable)
     reseed: dict[str, Any] | None = None  # mean and std per metric over re-seeded runs
     model_uri: str | None = None  # the best trial's MLflow model (models:/m-...)
     # (ranked metric, parameter count, training seconds) of every completed trial: the cost of accuracy
@@ -123,6 +124,7 @@ class Entry:
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
         found.pop("configs")
+        found.pop("importance_key")
         for key in ("verdict", "paired"):
             value = getattr(self, key)
             found[key] = None if value is None else value.as_dict()
@@ -213,8 +215,12 @@ def build(
     min_trials: int = MIN_TRIALS,
     margin: float = MARGIN,
     runs: Any = None,
+    recompute_importance: bool = False,
 ) -> Leaderboard:
-    """Read the store (or ``runs``: exported records, rnnbench.records) and rank the cells of each set-up."""
+    """Read the store (or ``runs``: exported records, rnnbench.records) and rank the cells of each set-up.
+
+    Importances come from the sweeps' caches where their trials are unchanged (``recompute_importance``:
+    never)."""
     _check_filters(metric, task, sweep, min_trials, margin)
     source = runs if runs is not None else _open(tracking_uri, experiment)
     found_runs = source.trial_runs(task=task, sweep=sweep)
@@ -234,7 +240,8 @@ def build(
         metric=metric, tracking_uri=source.uri, experiment_id=source.experiment_id, runs=source
     )
     for found, group_runs in sorted(by_setup.items(), key=lambda item: (item[0].task, item[0].id)):
-        group = _group(source, found, group_runs, metric, with_importance, min_trials)
+        cache = None if not with_importance or recompute_importance else _importance_cache(source, group_runs)
+        group = _group(source, found, group_runs, metric, with_importance, min_trials, cache or {})
         group.margin = margin
         if baseline is not None and baseline not in {e.cell for e in group.entries}:
             raise LeaderboardError(
@@ -301,8 +308,46 @@ def _nothing(source: Any, task: str | None, sweep: str | None) -> NothingToRank:
     )  # fmt: skip
 
 
+def _importance_cache(source: Any, runs: list[Any]) -> dict[str, str]:
+    """The importances the runs' sweeps kept (rnnbench.importance), by fingerprint."""
+    found: dict[str, str] = {}
+    for name in sorted({r.data.tags.get("sweep", "") for r in runs} - {""}):
+        run = source.sweep_run(name)
+        tags = run.data.tags if run is not None else {}
+        found.update({k.removeprefix(CACHE_TAG): v for k, v in tags.items() if k.startswith(CACHE_TAG)})
+    return found
+
+
+def cache_importances(client: Any, experiment_id: str, uri: str, sweep: str) -> int:
+    """Keep the sweep's importances (every ranked metric, every cell) as tags of its run, dropping those
+    of trials that changed; returns how many tags were written. Called when a sweep or a reseed ends."""
+    from mlflow.entities import RunTag
+
+    from rnnbench.records import MlflowRuns
+
+    source = MlflowRuns(client, experiment_id, uri)
+    parent = source.sweep_run(sweep)
+    if parent is None:
+        return 0
+    keep: dict[str, str] = {}
+    for metric in METRICS:
+        try:  # two trials are fANOVA's least; a reader with a higher --min-trials checks the count
+            board = build(runs=source, sweep=sweep, metric=metric, min_trials=2)
+        except NothingToRank:
+            return 0
+        keep.update({e.importance_key: cache_value(e.importance, e.importance_trials)
+                     for e in board.entries if e.importance_key})  # fmt: skip
+    run_id, tags = parent.info.run_id, parent.data.tags
+    for name in [k for k in tags if k.startswith(CACHE_TAG) and k.removeprefix(CACHE_TAG) not in keep]:
+        client.delete_tag(run_id, name)
+    new = [RunTag(CACHE_TAG + k, v) for k, v in keep.items() if tags.get(CACHE_TAG + k) != v]
+    if new:
+        client.log_batch(run_id, tags=new)
+    return len(new)
+
+
 def _group(source: Any, found: Setup, runs: list[Any], metric: str, with_importance: bool,
-           min_trials: int) -> Group:  # fmt: skip
+           min_trials: int, cache: dict[str, str]) -> Group:  # fmt: skip
     """The set-up's entries, one per cell, before ranking."""
     by_cell: dict[str, list[Any]] = {}
     for run in runs:
@@ -321,7 +366,9 @@ def _group(source: Any, found: Setup, runs: list[Any], metric: str, with_importa
         entry = _entry(source, found, cell, cell_runs, picks[cell], ranked_by, group.chance)
         if with_importance and entry.run_id:
             learned = [r for r in cell_runs if _learned(r, group.chance)]
-            entry.importance, entry.importance_trials = variance_fractions(learned, ranked_by, min_trials)
+            entry.importance, entry.importance_trials, entry.importance_key = cached_fractions(
+                learned, ranked_by, min_trials, cache
+            )
         group.entries.append(entry)
     return group
 

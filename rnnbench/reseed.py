@@ -76,13 +76,9 @@ def _log_leaderboard(sweep: str, tracking_uri: str, experiment: str) -> None:
     """The sweep's leaderboard, now ranked on the seeds, on its parent run (plots, tables, page)."""
     import logging
 
-    from rnnbench.leaderboard import build
-    from rnnbench.leaderboard_report import log_plots
+    from rnnbench.leaderboard_report import log_sweep_leaderboard
 
     try:
-        board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
-        parent = board.runs.sweep_run(sweep)
-        if parent is not None:
-            log_plots(board, board.runs.client, parent.info.run_id)
+        log_sweep_leaderboard(tracking_uri, sweep, experiment)
     except Exception as exc:  # a page is not a result: the reseed runs are complete without it
         logging.getLogger("rnnbench").warning("warning: the sweep's leaderboard was not logged: %s", exc)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import warnings
@@ -280,7 +281,12 @@ def binomial_above_p(accuracy: float, count: int, chance: float) -> float:
     (what a single run can say: this model beats chance on this test set)."""
     if count < 1:
         return 1.0
-    hits = min(max(round(accuracy * count), 0), count)
+    return _binomial_p(min(max(round(accuracy * count), 0), count), count, chance)
+
+
+@functools.lru_cache(maxsize=65536)
+def _binomial_p(hits: int, count: int, chance: float) -> float:
+    # A leaderboard asks this of every trial (5,400 in Greff's study), from few distinct (hits, count).
     return float(_scipy_stats().binomtest(hits, count, chance, alternative="greater").pvalue)
 
 
