@@ -135,14 +135,31 @@ def collect(client: Any, experiment_id: str, sweep: str) -> tuple[dict[str, str]
     return gather(parent, trial_runs(client, experiment_id, sweep=sweep))
 
 
+def busy_milliseconds(spans: list[tuple[int, int]]) -> int:
+    """How long at least one of the (start, end) spans was running: a sweep stopped and resumed in a later
+    sitting counts its trials' time, not the pause between."""
+    total, reach = 0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
 def gather(parent: Any, runs: list[Any]) -> tuple[dict[str, str], dict[str, CellTrials]]:
     """Settings and per-cell trials from a sweep's parent run and its trial runs (MLflow or exported)."""
     settings = {
         **parent.data.params,
         **{k: v for k, v in parent.data.tags.items() if k in ("trials", "machine")},
     }
-    if parent.info.start_time and parent.info.end_time:
-        settings["wall_minutes"] = f"{(parent.info.end_time - parent.info.start_time) / 60000:.0f}"
+    spans = [(r.info.start_time, r.info.end_time) for r in runs if r.info.start_time and r.info.end_time]
+    if spans:
+        settings["wall_minutes"] = f"{busy_milliseconds(spans) / 60000:.0f}"
+        seconds = sorted((end - start) / 1000 for start, end in spans)
+        settings["trial_seconds"] = f"{statistics.median(seconds):.0f}"
     selection, mode = selection_metric(settings.get("metric", "val_accuracy"))
     cells: dict[str, CellTrials] = {}
     for run in runs:
@@ -373,9 +390,12 @@ def _lr_first(study: TaskStudy) -> str:
     shares = ", ".join(f"{k} {v:.0%}" for k, v in ranked[:3])
     text = f"main effects {shares} of the variance over {study.importance_trials} trials that learned"
     lr = study.importance.get("lr", 0.0)
-    if ranked[0][0] != "lr":
-        return _say(CONTRADICTED, text)
-    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-    if lr >= BY_FAR * runner_up:
+    others = [(k, v) for k, v in ranked if k != "lr"]
+    top_other = others[0] if others else ("", 0.0)
+    # fANOVA's fractions carry no interval here: a verdict either way needs a factor of BY_FAR, so that
+    # near-ties (say 24 % against 24 %) are called inconclusive rather than ranked.
+    if lr >= BY_FAR * top_other[1]:
         return _say(REPRODUCED, f"{text} (lr at least {BY_FAR:g}x the next)")
-    return _say(INCONCLUSIVE, f"{text} (lr first, but not {BY_FAR:g}x the next)")
+    if top_other[1] >= BY_FAR * lr:
+        return _say(CONTRADICTED, f"{text} ({top_other[0]} at least {BY_FAR:g}x lr)")
+    return _say(INCONCLUSIVE, f"{text} (neither lr nor any other at least {BY_FAR:g}x the rest)")

@@ -89,7 +89,8 @@ def intro(study: TaskStudy) -> str:
 
 def _ran_on(settings: dict[str, str]) -> str:
     parts = [f" {settings['machine']}" if settings.get("machine") else "",
-             f" Wall time {settings['wall_minutes']} min." if settings.get("wall_minutes") else ""]  # fmt: skip
+             f" Trials ran for {settings['wall_minutes']} min of wall time (pauses between sittings left out), "
+             f"median {settings['trial_seconds']} s per trial." if settings.get("wall_minutes") else ""]  # fmt: skip
     return (parts[0] + ".") * bool(parts[0]) + parts[1]
 
 

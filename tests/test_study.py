@@ -218,4 +218,17 @@ def test_the_learning_rate_finding_asks_for_by_far():
     assert outcome({"lr": 0.52, "width": 0.20, INTERACTIONS: 0.28}) == "reproduced"
     assert outcome({"lr": 0.26, "momentum_complement": 0.22, INTERACTIONS: 0.52}) == "inconclusive"
     assert outcome({"lr": 0.10, "width": 0.40, INTERACTIONS: 0.50}) == "contradicted"
+    # A near-tie is no ranking: lr second by a hair is inconclusive, not contradicted.
+    assert outcome({"momentum_complement": 0.241, "lr": 0.239, "input_noise": 0.238, INTERACTIONS: 0.28}) == (
+        "inconclusive"
+    )
     assert outcome(None) == "inconclusive"
+
+
+def test_a_studys_wall_time_counts_its_trials_time_not_the_pauses_between_sittings():
+    from rnnbench.study import busy_milliseconds
+
+    assert busy_milliseconds([]) == 0
+    # Two trials side by side (0-10, 5-12), a pause, then a resumed sitting (100-110, 110-115).
+    assert busy_milliseconds([(100, 110), (0, 10), (5, 12), (110, 115)]) == 12 + 15
+    assert busy_milliseconds([(0, 10), (2, 3)]) == 10, "a trial inside another adds nothing"
