@@ -90,6 +90,8 @@ def connect(settings: SweepSettings) -> bool:
         logging_level=logging.WARNING,
         log_to_driver=False,
         configure_logging=True,
+        # Workers import torch and the training loop as they start, while Tune sets up (rnnbench.sweep.worker).
+        runtime_env={"worker_process_setup_hook": "rnnbench.sweep.worker.warm_up"},
     )
     # After ray.init: Ray's core installs its own SIGTERM handler (a stack dump, then abort).
     if threading.current_thread() is threading.main_thread():

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from rnnbench.sweep.state import (
     sweep_folder,
     write_state,
 )
+from rnnbench.timings import mark
 
 if TYPE_CHECKING:
     from rnnbench.sweep.plan import SweepPlan
@@ -75,13 +77,33 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
                     "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as %s); "
                     "the trial it recorded is told from its MLflow record, or runs again without one",
                     folder / JOURNAL_FILE, backup.name)  # fmt: skip
-        sweep = _Sweep(plan, RunRecorder(settings.tracking_uri, settings.experiment), folder, resume)
-        started_ray = connect(settings)
+        # MLflow opens (or creates) the store in a thread while Ray's processes start: both take seconds.
+        with ThreadPoolExecutor(1, thread_name_prefix="rnnbench-store") as pool:
+            opening = pool.submit(RunRecorder, settings.tracking_uri, settings.experiment)
+            started_ray = connect(settings)
+            mark("ray started")
+            try:
+                recorder = opening.result()
+            except BaseException:
+                disconnect(started_ray)
+                raise
+        mark("store opened")
+        sweep = _Sweep(plan, recorder, folder, resume)
         try:
             sweep.start(state.get("parent_run_id"), listener)
+            mark("sweep run started")
             for cell in settings.cells:
                 sweep.run_cell(cell)
-            return sweep.finish()
+            mark("trials done")
+            # The summary, models and plots need no Ray: they are written while Ray shuts down.
+            with ThreadPoolExecutor(1, thread_name_prefix="rnnbench-finish") as pool:
+                finishing = pool.submit(sweep.finish)
+                disconnect(started_ray)
+                started_ray = False
+                mark("ray stopped")
+                result = finishing.result()
+            mark("sweep finished")
+            return result
         except KeyboardInterrupt:
             sweep.mark_interrupted()
             raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
@@ -231,6 +253,7 @@ class _Sweep:
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )  # fmt: skip
+        mark("tune set up")
         try:
             tuner.fit()
         except Exception as exc:  # Ray or Tune gave up (a node out of memory, a lost raylet)

@@ -44,8 +44,24 @@ def trial_config(sampled: dict[str, Any], spec: TrialSpec) -> TrainConfig:
     )
 
 
+WARM_MODULES = ("torch", "ray.tune", "rnnbench.training", "rnnbench.saved_model", "rnnbench.plugin_manager")
+
+
+def warm_up() -> None:
+    """Ray's ``worker_process_setup_hook`` for a sweep's workers: a worker Ray starts ahead of time (it
+    prestarts some when the driver connects) imports what a trial needs while Tune is still setting up,
+    so the first trial does not wait seconds for torch."""
+    import importlib
+
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+
+
 def trial_entry(config: dict[str, Any], spec: TrialSpec) -> None:
     """Ray Tune's entry point: load the driver's plugins in this worker, then run the trial."""
+    from rnnbench.timings import mark
+
+    mark("worker entered")
     from rnnbench.plugin_manager import load_plugins
 
     # Built-ins, entry points and RNNBENCH_PLUGINS, as on the driver, and its one-file plugins.
@@ -62,8 +78,10 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune
 
     from rnnbench.saved_model import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
+    from rnnbench.timings import mark
     from rnnbench.training import EpochReport, TrainState, build_task, train
 
+    mark("worker imported")
     train_config = trial_config(config, spec)
     placement = _placement()
     resume = None
