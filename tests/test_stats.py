@@ -113,6 +113,11 @@ def test_budget_curve_rises_with_n_and_its_band_holds_it():
     assert all(a.best <= b.best for a, b in itertools.pairwise(curve))
     assert all(p.low <= p.best <= p.high for p in curve)
     assert curve[-1].best < max(values), "N draws with replacement rarely all include the maximum"
+    tests = [rng.random() for _ in range(20)]
+    for mode in ("max", "min"):  # every n at once equals the expected best one n at a time
+        for point in stats.budget_curve(values, tests, mode=mode):
+            best, picked = stats.expected_best(values, tests, point.n, mode)
+            assert (point.best, point.test) == (pytest.approx(best), pytest.approx(picked))
 
 
 def test_iqm_and_its_stratified_bootstrap():
