@@ -222,13 +222,15 @@ def test_processes_opening_a_new_store_at_once_set_it_up_once(tmp_path):
         assert opener.returncode == 0, err[-2000:]
 
 
-def test_ctrl_c_while_a_new_store_is_set_up_leaves_no_broken_store(tmp_path):
+def test_ctrl_c_while_a_new_store_is_set_up_leaves_no_broken_store(tmp_path, monkeypatch):
     """MLflow's schema migrations on sqlite are not atomic: a Ctrl-C among them used to leave an
     ``mlflow.db`` no later run could open ("table _alembic_tmp_experiments already exists")."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from rnnbench.tracking import open_client
+    from rnnbench.tracking import STORE_TEMPLATE_ENV, open_client
+
+    monkeypatch.setenv(STORE_TEMPLATE_ENV, "0")  # the migrations run here, not a copy of their result
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     seen = []
@@ -248,6 +250,43 @@ def test_ctrl_c_while_a_new_store_is_set_up_leaves_no_broken_store(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db.lock"], "a half-built store is left"
     client = open_client(uri)  # the next run sets the store up from scratch
     assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
+def test_a_new_store_copied_from_the_kept_empty_one_is_the_store_mlflow_builds(tmp_path, monkeypatch):
+    """New stores start from an empty store this MLflow version migrated once: the same tables, MLflow
+    accepts it, its Default experiment under the new store's folder; a damaged copy is replaced."""
+    import sqlite3
+
+    from rnnbench.tracking import STORE_TEMPLATE_ENV, open_client, store_template
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = store_template()
+    assert template is not None and not template.exists()
+
+    def schema(path: Path) -> list:  # tables, indexes and columns (sqlite keeps each table's SQL as typed)
+        with sqlite3.connect(path) as db:
+            names = sorted(db.execute("select type, name from sqlite_master").fetchall())
+            columns = {
+                n: db.execute(f"pragma table_info('{n}')").fetchall() for t, n in names if t == "table"
+            }
+            version = db.execute("select version_num from alembic_version").fetchall()
+        return [names, columns, version]
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    open_client(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")  # migrates, and keeps the result
+    assert template.is_file()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    client = open_client(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")  # copied
+    assert schema(tmp_path / "b" / "mlflow.db") == schema(tmp_path / "a" / "mlflow.db")
+    assert client.get_experiment("0").artifact_location == f"{tmp_path / 'b' / 'mlruns'}/0"
+    client.create_experiment("works")
+    template.write_bytes(b"not a database" * 100)
+    open_client(f"sqlite:///{tmp_path / 'b' / 'other.db'}").create_experiment("works too")
+    assert schema(template) == schema(tmp_path / "a" / "mlflow.db"), "the damaged copy was rebuilt"
+    monkeypatch.setenv(STORE_TEMPLATE_ENV, "0")
+    assert store_template() is None
 
 
 # 6 ----------------------------------------------------------------------------------------------------
