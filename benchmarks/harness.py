@@ -20,6 +20,7 @@ The two are interleaved (plain, sweep, plain, sweep, ...) and the best repeat of
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -30,8 +31,34 @@ from benchmarks.common import SweepRecord, device_env, gpus_per_trial, run_cli_s
 from benchmarks.report import target
 
 NAME = "harness"
-TITLE = "(b) Harness overhead: rnnbench sweep against a plain Optuna loop"
+TITLE = "(b) Harness overhead: rnnbench sweep against a plain Optuna loop, and a one-trial sweep's pieces"
 OVERHEAD_TARGET = 0.2  # seconds per trial
+# The smallest sweep a user runs: one trial, one epoch of the tanh RNN on 64 examples, from the command
+# to its exit, on the embedded default (local Ray, sqlite MLflow in the working directory).
+ONE_TRIAL = ["sweep", "--task", "adding", "--length", "10", "--cells", "rnn", "--trials", "1", "--epochs", "1",
+             "-o", "train_size=64", "-o", "validation_size=32", "-o", "test_size=32", "--json"]  # fmt: skip
+FIRST_TRIAL_TARGET = 5.0  # seconds from the command to its first trial
+ONE_TRIAL_TARGET = 9.0  # seconds from the command to its exit
+TAIL_TARGET = 1.0  # seconds from the last trial's end to the exit
+# The moments the command marks (rnnbench.timings), in order, and what each piece before it holds.
+PIECES = (
+    ("command imported", "imports (Python, typer, rnnbench's command line)"),
+    ("settings checked", "settings read and checked (plugins, task, space)"),
+    ("ray started", "Ray started (the store opens meanwhile, in a thread)"),
+    ("store opened", "MLflow store opened or created (left after Ray)"),
+    ("sweep run started", "the sweep's MLflow run, its state, the Optuna journal"),
+    ("tune set up", "Tune's searcher, scheduler and trainable"),
+    ("first trial", "Tune starts the first trial (its run in MLflow)"),
+    ("worker entered", "the trial's worker process entered"),
+    ("worker imported", "the worker's imports (torch, the training loop): warmed up as Ray starts it"),
+)
+TAIL = (
+    ("last trial end", "the trial's training and its record"),
+    ("trials done", "Tune's end of the cell (checkpoints, LRD plots)"),
+    ("ray stopped", "Ray shut down (the summary, models and plots are written meanwhile)"),
+    ("sweep finished", "summary, best models, leaderboard plots (left after Ray)"),
+    ("exit", "the command's exit"),
+)
 
 TASK_OPTIONS = {"length": 20, "train_size": 256, "validation_size": 64, "test_size": 128}
 OVERRIDES = {"depth": 1, "width": 16, "clipping": "norm", "clip": 1.0, "lr": 0.003}
@@ -129,6 +156,53 @@ def analyse(record: SweepRecord, trials: int, plain_per_trial: float) -> dict[st
     return out
 
 
+def one_trial_sweep(workdir: Path, env: dict[str, str]) -> dict[str, float]:
+    """The one-trial sweep, run as a user would in a fresh folder: seconds from the command to each of its
+    marked moments, to its trial's start and end (MLflow), and to its exit."""
+    import os
+    import subprocess
+
+    from benchmarks.common import rnnbench_command
+    from rnnbench.timings import ENV, read
+
+    workdir.mkdir(parents=True)
+    timings = workdir / "timings.jsonl"
+    full_env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **env, ENV: str(timings)}
+    started = time.time()
+    done = subprocess.run([*rnnbench_command(), *ONE_TRIAL], cwd=workdir, env=full_env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    ended = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(f"the one-trial sweep failed ({done.returncode}): {done.stderr[-3000:]}")
+    from benchmarks.common import read_sweep
+
+    name = json.loads(done.stdout)["name"]
+    _, trials = read_sweep(f"sqlite:///{workdir / 'mlflow.db'}", name)
+    marks = {k: v - started for k, v in read(str(timings)).items()}
+    marks["first trial"] = trials[0].start - started
+    marks["last trial end"] = (trials[0].end or ended) - started
+    marks["exit"] = ended - started
+    return marks
+
+
+def pieces(marks: dict[str, float]) -> list[list[Any]]:
+    """Rows (piece, seconds, at) from the command to its first trial, and from the last trial to the exit."""
+    rows, previous = [], 0.0
+    for key, words in PIECES:
+        if key in marks:
+            rows.append([f"  {words}", marks[key] - previous, marks[key]])
+            previous = marks[key]
+    previous = marks["last trial end"]
+    rows.append(
+        ["  ... the trial ...", previous - marks.get("worker imported", marks["first trial"]), previous]
+    )
+    for key, words in TAIL[1:]:
+        if key in marks:
+            rows.append([f"  {words}", marks[key] - previous, marks[key]])
+            previous = max(previous, marks[key])
+    return rows
+
+
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
     from rnnbench.plugin_manager import load_plugins
 
@@ -139,6 +213,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
     with tempfile.TemporaryDirectory(prefix="rnnbench-bench-harness-") as tmp:
         workdir = Path(tmp)
         cache = str(workdir / "cache")
+        singles = [one_trial_sweep(workdir / f"one-{k}", device_env(device)) for k in range(repeats or 3)]
         # Warm-up (not counted): writes the data cache both sides read, and warms torch in this process.
         plain_loop(1, epochs, cache, device)
         plains, sweeps = [], []
@@ -148,6 +223,8 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
                 workdir, f"harness-{rep}", sweep_settings(trials, epochs, device), env=device_env(device)
             )
             sweeps.append(record)
+    single = min(singles, key=lambda m: m["first trial"])
+    fastest_exit = min(m["exit"] for m in singles)
     plain_per_trial = min(p["per_trial_s"] for p in plains)
     analysed = [analyse(r, trials, plain_per_trial) for r in sweeps]
     for a in analysed:
@@ -155,6 +232,18 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
             raise RuntimeError(f"expected {trials} trial runs in MLflow, found {a['trials_recorded']}")
     best = min(analysed, key=lambda a: a.get("steady_overhead_per_trial_s", float("inf")))
     rows = [
+        [
+            "one-trial sweep: command to first trial",
+            single["first trial"],
+            "; ".join(f"{m['first trial']:.2f}" for m in singles),
+        ],
+        *[[words, seconds, f"at {at:.2f}"] for words, seconds, at in pieces(single)],
+        ["one-trial sweep: command to exit", fastest_exit, "; ".join(f"{m['exit']:.2f}" for m in singles)],
+        [
+            "one-trial sweep: last trial's end to exit",
+            single["exit"] - single["last trial end"],
+            "; ".join(f"{m['exit'] - m['last trial end']:.2f}" for m in singles),
+        ],
         [
             "plain Optuna loop: per trial",
             plain_per_trial,
@@ -223,7 +312,23 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         "sweeps": analysed,
         "sweep_command": sweeps[0].command if sweeps else None,
         "table": {"columns": ["quantity", "seconds (best repeat)", "every repeat"], "rows": rows},
+        "one_trial": {"command": ["rnnbench", *ONE_TRIAL], "runs": singles},
         "targets": [
+            target(
+                "one-trial sweep: command to first trial",
+                single["first trial"],
+                "<=",
+                FIRST_TRIAL_TARGET,
+                " s",
+            ),
+            target("one-trial sweep: command to exit", fastest_exit, "<=", ONE_TRIAL_TARGET, " s"),
+            target(
+                "one-trial sweep: last trial's end to exit",
+                single["exit"] - single["last trial end"],
+                "<=",
+                TAIL_TARGET,
+                " s",
+            ),
             target(
                 "sweep overhead per trial",
                 best.get("steady_overhead_per_trial_s"),
