@@ -844,6 +844,7 @@ def _exit_now(code: int | str | None) -> None:
     if shutdown is not None:
         shutdown()
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`| head`): nothing left to tell it
+            stream.flush()
     os._exit(code or 0)
