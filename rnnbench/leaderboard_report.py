@@ -693,11 +693,20 @@ def published_count(folder: Path, written: list[Path]) -> int:
     return len({p.resolve() for p in written if p.resolve().parent == inside and p.is_file()})
 
 
+LOGGED_TAG = "leaderboard_logged"  # a sweep run's tag: a fingerprint of the leaderboard last attached to it
+
+
 def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
     """Draw the board's plots and attach them to ``run_id`` (artifact folder leaderboard/), with the
-    rankings as MLflow tables (one per set-up) and the page as HTML: the leaderboard in MLflow's UI."""
+    rankings as MLflow tables (one per set-up) and the page as HTML: the leaderboard in MLflow's UI.
+
+    Skipped (returns []) when the run already carries this very leaderboard: drawing and uploading took
+    seconds of every ``rnnbench leaderboard --sweep`` after the sweep's own end had attached it."""
     from rnnbench.tracking import replace_table
 
+    key = hashlib.sha256(to_json(board).encode()).hexdigest()[:24]
+    if client.get_run(run_id).data.tags.get(LOGGED_TAG) == key:
+        return []
     with tempfile.TemporaryDirectory() as folder:
         images = plots(board, Path(folder))
         paths = [p for found in images.values() for p in found]
@@ -708,6 +717,7 @@ def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
             table = {column: [r[k] for r in rows] for k, column in enumerate(COLUMNS)}
             replace_table(client, run_id, table, f"leaderboard/{safe_name(group.setup.id)}.json")
         client.log_text(run_id, to_html(board, images, with_aggregate=True), "leaderboard/index.html")
+    client.set_tag(run_id, LOGGED_TAG, key)
     return [f"leaderboard/{p.name}" for p in paths]
 
 

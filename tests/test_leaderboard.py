@@ -466,3 +466,22 @@ def test_the_sweeps_run_carries_its_leaderboard_as_mlflow_tables_and_a_page(stor
     assert sorted(table["cell"]) == ["lstm", "rnn"] and "verdict" in table.columns
     page = client.download_artifacts(parent.info.run_id, "leaderboard/index.html")
     assert incomplete_rows(open(page).read()) == []
+
+
+def test_the_same_leaderboard_is_not_drawn_and_uploaded_twice(store):
+    """The sweep's end attached its leaderboard; `rnnbench leaderboard --sweep` then finds the same one
+    there (a fingerprint tag) and skips the plots, until the leaderboard differs."""
+    from mlflow.tracking import MlflowClient
+
+    from rnnbench.leaderboard_report import LOGGED_TAG, log_plots
+
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("rnnbench").experiment_id
+    parent = client.search_runs([experiment], "tags.kind = 'sweep' and tags.sweep = 'board'")[0].info.run_id
+    board = build(store, sweep="board")
+    log_plots(board, client, parent)
+    key = client.get_run(parent).data.tags[LOGGED_TAG]
+    assert log_plots(board, client, parent) == [], "the same leaderboard again: nothing drawn"
+    other = build(store, sweep="board", metric="test_accuracy")
+    assert log_plots(other, client, parent), "another leaderboard is drawn and attached"
+    assert client.get_run(parent).data.tags[LOGGED_TAG] != key
