@@ -351,15 +351,18 @@ def budget_curve(
     count = len(selection)
     if not count:
         raise ValueError("a budget curve needs at least one trial")
-    points_n = np.asarray(list(ns) if ns is not None else range(1, count + 1), dtype=float)
+    points_n = list(ns) if ns is not None else list(range(1, count + 1))
     sign = 1.0 if mode == "max" else -1.0
     order = sorted(range(count), key=lambda i: sign * selection[i])  # expected_best's order, ties included
-    # Row k: expected_max_weights(count, ns[k]).
-    weights = (np.arange(1, count + 1) / count)[None, :] ** points_n[:, None] - (np.arange(0, count) / count)[
-        None, :
-    ] ** points_n[:, None]
-    best = weights @ np.asarray(selection, dtype=float)[order]
-    picked = None if test is None else weights @ np.asarray(test, dtype=float)[order]
+    # Row k: expected_max_weights(count, ns[k]). Powers by repeated multiplication and sums by numpy's own
+    # reduction, not pow() and BLAS, which may round differently on another CPU: a published page must
+    # rebuild to the same digits on any host.
+    upper = np.cumprod(np.tile(np.arange(1, count + 1) / count, (max(points_n), 1)), axis=0)
+    lower = np.cumprod(np.tile(np.arange(0, count) / count, (max(points_n), 1)), axis=0)
+    rows = np.asarray(points_n) - 1
+    weights = upper[rows] - lower[rows]
+    best = (weights * np.asarray(selection, dtype=float)[order]).sum(axis=1)
+    picked = None if test is None else (weights * np.asarray(test, dtype=float)[order]).sum(axis=1)
     rng = np.random.default_rng(seed)
     values = np.asarray(selection, dtype=float)
     samples = np.sort(values[rng.integers(0, count, size=(BOOTSTRAP // 4, count))], axis=1)
