@@ -622,7 +622,7 @@ def export_command(
     experiment: o.Experiment = "rnnbench",
 ) -> None:
     """Write sweeps' runs (parent, trials, reseeds: params, tags, metrics, curves, LRD buckets) as parquet."""
-    from rnnbench.leaderboard import NothingToRank, _open
+    from rnnbench.leaderboard import NothingToRank, open_runs
     from rnnbench.records import rows_of, write
 
     if sweeps:
@@ -631,7 +631,7 @@ def export_command(
         for name in sweeps:
             check_sweep_name(name, "--sweep")
     try:
-        source = _open(tracking_uri, experiment)
+        source = open_runs(tracking_uri, experiment)
     except NothingToRank as exc:
         raise RnnbenchError(f"nothing to export: {exc}") from None
     if sweeps:

@@ -222,7 +222,7 @@ def build(
     Importances come from the sweeps' caches where their trials are unchanged (``recompute_importance``:
     never)."""
     _check_filters(metric, task, sweep, min_trials, margin)
-    source = runs if runs is not None else _open(tracking_uri, experiment)
+    source = runs if runs is not None else open_runs(tracking_uri, experiment)
     found_runs = source.trial_runs(task=task, sweep=sweep)
     if not found_runs:
         raise _nothing(source, task, sweep)
@@ -272,7 +272,7 @@ def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials:
         check_sweep_name(sweep, "--sweep")  # no sweep can have another name: say so rather than find nothing
 
 
-def _open(tracking_uri: str | None, experiment: str) -> Any:
+def open_runs(tracking_uri: str | None, experiment: str) -> Any:
     """The store's runs (rnnbench.records.MlflowRuns); NothingToRank when there is none."""
     from rnnbench.records import MlflowRuns
     from rnnbench.tracking import (

@@ -724,14 +724,14 @@ def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
 def log_sweep_leaderboard(tracking_uri: str, sweep: str, experiment: str) -> None:
     """When a sweep, its growth or its reseed ends: keep its importances (rnnbench.importance) and attach
     its leaderboard to its run (log_plots)."""
-    from rnnbench.leaderboard import build, cache_importances
+    from rnnbench.leaderboard import build, cache_importances, open_runs
 
-    board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
-    cache_importances(board.runs.client, board.runs.experiment_id, board.runs.uri, sweep)
-    board = build(runs=board.runs, sweep=sweep)  # the importances now come from the cache
-    parent = board.runs.sweep_run(sweep)
+    source = open_runs(tracking_uri, experiment)
+    cache_importances(source.client, source.experiment_id, source.uri, sweep)
+    board = build(runs=source, sweep=sweep)  # the importances now come from the cache
+    parent = source.sweep_run(sweep)
     if parent is not None:
-        log_plots(board, board.runs.client, parent.info.run_id)
+        log_plots(board, source.client, parent.info.run_id)
 
 
 def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[Path]:
