@@ -5,7 +5,7 @@ in a temporary folder, one trial at a time, FIFO: no pruning), every parameter o
 ``[space_overrides]`` so that all trials train the same tiny model on the same tiny data.
 
 Baseline: the same trials in this process, in a plain Optuna loop (``study.ask`` -> the space with
-the same overrides -> ``rnnbench.sweep.worker.trial_config`` -> ``rnnbench.training.train`` ->
+the same overrides -> ``rnnbench.sweep.worker.trial_config`` -> ``rnnbench.training.loop.train`` ->
 ``study.tell``), no Ray, no MLflow.
 
     start-up           = first trial's start (its MLflow run's start_time, written by the driver when
@@ -40,7 +40,7 @@ ONE_TRIAL = ["sweep", "--task", "adding", "--length", "10", "--cells", "rnn", "-
 FIRST_TRIAL_TARGET = 5.0  # seconds from the command to its first trial
 ONE_TRIAL_TARGET = 9.0  # seconds from the command to its exit
 TAIL_TARGET = 1.0  # seconds from the last trial's end to the exit
-# The moments the command marks (rnnbench.timings), in order, and what each piece before it holds.
+# The moments the command marks (rnnbench.util.timings), in order, and what each piece before it holds.
 PIECES = (
     ("command imported", "imports (Python, typer, rnnbench's command line)"),
     ("settings checked", "settings read and checked (plugins, task, space)"),
@@ -95,7 +95,7 @@ def plain_loop(trials: int, epochs: int, cache_dir: str, device: str) -> dict[st
     import rnnbench
     from rnnbench.search_spaces.overrides import apply_overrides
     from rnnbench.sweep.worker import trial_config
-    from rnnbench.training import train
+    from rnnbench.training.loop import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = apply_overrides(rnnbench.get_search_space("default"), OVERRIDES)
@@ -163,7 +163,7 @@ def one_trial_sweep(workdir: Path, env: dict[str, str]) -> dict[str, float]:
     import subprocess
 
     from benchmarks.common import rnnbench_command
-    from rnnbench.timings import ENV, read
+    from rnnbench.util.timings import ENV, read
 
     workdir.mkdir(parents=True)
     timings = workdir / "timings.jsonl"
@@ -204,7 +204,7 @@ def pieces(marks: dict[str, float]) -> list[list[Any]]:
 
 
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    from rnnbench.plugin_manager import load_plugins
+    from rnnbench.core.plugin_manager import load_plugins
 
     load_plugins()
     trials = 4 if quick else 12

@@ -51,7 +51,7 @@ def open_store(folder: Path) -> tuple[Any, str, str, str]:
     """An sqlite store with the experiment and the sweep's parent run: (client, uri, experiment, parent)."""
     from mlflow.entities import Param, RunTag
 
-    from rnnbench.tracking import open_client
+    from rnnbench.tracking.store import open_client
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = open_client(uri)
@@ -109,7 +109,7 @@ def time_leaderboard(folder: Path, uri: str, *extra: str) -> float:
 
 
 def search_seconds(client: Any, experiment: str, uri: str) -> float:
-    from rnnbench.records import MlflowRuns
+    from rnnbench.tracking.records import MlflowRuns
 
     started = time.perf_counter()
     MlflowRuns(client, experiment, uri).trial_runs(sweep=SWEEP)
@@ -117,7 +117,7 @@ def search_seconds(client: Any, experiment: str, uri: str) -> float:
 
 
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    from rnnbench.leaderboard_report import log_sweep_leaderboard
+    from rnnbench.report.leaderboard import log_sweep_leaderboard
 
     sizes = QUICK_SIZES if quick else SIZES
     rows, measurements = [], []

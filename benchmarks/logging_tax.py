@@ -1,8 +1,8 @@
 """(c) Logging tax: training with rnnbench's MLflow tracking against training without it.
 
-Subject: ``rnnbench.run.run_tracked`` (what ``rnnbench train`` does: one MLflow run in a sqlite store
+Subject: ``rnnbench.tracking.tracked_run.run_tracked`` (what ``rnnbench train`` does: one MLflow run in a sqlite store
 in a temporary folder, per-epoch metrics, final metrics, LRD artifacts). Baseline:
-``rnnbench.training.train`` with the same configuration and seed, no tracking. Interleaved (the order
+``rnnbench.training.loop.train`` with the same configuration and seed, no tracking. Interleaved (the order
 alternates each repeat), after a warm-up of each (the warm-up also creates the store's schema).
 
 The target is on the training step time, ``train_seconds / steps`` (the training loop with its
@@ -61,7 +61,7 @@ class CallTimer:
 
 
 def config(quick: bool, device: str, cache_dir: str) -> Any:
-    from rnnbench.training import TrainConfig
+    from rnnbench.training.loop import TrainConfig
 
     options = (
         {"length": 20, "train_size": 512, "validation_size": 128, "test_size": 128}
@@ -87,10 +87,10 @@ def config(quick: bool, device: str, cache_dir: str) -> Any:
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
     import copy
 
-    from rnnbench.plugin_manager import load_plugins
-    from rnnbench.run import run_tracked
-    from rnnbench.tracking import RunRecorder
-    from rnnbench.training import train
+    from rnnbench.core.plugin_manager import load_plugins
+    from rnnbench.tracking.recorder import RunRecorder
+    from rnnbench.tracking.tracked_run import run_tracked
+    from rnnbench.training.loop import train
 
     load_plugins()
     repeats = repeats or (2 if quick else 6)

@@ -69,3 +69,24 @@ class TaskOptionError(RnnbenchError, ValueError):
 
 class TrainingConfigError(RnnbenchError, ValueError):
     """A training configuration value is out of range."""
+
+
+class MissingPluginError(PluginError):
+    """A saved model's cell is not registered in this Python (its plugin is not installed)."""
+
+
+class SweepConfigError(RnnbenchError, ValueError):
+    """A sweep file or flag is malformed: the message names the file, the key and the problem."""
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost error of a chain, on one line: ``OperationalError: database or disk is full``."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

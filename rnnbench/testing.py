@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-from rnnbench.registry import CellSpec
+from rnnbench.core.registry import CellSpec
 
 Status = Literal["pass", "fail", "skip"]
 BAD_INPUT_ERRORS = (ValueError, RuntimeError, TypeError, IndexError)
@@ -270,7 +270,7 @@ def _as_spec(cell: str | CellSpec | Callable[..., torch.nn.Module]) -> CellSpec:
     if isinstance(cell, CellSpec):
         return cell
     if isinstance(cell, str):
-        from rnnbench.plugin_manager import get_cell
+        from rnnbench.core.plugin_manager import get_cell
 
         return get_cell(cell)
     name = getattr(cell, "__name__", type(cell).__name__)

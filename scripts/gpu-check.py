@@ -15,15 +15,10 @@ from pathlib import Path
 
 import torch
 
-from rnnbench.saved_model import (
-    final_checkpoint,
-    input_example,
-    read_final_checkpoint,
-    rebuild,
-    recipe,
-    score,
-)
-from rnnbench.training import TrainConfig, TrainState, build_task, train
+from rnnbench.tracking.models import score
+from rnnbench.training.loop import TrainConfig, TrainState, build_task, train
+from rnnbench.training.model import rebuild
+from rnnbench.training.recipe import final_checkpoint, input_example, read_final_checkpoint, recipe
 
 TASK = {"length": 50, "train_size": 2000, "validation_size": 256, "test_size": 512}
 

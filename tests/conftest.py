@@ -32,7 +32,7 @@ def import_test_plugin(name: str) -> ModuleType:
 @pytest.fixture
 def use_plugin() -> Iterator[Callable[[object, str], None]]:
     """Register plugin objects for one test; they are unregistered when it ends, even on failure."""
-    from rnnbench.plugin_manager import _infos, load_plugins, register_plugin, unregister_plugin
+    from rnnbench.core.plugin_manager import _infos, load_plugins, register_plugin, unregister_plugin
 
     load_plugins()
     added: list[str] = []

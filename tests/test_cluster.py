@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.settings import SweepSettings
-from rnnbench.tracking import TrackingError
+from rnnbench.tracking.store import TrackingError
 from tests.conftest import REPO, TINY_TASK
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import typer
 
 from rnnbench.cli import app
-from rnnbench.plugin_manager import hook_names
+from rnnbench.core.plugin_manager import hook_names
 from tests.conftest import REPO, TEST_PLUGINS
 
 README = (REPO / "README.md").read_text()
@@ -62,8 +62,8 @@ def test_every_python_block_of_the_readme_runs(tmp_path):
     import subprocess
     import sys
 
-    from rnnbench.run import run_tracked
-    from rnnbench.training import TrainConfig
+    from rnnbench.tracking.tracked_run import run_tracked
+    from rnnbench.training.loop import TrainConfig
 
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     assert len(blocks) >= 7

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from rnnbench.analysis.leaderboard import build
+from rnnbench.core.plugin_manager import load_plugin_file, unregister_plugin
 from rnnbench.errors import RnnbenchError
-from rnnbench.leaderboard import build
-from rnnbench.leaderboard_report import markdown
-from rnnbench.plugin_manager import load_plugin_file, unregister_plugin
+from rnnbench.report.leaderboard import markdown
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.search import FINISHED
 from rnnbench.sweep.settings import SweepSettings, check_values, load_sweep_file, validate
@@ -213,7 +213,7 @@ def test_processes_opening_a_new_store_at_once_set_it_up_once(tmp_path):
     """A sweep, a leaderboard, a test polling the store: MLflow creates a new store's tables on first
     use, and processes doing that at once fail ("table ... already exists") unless they take turns."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = f"from rnnbench.tracking import open_client; open_client({uri!r}).search_experiments()"
+    code = f"from rnnbench.tracking.store import open_client; open_client({uri!r}).search_experiments()"
     openers = [
         subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)
     ]
@@ -228,7 +228,7 @@ def test_ctrl_c_while_a_new_store_is_set_up_leaves_no_broken_store(tmp_path, mon
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from rnnbench.tracking import STORE_TEMPLATE_ENV, open_client
+    from rnnbench.tracking.store import STORE_TEMPLATE_ENV, open_client
 
     monkeypatch.setenv(STORE_TEMPLATE_ENV, "0")  # the migrations run here, not a copy of their result
 
@@ -257,7 +257,7 @@ def test_a_new_store_copied_from_the_kept_empty_one_is_the_store_mlflow_builds(t
     accepts it, its Default experiment under the new store's folder; a damaged copy is replaced."""
     import sqlite3
 
-    from rnnbench.tracking import STORE_TEMPLATE_ENV, open_client, store_template
+    from rnnbench.tracking.store import STORE_TEMPLATE_ENV, open_client, store_template
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     template = store_template()
@@ -841,7 +841,7 @@ def test_any_bytes_in_the_state_files_give_state_or_a_clear_error(tmp_path, cont
 
     from rnnbench.sweep.search import journal_storage
     from rnnbench.sweep.state import SweepError, load_state, repair_journal
-    from rnnbench.tracking import TrackingError, check_tracking_uri, open_client, store_error
+    from rnnbench.tracking.store import TrackingError, check_tracking_uri, open_client, store_error
 
     folder = tmp_path / "fz" / "s"
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.leaderboard import CELLS, SWEEP, add_trials, open_store
-from rnnbench.importance import CACHE_TAG
-from rnnbench.leaderboard import build, cache_importances
+from rnnbench.analysis.importance import CACHE_TAG
+from rnnbench.analysis.leaderboard import build, cache_importances
 
 
 @pytest.fixture

@@ -19,15 +19,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from rnnbench.analysis.importance import INTERACTIONS
+from rnnbench.analysis.leaderboard import LeaderboardError, NothingToRank, build
 from rnnbench.cli import app
 from rnnbench.errors import UnknownTaskError
-from rnnbench.importance import INTERACTIONS
-from rnnbench.leaderboard import LeaderboardError, NothingToRank, build
-from rnnbench.leaderboard_report import markdown, pareto_front, publish, to_csv, to_html
-from rnnbench.reseed import config_from_params, reseed
+from rnnbench.report.leaderboard import markdown, pareto_front, publish, to_csv, to_html
+from rnnbench.serve.ui import answers
 from rnnbench.sweep import run_sweep
+from rnnbench.sweep.reseed import config_from_params, reseed
 from rnnbench.sweep.settings import SweepSettings
-from rnnbench.ui_server import answers
 from tests.conftest import TINY_TASK
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
@@ -338,7 +338,7 @@ def test_the_dashboard_refuses_writes_unless_allowed(store):
     """The read-only guard answers every write method 405 itself; --allow-writes hands them to optuna-dashboard."""
     from wsgiref.util import setup_testing_defaults
 
-    from rnnbench.dashboard import dashboard_app
+    from rnnbench.serve.dashboard import dashboard_app
 
     sweeps = str(Path(store.removeprefix("sqlite:///")).parent / "sweeps")
 
@@ -473,7 +473,7 @@ def test_the_same_leaderboard_is_not_drawn_and_uploaded_twice(store):
     there (a fingerprint tag) and skips the plots, until the leaderboard differs."""
     from mlflow.tracking import MlflowClient
 
-    from rnnbench.leaderboard_report import LOGGED_TAG, log_plots
+    from rnnbench.report.leaderboard import LOGGED_TAG, log_plots
 
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("rnnbench").experiment_id

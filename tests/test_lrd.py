@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnbench.lrd import lrd_score
+from rnnbench.training.lrd import lrd_score
 
 DISTANCES = np.arange(1, 257).repeat(8)  # buckets 1, 2-3, 4-7, ..., 128-255, 256
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 import rnnbench
-from rnnbench import hookspecs
-from rnnbench.errors import DuplicateNameError, InvalidRegistrationError, PluginLoadError
-from rnnbench.plugin_manager import (
+from rnnbench.core import hookspecs
+from rnnbench.core.plugin_manager import (
     DEFAULT_PLUGINS,
     _infos,
     hook_names,
@@ -25,6 +24,7 @@ from rnnbench.plugin_manager import (
     registries,
     unregister_plugin,
 )
+from rnnbench.errors import DuplicateNameError, InvalidRegistrationError, PluginLoadError
 from tests.conftest import REPO, TEST_PLUGINS, import_test_plugin
 
 HOOK_TEST_PLUGINS = {
@@ -275,7 +275,7 @@ def test_plugin_paths_reach_child_processes():
     """--plugin paths are exported in RNNBENCH_PLUGINS so that worker processes load the same set."""
     code = (
         "import os, subprocess, sys\n"
-        "from rnnbench.plugin_manager import load_plugins\n"
+        "from rnnbench.core.plugin_manager import load_plugins\n"
         f"load_plugins([{str(TEST_PLUGINS / 'mgu.py')!r}])\n"
         "child = 'import rnnbench; print(\",\".join(rnnbench.cell_names()))'\n"
         "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout)\n"

@@ -7,11 +7,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from rnnbench.analysis.leaderboard import LeaderboardError, build
+from rnnbench.analysis.stats import Summary, holm, welch_p
 from rnnbench.cli import app
-from rnnbench.leaderboard import LeaderboardError, build
-from rnnbench.leaderboard_report import row, terminal_row
-from rnnbench.stats import Summary, holm, welch_p
-from rnnbench.tracking import RunRecorder
+from rnnbench.report.leaderboard import row, terminal_row
+from rnnbench.tracking.recorder import RunRecorder
 from tests.pages import incomplete_rows
 
 ADDING = {"task.length": "100", "task.spread": "1.0", "task.train_size": "3000", "task.validation_size": "500",
@@ -200,7 +200,7 @@ def test_importance_needs_enough_completed_trials(store):
     board = build(store.uri)
     (entry,) = board.entries
     assert entry.run_id == best and entry.importance is None and entry.importance_trials == 0
-    from rnnbench.leaderboard_report import COLUMNS, row
+    from rnnbench.report.leaderboard import COLUMNS, row
 
     assert row(entry, board.groups[0])[COLUMNS.index("importance")] == "n/a (0 trials that learned < 20)"
 
@@ -232,7 +232,7 @@ def test_every_sweep_with_trials_in_a_set_up_is_listed_with_its_current_budget(s
     """The published page lists each sweep behind a table, not only those of the best trials: a sweep
     resumed (or grown) into a set-up where another sweep holds every best trial is listed too, with the
     budget its `trials` tag says (a param cannot change when a sweep grows)."""
-    from rnnbench.leaderboard import sweep_settings
+    from rnnbench.analysis.leaderboard import sweep_settings
 
     for name, trials in (("first", "2"), ("grown", "4")):
         parent = store.client.create_run(
@@ -307,7 +307,7 @@ def test_every_format_fits_and_splits_no_number_or_header(store, columns, monkey
     wrap between words; no number and no header is ever cut, in any format."""
     import re
 
-    from rnnbench.leaderboard_report import COLUMNS, TERMINAL
+    from rnnbench.report.leaderboard import COLUMNS, TERMINAL
 
     for cell, values in (
         ("lstm", [0.900, 0.902, 0.899]),

@@ -17,12 +17,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from rnnbench.lrd import lrd_score
-from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS
 from rnnbench.sweep.progress import CellProgress, SweepProgress
 from rnnbench.sweep.recorder import CellRecord, StopOnTrackingError, TrialRecorder
 from rnnbench.sweep.search import SweepSearch, journal_storage
-from rnnbench.tracking import RunRecorder
+from rnnbench.tracking.recorder import RunRecorder
+from rnnbench.training.lrd import lrd_score
+from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS
 
 
 @dataclass

@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 
 from benchmarks.leaderboard import CELLS, SWEEP, add_trials, open_store
-from rnnbench.records import in_order, sqlite_trial_runs
-from rnnbench.run_search import trial_runs
+from rnnbench.tracking.records import in_order, sqlite_trial_runs
+from rnnbench.tracking.run_search import trial_runs
 
 
 def _as_data(runs: list) -> list[tuple]:

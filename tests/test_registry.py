@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rnnbench
+from rnnbench.core.registry import CellRegistry, SearchSpaceRegistry, TaskRegistry
 from rnnbench.errors import (
     CellContractError,
     DuplicateNameError,
@@ -13,7 +14,6 @@ from rnnbench.errors import (
     UnknownSearchSpaceError,
     UnknownTaskError,
 )
-from rnnbench.registry import CellRegistry, SearchSpaceRegistry, TaskRegistry
 
 
 def build(input_size, hidden_size, num_layers, dropout):

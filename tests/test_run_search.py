@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from rnnbench.run_search import SearchValueError, run_filter, trial_runs
-from rnnbench.tracking import RunRecorder
+from rnnbench.tracking.recorder import RunRecorder
+from rnnbench.tracking.run_search import SearchValueError, run_filter, trial_runs
 
 AWKWARD = ["plain", "a'b", 'say "hi"', "x' and tags.cell = 'rnn", "x' or tags.cell != '"]
 

@@ -12,10 +12,10 @@ import pytest
 from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
-from rnnbench.plugin_manager import load_plugin_file, unregister_plugin
-from rnnbench.run import run_tracked
-from rnnbench.training import TrainConfig
-from tests.conftest import TEST_PLUGINS
+from rnnbench.core.plugin_manager import load_plugin_file, unregister_plugin
+from rnnbench.tracking.tracked_run import run_tracked
+from rnnbench.training.loop import TrainConfig
+from tests.conftest import REPO, TEST_PLUGINS
 
 TINY = {"length": 12, "train_size": 128, "validation_size": 64, "test_size": 128}
 
@@ -23,7 +23,7 @@ TINY = {"length": 12, "train_size": 128, "validation_size": 64, "test_size": 128
 LOAD = """
 import json, os, sys
 import rnnbench
-from rnnbench.saved_model import score
+from rnnbench.tracking.models import score
 try:
     model = rnnbench.load_model(sys.argv[1])
 except Exception as exc:
@@ -118,7 +118,8 @@ def test_a_replaced_file_in_a_logged_model_runs_nothing_through_the_documented_l
     import pickle
 
     import rnnbench
-    from rnnbench.saved_model import RECIPE_FILE, WEIGHTS_FILE, ModelLoadError
+    from rnnbench.tracking.models import ModelLoadError
+    from rnnbench.training.recipe import RECIPE_FILE, WEIGHTS_FILE
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracked = run_tracked(_config(tmp_path, "gru"), uri)
@@ -151,3 +152,24 @@ def test_a_replaced_file_in_a_logged_model_runs_nothing_through_the_documented_l
     assert done.returncode == 0 and json.loads(done.stdout.strip().splitlines()[-1]) == {"cell": "gru"}
     with pytest.raises(ModelLoadError, match="is not a logged model's URI"):
         rnnbench.load_model("runs:/abc/model", uri)
+
+
+def test_a_model_pickled_before_the_layered_packages_still_loads():
+    """tests/data/model-pickled-by-0.1.0.pkl was pickled by the code before the package move: its pickle
+    names ``rnnbench.saved_model.rebuild``, which must stay importable; new pickles name the model layer."""
+    import pickle
+
+    import torch
+
+    from rnnbench.training.model import SequenceModel
+
+    blob = (REPO / "tests" / "data" / "model-pickled-by-0.1.0.pkl").read_bytes()
+    assert b"rnnbench.saved_model" in blob and b"rnnbench.training" not in blob
+    saved = pickle.loads(blob)
+    model = saved["model"]
+    assert isinstance(model, SequenceModel) and model.recipe["cell"] == "gru" and not model.training
+    with torch.no_grad():
+        assert torch.equal(model(saved["inputs"]), saved["outputs"])
+    again = pickle.dumps(model)
+    assert b"rnnbench.training.model" in again and b"rnnbench.saved_model" not in again
+    assert torch.equal(pickle.loads(again)(saved["inputs"]).detach(), saved["outputs"])

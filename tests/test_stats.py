@@ -1,4 +1,4 @@
-"""rnnbench.stats against scipy, brute force or simulation: TOST, power, Dodge's expectation, IQM and its
+"""rnnbench.analysis.stats against scipy, brute force or simulation: TOST, power, Dodge's expectation, IQM and its
 bootstrap, the probability of improvement, Wilcoxon, and the three-way verdicts built on them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from rnnbench import stats
+from rnnbench.analysis import stats
 
 
 def test_welch_difference_ci_matches_scipy():

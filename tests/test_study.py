@@ -1,4 +1,4 @@
-"""Greff et al.'s analysis (rnnbench.study) on a real MLflow store of hand-made sweep runs whose
+"""Greff et al.'s analysis (rnnbench.analysis.study) on a real MLflow store of hand-made sweep runs whose
 answer is known: NFG and NOAF worse than vanilla, CIFG and NP equal, the learning rate decisive."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from mlflow.entities import Metric, Param
 from optuna.distributions import FloatDistribution, IntDistribution, distribution_to_json
 from typer.testing import CliRunner
 
+from rnnbench.analysis.importance import INTERACTIONS
+from rnnbench.analysis.study import CellTrials, StudyError, TaskStudy, Trial, analyse, collect, findings
 from rnnbench.cli import app
-from rnnbench.importance import INTERACTIONS
-from rnnbench.study import CellTrials, StudyError, TaskStudy, Trial, analyse, collect, findings
-from rnnbench.tracking import RunRecorder
+from rnnbench.tracking.recorder import RunRecorder
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows, table_count
 
 DISTRIBUTIONS = json.dumps({
@@ -209,7 +209,7 @@ def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_
 
 
 def test_the_learning_rate_finding_asks_for_by_far():
-    from rnnbench.study import _lr_first
+    from rnnbench.analysis.study import _lr_first
 
     def outcome(importance):
         study = TaskStudy("s", "t", {}, "best_val_accuracy", 0.1, 0.02, [], importance, 40)
@@ -226,7 +226,7 @@ def test_the_learning_rate_finding_asks_for_by_far():
 
 
 def test_a_studys_wall_time_counts_its_trials_time_not_the_pauses_between_sittings():
-    from rnnbench.study import busy_milliseconds
+    from rnnbench.analysis.study import busy_milliseconds
 
     assert busy_milliseconds([]) == 0
     # Two trials side by side (0-10, 5-12), a pause, then a resumed sitting (100-110, 110-115).

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from rnnbench.sweep import SweepError, run_sweep
 from rnnbench.sweep.search import FINISHED, journal_storage
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings
-from rnnbench.tracking import open_client
+from rnnbench.tracking.store import open_client
 from tests.conftest import TINY_TASK
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
 
 
 def _assert_best_model_reproduces_its_test_accuracy(client, run_id: str, tmp_path: Path) -> None:
-    from rnnbench.saved_model import load_model, score
+    from rnnbench.tracking.models import load_model, score
 
     run = client.get_run(run_id)
     model = load_model(run.data.tags["model_uri"], client.tracking_uri)
@@ -330,7 +330,7 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
 def test_a_paired_sweep_gives_every_cell_the_same_configurations(tmp_path, ray_session):
     """`paired = true` draws the configurations once per sweep and queues them in each cell's study: with
     TPE, which adapts to each cell's results after its start-up trial, the cells still train the same ones."""
-    from rnnbench.leaderboard import build
+    from rnnbench.analysis.leaderboard import build
 
     s = settings(tmp_path, cells=["rnn", "gru"], trials=3, epochs=1, grace_period=1, sampler="tpe",
                  startup_trials=1, paired=True, space_overrides={"depth": 1})  # fmt: skip

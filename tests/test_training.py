@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from rnnbench.cli import app
 from rnnbench.errors import TaskOptionError, TrainingConfigError, UnknownCellError
-from rnnbench.run import TrainingFailed, run_tracked
-from rnnbench.training import StopTraining, TrainConfig, train
+from rnnbench.tracking.tracked_run import TrainingFailed, run_tracked
+from rnnbench.training.loop import StopTraining, TrainConfig, train
 from tests.conftest import import_test_plugin
 
 TINY = {"length": 12, "train_size": 128, "validation_size": 64, "test_size": 128}
@@ -78,7 +78,7 @@ def test_a_run_resumed_from_a_snapshot_ends_as_if_never_stopped(tmp_path, settin
     losses per epoch, the same best epoch, weights and test accuracy (dropout's random stream included)."""
     import torch
 
-    from rnnbench.training import TrainState
+    from rnnbench.training.loop import TrainState
 
     saved = tmp_path / "state.pt"
 
@@ -116,7 +116,7 @@ def test_training_on_classification_tasks(tmp_path, task):
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path, monkeypatch):
-    import rnnbench.training as training
+    import rnnbench.training.loop as training
 
     real = training.evaluate
     validation_losses = [0.5, 0.4, 0.45, 0.6, 0.3]  # best at epoch 2, then two epochs without gain

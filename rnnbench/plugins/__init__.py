@@ -1,1 +1,1 @@
-"""The built-in cell plugins: ordinary plugins, listed in ``rnnbench.plugin_manager.DEFAULT_PLUGINS``."""
+"""The built-in cell plugins: ordinary plugins, listed in ``rnnbench.core.plugin_manager.DEFAULT_PLUGINS``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnnbench import hookimpl
-from rnnbench.registry import CellRegistry
+from rnnbench.core.registry import CellRegistry
 
 if TYPE_CHECKING:  # torch is imported on first build, so listing plugins stays fast
     from torch import nn

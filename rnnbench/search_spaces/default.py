@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rnnbench import hookimpl
-from rnnbench.registry import SearchSpaceRegistry
+from rnnbench.core.registry import SearchSpaceRegistry
 
 
 def default_space(trial: Any) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rnnbench.core.registry import SearchSpaceSpec
 from rnnbench.errors import RnnbenchError
-from rnnbench.registry import SearchSpaceSpec
 
 RANGE_KEYS = {"low", "high", "log", "step", "choices"}
 DISCOVERY_SAMPLES = 64

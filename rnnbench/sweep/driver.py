@@ -34,12 +34,12 @@ from rnnbench.sweep.state import (
     sweep_folder,
     write_state,
 )
-from rnnbench.timings import mark
+from rnnbench.util.timings import mark
 
 if TYPE_CHECKING:
     from rnnbench.sweep.plan import SweepPlan
     from rnnbench.sweep.recorder import CellRecord, TrialRecorder
-    from rnnbench.tracking import RunRecorder
+    from rnnbench.tracking.recorder import RunRecorder
 
 Listener = Callable[[SweepProgress], None]
 
@@ -61,7 +61,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
     # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
     from rnnbench.sweep.cluster import connect, disconnect
     from rnnbench.sweep.plan import prepare
-    from rnnbench.tracking import RunRecorder
+    from rnnbench.tracking.recorder import RunRecorder
 
     folder = _claim_folder(settings, resume)
     plan = prepare(settings)
@@ -146,7 +146,7 @@ class _Sweep:
 
         from rnnbench.sweep.cluster import check_resources
         from rnnbench.sweep.search import journal_storage
-        from rnnbench.ui_views import save_runs_view
+        from rnnbench.tracking.ui_views import save_runs_view
 
         s = self.settings
         self.gpus = check_resources(s)
@@ -204,8 +204,8 @@ class _Sweep:
 
     def _count_earlier_trials(self, cell: str) -> None:
         """Counts and the best value of trials a previous (interrupted or grown) run of this sweep finished."""
-        from rnnbench.reports import best_run, selection_metric, status_counts
-        from rnnbench.run_search import trial_runs
+        from rnnbench.tracking.run_search import trial_runs
+        from rnnbench.training.metrics import best_run, selection_metric, status_counts
 
         assert self.progress is not None
         runs = trial_runs(self.client, self.experiment_id, sweep=self.name, cell=cell)
@@ -257,7 +257,7 @@ class _Sweep:
         try:
             tuner.fit()
         except Exception as exc:  # Ray or Tune gave up (a node out of memory, a lost raylet)
-            from rnnbench.tracking import root_cause
+            from rnnbench.errors import root_cause
 
             with contextlib.suppress(Exception):
                 self.mark_interrupted()
@@ -278,7 +278,7 @@ class _Sweep:
                           tags=self.plan.trial_tags(), resuming=self.resume)  # fmt: skip
 
     def _stopped_by_store(self, recorder: TrialRecorder) -> None:
-        from rnnbench.tracking import TrackingError
+        from rnnbench.tracking.store import TrackingError
 
         with contextlib.suppress(Exception):  # the store may refuse this write too
             self.mark_interrupted()
@@ -324,8 +324,8 @@ class _Sweep:
 
     def _log_plots(self) -> None:
         """The sweep's importances kept, and its leaderboard (plots, tables, page) on its run."""
-        from rnnbench.leaderboard import NothingToRank
-        from rnnbench.leaderboard_report import log_sweep_leaderboard
+        from rnnbench.analysis.leaderboard import NothingToRank
+        from rnnbench.report.leaderboard import log_sweep_leaderboard
 
         try:
             log_sweep_leaderboard(self.recorder.tracking_uri, self.name, self.settings.experiment)
@@ -339,7 +339,7 @@ class _Sweep:
         the sweep's run."""
         from mlflow.entities import RunTag
 
-        from rnnbench.run_search import trial_runs
+        from rnnbench.tracking.run_search import trial_runs
 
         for run in trial_runs(self.client, self.experiment_id, sweep=self.name, status="RUNNING"):
             self.client.log_batch(run.info.run_id, tags=[RunTag("status", "interrupted")])

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rnnbench.saved_model import FINAL_CHECKPOINT, MODEL_URI_TAG, log_model, read_final_checkpoint
+from rnnbench.tracking.models import MODEL_URI_TAG, log_model
+from rnnbench.training.recipe import FINAL_CHECKPOINT, read_final_checkpoint
 
 log = logging.getLogger("rnnbench")
 

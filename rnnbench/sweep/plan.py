@@ -8,16 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rnnbench.analysis.setups import PATH_OPTIONS
+from rnnbench.core.plugin_manager import get_cell, get_search_space, get_task, plugin_infos
+from rnnbench.core.registry import SearchSpaceSpec
 from rnnbench.errors import RnnbenchError
-from rnnbench.plugin_manager import get_cell, get_search_space, get_task, plugin_infos
-from rnnbench.registry import SearchSpaceSpec
 from rnnbench.search_spaces.overrides import check_overrides
-from rnnbench.setups import PATH_OPTIONS
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings, validate
 from rnnbench.sweep.worker import TrialSpec
 from rnnbench.tasks.base import Task
-from rnnbench.tracking import check_tracking_uri, resolve_tracking_uri
-from rnnbench.train_config import TrainConfig
+from rnnbench.tracking.store import check_tracking_uri, resolve_tracking_uri
+from rnnbench.training.config import TrainConfig
 from rnnbench.version import __version__
 
 
@@ -75,7 +75,7 @@ class SweepPlan:
 
     def sweep_tags(self) -> dict[str, str]:
         s = self.settings
-        from rnnbench.machine import machine_line
+        from rnnbench.util.machine import machine_line
 
         return {"sweep": s.name or "", "kind": "sweep", "task": s.task, "space": s.space, "machine": machine_line(),
                 **self.trial_tags()}  # fmt: skip

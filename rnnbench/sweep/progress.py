@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnbench.reports import STATUSES, is_better
+from rnnbench.training.metrics import STATUSES, is_better
 
 
 @dataclass

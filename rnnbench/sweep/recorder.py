@@ -19,12 +19,13 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
-from rnnbench.lrd import Bucket, LRDResult
-from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS, PLACEMENT_TAGS, pick, selection_metric
-from rnnbench.run_search import trial_runs
+from rnnbench.errors import root_cause
 from rnnbench.sweep.progress import SweepProgress
 from rnnbench.sweep.search import SweepSearch
-from rnnbench.tracking import root_cause, write_lrd_plot, write_lrd_table
+from rnnbench.tracking.recorder import write_lrd_plot, write_lrd_table
+from rnnbench.tracking.run_search import trial_runs
+from rnnbench.training.lrd import Bucket, LRDResult
+from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS, PLACEMENT_TAGS, pick, selection_metric
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,15 @@ name the file, the key and the value."""
 from __future__ import annotations
 
 import math
-import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rnnbench.errors import RnnbenchError
+from rnnbench.errors import SweepConfigError
 from rnnbench.sweep.state import DEFAULT_SWEEPS_DIR, load_state
-from rnnbench.train_config import MAX_SEED, parse_option, trainable_fields
+from rnnbench.tracking.run_search import SWEEP_NAME
+from rnnbench.training.config import MAX_SEED, parse_option, trainable_fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,11 +23,6 @@ BUILTIN_CELLS = ("lstm", "gru", "peephole", "rnn")
 # Greff et al.'s study: the vanilla LSTM (rnnbench's ``peephole``) and its eight variants.
 ODYSSEY_CELLS = ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 CELL_GROUPS = {"all": BUILTIN_CELLS, "odyssey": ODYSSEY_CELLS}
-SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched in full: "$" would pass "x\n"
-
-
-class SweepConfigError(RnnbenchError, ValueError):
-    """A sweep file or flag is malformed: the message names the file, the key and the problem."""
 
 
 @dataclass
@@ -170,15 +165,6 @@ def _check_train(train: dict[str, Any], where: str) -> None:
             ok = ok and float(value).is_integer()
         if not ok:
             raise SweepConfigError(f"{where}, key 'train.{key}': must be {kind.__name__}, got {value!r}")
-
-
-def check_sweep_name(name: str, where: str) -> None:
-    """Sweep names are folder names, and so never hold a quote or a path separator."""
-    if not SWEEP_NAME.fullmatch(name):
-        raise SweepConfigError(
-            f"{where}: {name!r} is not a sweep name (letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit)"
-        )
 
 
 def validate(settings: SweepSettings, where: str = "sweep") -> None:

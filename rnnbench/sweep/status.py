@@ -34,7 +34,7 @@ class Learning:
 
 def learning(runs: list[Any], epochs: int) -> dict[str, Learning]:
     """Per cell, its median completed trial by test accuracy, tested against chance (binomial, 5 %)."""
-    from rnnbench.stats import left_chance
+    from rnnbench.analysis.stats import left_chance
 
     by_cell: dict[str, list[Any]] = {}
     for run in runs:
@@ -95,9 +95,9 @@ class SweepStatus:
 
 def sweep_status(name: str, sweeps_dir: str) -> SweepStatus:
     """The status of sweep ``name`` (SweepError when there is none, or its state is broken)."""
-    from rnnbench.run_search import search, trial_runs
     from rnnbench.sweep.search import finished_trials, journal_storage
-    from rnnbench.tracking import open_client
+    from rnnbench.tracking.run_search import search, trial_runs
+    from rnnbench.tracking.store import open_client
 
     state = load_state(name, sweeps_dir)
     settings = state["settings"]

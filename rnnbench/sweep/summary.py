@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rnnbench.reports import CONFIG_PARAMS, best_run, selection_metric, status_counts
-from rnnbench.run_search import trial_runs
+from rnnbench.tracking.run_search import trial_runs
+from rnnbench.training.metrics import CONFIG_PARAMS, best_run, selection_metric, status_counts
 
 Best = dict[str, dict[str, Any]]
 Counts = dict[str, dict[str, int]]

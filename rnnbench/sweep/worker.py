@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnbench.train_config import TrainConfig, trainable_fields
+from rnnbench.training.config import TrainConfig, trainable_fields
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,13 @@ def trial_config(sampled: dict[str, Any], spec: TrialSpec) -> TrainConfig:
     )
 
 
-WARM_MODULES = ("torch", "ray.tune", "rnnbench.training", "rnnbench.saved_model", "rnnbench.plugin_manager")
+WARM_MODULES = (
+    "torch",
+    "ray.tune",
+    "rnnbench.training.loop",
+    "rnnbench.tracking.models",
+    "rnnbench.core.plugin_manager",
+)
 
 
 def warm_up() -> None:
@@ -59,17 +65,17 @@ def warm_up() -> None:
 
 def trial_entry(config: dict[str, Any], spec: TrialSpec) -> None:
     """Ray Tune's entry point: load the driver's plugins in this worker, then run the trial."""
-    from rnnbench.timings import mark
+    from rnnbench.util.timings import mark
 
     mark("worker entered")
-    from rnnbench.plugin_manager import load_plugins
+    from rnnbench.core.plugin_manager import load_plugins
 
     # Built-ins, entry points and RNNBENCH_PLUGINS, as on the driver, and its one-file plugins.
     load_plugins(list(spec.plugin_paths))
     run_trial(config, spec)
 
 
-STATE_FILE = "state.pt"  # an epoch checkpoint: rnnbench.training.TrainState
+STATE_FILE = "state.pt"  # an epoch checkpoint: rnnbench.training.loop.TrainState
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -77,9 +83,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     continues from its last epoch) and a final result whose checkpoint holds the tested weights."""
     from ray import tune
 
-    from rnnbench.saved_model import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
-    from rnnbench.timings import mark
-    from rnnbench.training import EpochReport, TrainState, build_task, train
+    from rnnbench.training.loop import EpochReport, TrainState, build_task, train
+    from rnnbench.training.recipe import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
+    from rnnbench.util.timings import mark
 
     mark("worker imported")
     train_config = trial_config(config, spec)

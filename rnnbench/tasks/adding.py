@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from rnnbench import hookimpl
-from rnnbench.registry import TaskRegistry
+from rnnbench.core.registry import TaskRegistry
 from rnnbench.tasks.base import Sizes, Task, log_uniform_lengths, spread_low
 
 

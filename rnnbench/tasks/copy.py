@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rnnbench import hookimpl
-from rnnbench.registry import TaskRegistry
+from rnnbench.core.registry import TaskRegistry
 from rnnbench.tasks.base import IGNORE_INDEX, Sizes, Task, log_uniform_lengths, spread_low
 
 BLANK, DELIMITER = 0, 9

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from rnnbench import hookimpl
+from rnnbench.core.registry import TaskRegistry
 from rnnbench.errors import TaskOptionError
-from rnnbench.registry import TaskRegistry
 from rnnbench.tasks.base import SPLITS, Sizes, Task, default_cache_dir
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -140,7 +140,7 @@ class HFSequence(Task):
                 "(without network, name local csv / json / parquet files)"
             ) from exc
         except (datasets.exceptions.DatasetGenerationError, ValueError) as exc:  # ragged rows, an empty file
-            from rnnbench.tracking import root_cause
+            from rnnbench.errors import root_cause
 
             where = ", ".join(str(f) for f in (files or {}).values()) or self.path
             if "corresponds to no data" in str(exc):

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from rnnbench import hookimpl
+from rnnbench.core.registry import TaskRegistry
 from rnnbench.errors import TaskOptionError
-from rnnbench.registry import TaskRegistry
 from rnnbench.tasks.base import Sizes, Task, log_uniform_lengths, spread_low
 
 PAD, START, END = 0, 1, 2

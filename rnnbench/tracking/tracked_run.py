@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.tracking import DEFAULT_EXPERIMENT, RunRecorder, TrackingError, run_params
-from rnnbench.train_config import parse_option
-from rnnbench.training import EpochReport, TrainConfig, TrainResult, build_task, train
+from rnnbench.tracking.recorder import RunRecorder, run_params
+from rnnbench.tracking.store import DEFAULT_EXPERIMENT, TrackingError
+from rnnbench.training.config import parse_option
+from rnnbench.training.loop import EpochReport, TrainConfig, TrainResult, build_task, train
 
 __all__ = ["TrackedRun", "TrainingFailed", "parse_option", "run_tracked"]
 
@@ -47,7 +48,7 @@ def run_tracked(
     Bad input (unknown cell or task, invalid sizes or options, unusable store) raises before any
     run is created; an error during training marks the run FAILED and raises TrainingFailed.
     """
-    from rnnbench.plugin_manager import get_cell, plugin_infos
+    from rnnbench.core.plugin_manager import get_cell, plugin_infos
     from rnnbench.version import __version__
 
     config.validate()
@@ -103,8 +104,8 @@ def run_tracked(
 def _log_model(
     tracking_uri: str, run_id: str, config: TrainConfig, task: Any, splits: Any, best: Any
 ) -> None:
-    from rnnbench.saved_model import log_trained
-    from rnnbench.tracking import root_cause
+    from rnnbench.errors import root_cause
+    from rnnbench.tracking.models import log_trained
 
     try:
         log_trained(tracking_uri, run_id, config, task, splits, best)

@@ -16,9 +16,8 @@ from typing import Any, Literal, TypeVar
 
 import pluggy
 
-from rnnbench import hookspecs
-from rnnbench.errors import PluginError, PluginLoadError, UnknownNameError
-from rnnbench.registry import (
+from rnnbench.core import hookspecs
+from rnnbench.core.registry import (
     CellRegistry,
     CellSpec,
     Registry,
@@ -27,6 +26,7 @@ from rnnbench.registry import (
     TaskRegistry,
     TaskSpec,
 )
+from rnnbench.errors import PluginError, PluginLoadError, UnknownNameError
 from rnnbench.version import __version__
 
 DEFAULT_PLUGINS: tuple[str, ...] = (

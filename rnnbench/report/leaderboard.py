@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rnnbench.analysis.leaderboard import CURVES_PER_CELL, Aggregate, Entry, Group, Leaderboard, aggregate
+from rnnbench.analysis.setups import short
+from rnnbench.analysis.stats import Summary, Verdict
 from rnnbench.errors import RnnbenchError
-from rnnbench.leaderboard import CURVES_PER_CELL, Aggregate, Entry, Group, Leaderboard, aggregate
-from rnnbench.reports import STATUSES
-from rnnbench.setups import short
-from rnnbench.stats import Summary, Verdict
+from rnnbench.training.metrics import STATUSES
 
 # The re-training on seeds (what ranks rest on), then the search (the selected trial was chosen for being
 # best on validation: its numbers are optimistic), then the comparisons on the search's trials: three
@@ -702,7 +702,7 @@ def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
 
     Skipped (returns []) when the run already carries this very leaderboard: drawing and uploading took
     seconds of every ``rnnbench leaderboard --sweep`` after the sweep's own end had attached it."""
-    from rnnbench.tracking import replace_table
+    from rnnbench.tracking.recorder import replace_table
 
     key = hashlib.sha256(to_json(board).encode()).hexdigest()[:24]
     if client.get_run(run_id).data.tags.get(LOGGED_TAG) == key:
@@ -722,9 +722,9 @@ def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
 
 
 def log_sweep_leaderboard(tracking_uri: str, sweep: str, experiment: str) -> None:
-    """When a sweep, its growth or its reseed ends: keep its importances (rnnbench.importance) and attach
+    """When a sweep, its growth or its reseed ends: keep its importances (rnnbench.analysis.importance) and attach
     its leaderboard to its run (log_plots)."""
-    from rnnbench.leaderboard import build, cache_importances, open_runs
+    from rnnbench.analysis.leaderboard import build, cache_importances, open_runs
 
     source = open_runs(tracking_uri, experiment)
     cache_importances(source.client, source.experiment_id, source.uri, sweep)

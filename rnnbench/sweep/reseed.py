@@ -6,8 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.run import TrackedRun, run_tracked
-from rnnbench.train_config import TrainConfig, parse_option, recorded_fields
+from rnnbench.tracking.tracked_run import TrackedRun, run_tracked
+from rnnbench.training.config import TrainConfig, parse_option, recorded_fields
 
 SEED_STRIDE = 1000  # re-seeds use seed + 1000 k, far from the search's seed
 
@@ -35,8 +35,8 @@ def reseed(
 ) -> list[TrackedRun]:
     """Train the best trial of every cell of ``sweep`` with the seeds seed + 1000 k, k = 1..``seeds``, that it
     has not been re-trained with yet (so a second call, or a resumed script, adds nothing it has)."""
-    from rnnbench.leaderboard import build
-    from rnnbench.tracking import open_client
+    from rnnbench.analysis.leaderboard import build
+    from rnnbench.tracking.store import open_client
 
     if seeds < 1:
         raise RnnbenchError(f"seeds must be a positive integer, got {seeds}")
@@ -76,7 +76,7 @@ def _log_leaderboard(sweep: str, tracking_uri: str, experiment: str) -> None:
     """The sweep's leaderboard, now ranked on the seeds, on its parent run (plots, tables, page)."""
     import logging
 
-    from rnnbench.leaderboard_report import log_sweep_leaderboard
+    from rnnbench.report.leaderboard import log_sweep_leaderboard
 
     try:
         log_sweep_leaderboard(tracking_uri, sweep, experiment)

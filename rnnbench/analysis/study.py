@@ -3,7 +3,7 @@
 "LSTM: A Search Space Odyssey" compares each variant with the vanilla LSTM by the test metric of its
 best 10 % of random-search trials (Welch's t-test), and asks which hyperparameters matter with fANOVA.
 Here the best trials are picked by the sweep's own selection metric in its own direction, never by
-the test metric they are then compared on. Every comparison is three-way (``rnnbench.stats``):
+the test metric they are then compared on. Every comparison is three-way (``rnnbench.analysis.stats``):
 better/worse, equivalent within a margin (TOST), or inconclusive with the smallest difference the data
 could have detected; models that did not leave chance make it inconclusive. Where the cells trained
 the same configurations (a paired sweep), each variant is also compared configuration by
@@ -20,10 +20,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnbench.errors import RnnbenchError
-from rnnbench.importance import INTERACTIONS, variance_fractions
-from rnnbench.reports import best_first, selection_metric
-from rnnbench.stats import (
+from rnnbench.analysis.importance import INTERACTIONS, variance_fractions
+from rnnbench.analysis.stats import (
     ALPHA,
     MARGIN,
     NOT_LEARNED,
@@ -35,6 +33,8 @@ from rnnbench.stats import (
     paired_verdicts,
     welch_verdicts,
 )
+from rnnbench.errors import RnnbenchError
+from rnnbench.training.metrics import best_first, selection_metric
 
 VANILLA = "peephole"  # Greff's vanilla LSTM: peepholes, forget gate, tanh in and out
 TOP_FRACTION = 0.10
@@ -127,7 +127,7 @@ class TaskStudy:
 
 def collect(client: Any, experiment_id: str, sweep: str) -> tuple[dict[str, str], dict[str, CellTrials]]:
     """The sweep's settings (its parent run's params) and each cell's completed trials."""
-    from rnnbench.run_search import sweep_run, trial_runs
+    from rnnbench.tracking.run_search import sweep_run, trial_runs
 
     parent = sweep_run(client, experiment_id, sweep)
     if parent is None:

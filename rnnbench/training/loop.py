@@ -16,13 +16,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from rnnbench.core.plugin_manager import get_cell, get_task
 from rnnbench.errors import TrainingConfigError
-from rnnbench.lrd import LRDResult, lrd_score
-from rnnbench.model import SequenceModel, parameter_count
-from rnnbench.plugin_manager import get_cell, get_task
-from rnnbench.reports import EPOCH_METRICS, FINAL_METRICS, pick
 from rnnbench.tasks.base import Task
-from rnnbench.train_config import TrainConfig
+from rnnbench.training.config import TrainConfig
+from rnnbench.training.lrd import LRDResult, lrd_score
+from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS, pick
+from rnnbench.training.model import SequenceModel, parameter_count
 
 __all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "TrainState", "train"]
 
@@ -43,7 +43,7 @@ class EpochReport:
     snapshot: Callable[[], TrainState] | None = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, float]:
-        """The epoch's metrics under their declared names (rnnbench.reports.EPOCH_METRICS)."""
+        """The epoch's metrics under their declared names (rnnbench.training.metrics.EPOCH_METRICS)."""
         values = {
             "train_loss": self.train_loss,
             "val_loss": self.val_loss,
@@ -141,7 +141,7 @@ class TrainResult:
 
 
 def _declared(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
-    """``values`` as floats, checked against the declared metric names (rnnbench.reports)."""
+    """``values`` as floats, checked against the declared metric names (rnnbench.training.metrics)."""
     if set(values) != set(names):
         raise AssertionError(f"metrics {sorted(values)} differ from the declared {sorted(names)}")
     return pick(values, names)

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.reports import EPOCH_METRICS, STATUSES
-from rnnbench.text import without_paths
+from rnnbench.training.metrics import EPOCH_METRICS, STATUSES
+from rnnbench.util.text import without_paths
 
 COLUMNS = ("run_id", "experiment_id", "kind", "sweep", "cell", "task", "status", "reseed_of", "start_time",
            "end_time", "test_accuracy", "lrd_score", "best_val_accuracy", "best_val_loss", "params", "tags",
@@ -110,18 +110,18 @@ class MlflowRuns:
     def trial_runs(self, task: str | None = None, sweep: str | None = None) -> list[Any]:
         found = sqlite_trial_runs(self.uri, self.experiment_id, task=task, sweep=sweep)
         if found is None:
-            from rnnbench.run_search import trial_runs
+            from rnnbench.tracking.run_search import trial_runs
 
             found = trial_runs(self.client, self.experiment_id, task=task, sweep=sweep)
         return in_order(found)
 
     def reseed_runs(self, run_id: str) -> list[Any]:
-        from rnnbench.run_search import reseed_runs
+        from rnnbench.tracking.run_search import reseed_runs
 
         return in_order(reseed_runs(self.client, self.experiment_id, run_id))
 
     def sweep_run(self, name: str) -> Any | None:
-        from rnnbench.run_search import sweep_run
+        from rnnbench.tracking.run_search import sweep_run
 
         return sweep_run(self.client, self.experiment_id, name)
 

@@ -18,11 +18,11 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from rnnbench import cli_options as o
+from rnnbench.analysis.stats import MARGIN
+from rnnbench.cli import options as o
 from rnnbench.errors import RnnbenchError
-from rnnbench.reports import STATUSES
-from rnnbench.stats import MARGIN
 from rnnbench.sweep.settings import SweepSettings
+from rnnbench.training.metrics import STATUSES
 
 app = typer.Typer(
     name="rnnbench",
@@ -95,7 +95,7 @@ def main_options(
     ] = False,
 ) -> None:
     """Benchmark recurrent cells: sweep them with Optuna on Ray Tune, track them in MLflow."""
-    from rnnbench.plugin_manager import load_plugins
+    from rnnbench.core.plugin_manager import load_plugins
 
     load_plugins(plugin or [])
 
@@ -108,7 +108,7 @@ def _print_json(data: Any) -> None:
 @reports_errors
 def plugins(as_json: o.Json = False) -> None:
     """List every loaded plugin, its version and what it registered (and installed plugins disabled)."""
-    from rnnbench.plugin_manager import broken_plugins, plugin_infos
+    from rnnbench.core.plugin_manager import broken_plugins, plugin_infos
 
     infos = plugin_infos()
     broken = broken_plugins()
@@ -132,7 +132,7 @@ def plugins(as_json: o.Json = False) -> None:
 @reports_errors
 def cells(as_json: o.Json = False) -> None:
     """List the registered recurrent cells with their description, reference and plugin."""
-    from rnnbench.plugin_manager import registries
+    from rnnbench.core.plugin_manager import registries
 
     specs = list(registries().cells)
     if as_json:
@@ -167,7 +167,7 @@ def check_cell_command(
     as_json: o.Json = False,
 ) -> None:
     """Run the cell conformance kit on a cell; exit code 1 if any check fails."""
-    from rnnbench.plugin_manager import get_cell
+    from rnnbench.core.plugin_manager import get_cell
     from rnnbench.testing import check_cell
 
     report = check_cell(
@@ -220,7 +220,7 @@ def _task_row(spec: Any) -> dict[str, Any]:
 @reports_errors
 def tasks(as_json: o.Json = False) -> None:
     """List the registered tasks with their description, reference and defaults."""
-    from rnnbench.plugin_manager import registries
+    from rnnbench.core.plugin_manager import registries
 
     rows = [_task_row(spec) for spec in registries().tasks]
     if as_json:
@@ -275,8 +275,8 @@ def train_command(
     as_json: o.Json = False,
 ) -> None:
     """Train one configuration, evaluate it on test, and record it as one MLflow run."""
-    from rnnbench.run import TrainingFailed, run_tracked
-    from rnnbench.train_config import TrainConfig, parse_option
+    from rnnbench.tracking.tracked_run import TrainingFailed, run_tracked
+    from rnnbench.training.config import TrainConfig, parse_option
 
     sizes = {
         "length": length,
@@ -378,13 +378,13 @@ def sweep_command(
     # The parameters named as SweepSettings fields are its flags: read before any other local exists.
     flags = {k: v for k, v in locals().items() if k in SweepSettings.__dataclass_fields__}
     from rnnbench.sweep import resolve_settings
-    from rnnbench.timings import mark
+    from rnnbench.util.timings import mark
 
     settings = resolve_settings(sweep_file, flags, option, resume)
     mark("settings checked")
     result = _run_sweep_live(settings, resume is not None, as_json)
     if settings.reseed:
-        from rnnbench.reseed import reseed as reseed_best
+        from rnnbench.sweep.reseed import reseed as reseed_best
 
         reseed_best(
             result.name, settings.reseed, result.tracking_uri, settings.experiment, settings.cache_dir
@@ -492,14 +492,14 @@ def leaderboard_command(
     recompute_importance: o.RecomputeImportance = False,
 ) -> None:
     """Rank the cells of each set-up on seeds, three-way verdicts against the leader; chance-level groups unranked."""
-    from rnnbench.leaderboard import NothingToRank, build
+    from rnnbench.analysis.leaderboard import NothingToRank, build
 
     if output_format not in FORMATS:
         raise typer.BadParameter(
             f"{output_format!r}; valid formats: {', '.join(FORMATS)}", param_hint="--format"
         )
     if publish is not None:
-        from rnnbench.leaderboard_report import check_target
+        from rnnbench.report.leaderboard import check_target
 
         check_target(publish, force, "--publish")
     runs = _exported(data)
@@ -526,7 +526,7 @@ def leaderboard_command(
 
 def _render_board(board: Any, output_format: str, wide: bool, with_aggregate: bool) -> None:
     """The leaderboard on standard output in the format asked for."""
-    from rnnbench.leaderboard_report import markdown, rich_tables, to_csv, to_html, to_json
+    from rnnbench.report.leaderboard import markdown, rich_tables, to_csv, to_html, to_json
 
     if output_format == "table":
         console.width = _width() or console.width  # read when the command runs, not at import
@@ -542,7 +542,7 @@ def _render_board(board: Any, output_format: str, wide: bool, with_aggregate: bo
 
 
 def _publish_board(board: Any, folder: Path, header: list[str]) -> None:
-    from rnnbench.leaderboard_report import publish, published_count
+    from rnnbench.report.leaderboard import publish, published_count
 
     written = publish(board, folder, header)
     err_console.print(f"Published {published_count(folder, written)} files into {folder}/", highlight=False)
@@ -552,7 +552,7 @@ def _exported(data: list[Path] | None) -> Any:
     """Exported runs to build from (``--from``), or None: read MLflow."""
     if not data:
         return None
-    from rnnbench.records import read
+    from rnnbench.tracking.records import read
 
     return read(data)
 
@@ -560,8 +560,8 @@ def _exported(data: list[Path] | None) -> Any:
 def _print_aggregate(board: Any) -> None:
     from rich.table import Table
 
-    from rnnbench.leaderboard import aggregate
-    from rnnbench.leaderboard_report import AGGREGATE_HEADER, IMPROVEMENT_HEADER, aggregate_lines
+    from rnnbench.analysis.leaderboard import aggregate
+    from rnnbench.report.leaderboard import AGGREGATE_HEADER, IMPROVEMENT_HEADER, aggregate_lines
 
     caption, scores, improvement = aggregate_lines(aggregate(board))
     for header, rows in ((AGGREGATE_HEADER, scores), (IMPROVEMENT_HEADER, improvement)):
@@ -588,8 +588,8 @@ def _page_header(board: Any, given: dict[str, str | None], note: str | None) -> 
     """The published page's opening lines: the command, the machine, each sweep's settings, the note."""
     import shlex
 
-    from rnnbench.leaderboard import sweep_settings
-    from rnnbench.text import without_paths
+    from rnnbench.analysis.leaderboard import sweep_settings
+    from rnnbench.util.text import without_paths
 
     command = "rnnbench leaderboard " + " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
     header = [_generated(command), f"MLflow store {board.tracking_uri}."]
@@ -606,7 +606,7 @@ def _page_header(board: Any, given: dict[str, str | None], note: str | None) -> 
 
 def _log_plots(board: Any, sweep: str) -> None:
     """Attach the leaderboard (plots, ranking tables, the page) to the sweep's parent run."""
-    from rnnbench.leaderboard_report import log_plots
+    from rnnbench.report.leaderboard import log_plots
 
     parent = board.runs.sweep_run(sweep)
     if parent is not None:
@@ -622,11 +622,11 @@ def export_command(
     experiment: o.Experiment = "rnnbench",
 ) -> None:
     """Write sweeps' runs (parent, trials, reseeds: params, tags, metrics, curves, LRD buckets) as parquet."""
-    from rnnbench.leaderboard import NothingToRank, open_runs
-    from rnnbench.records import rows_of, write
+    from rnnbench.analysis.leaderboard import NothingToRank, open_runs
+    from rnnbench.tracking.records import rows_of, write
 
     if sweeps:
-        from rnnbench.sweep.settings import check_sweep_name
+        from rnnbench.tracking.run_search import check_sweep_name
 
         for name in sweeps:
             check_sweep_name(name, "--sweep")
@@ -662,9 +662,9 @@ def odyssey_report_command(
     """Greff et al.'s analysis of LSTM-variant sweeps: best 10 % (Welch) and paired (Wilcoxon), three-way."""
     import shlex
 
-    from rnnbench.leaderboard_report import check_target, published_count
-    from rnnbench.study import StudyError, analyse, findings, gather
-    from rnnbench.study_report import publish
+    from rnnbench.analysis.study import StudyError, analyse, findings, gather
+    from rnnbench.report.leaderboard import check_target, published_count
+    from rnnbench.report.study import publish
 
     if not (0 < margin < 1):
         raise StudyError(f"--margin must lie between 0 and 1, got {margin}")
@@ -687,9 +687,9 @@ def odyssey_report_command(
 
 
 def _study_runs(tracking_uri: str | None, experiment: str) -> Any:
-    from rnnbench.records import MlflowRuns
-    from rnnbench.study import StudyError
-    from rnnbench.tracking import open_client, resolve_tracking_uri
+    from rnnbench.analysis.study import StudyError
+    from rnnbench.tracking.records import MlflowRuns
+    from rnnbench.tracking.store import open_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = open_client(uri)
@@ -709,7 +709,7 @@ def reseed_command(
     cache_dir: Annotated[str | None, typer.Option(help="Task data cache.")] = None,
 ) -> None:
     """Re-train each cell's best configuration of a sweep with K fresh seeds (the leaderboard shows mean ± std)."""
-    from rnnbench.reseed import reseed
+    from rnnbench.sweep.reseed import reseed
 
     def done(entry: Any, k: int, run: Any) -> None:
         metrics = run.result.final_metrics()
@@ -744,7 +744,7 @@ def ui_command(
     workers: Annotated[int, typer.Option(min=1, help="Server worker processes (one answers soonest).")] = 1,
 ) -> None:
     """Start the MLflow UI on the store and print the URL of a sweep's runs table, sorted by the metric."""
-    from rnnbench.ui_server import open_views, serve
+    from rnnbench.serve.ui import open_views, serve
 
     urls = open_views(tracking_uri, experiment, sweep, metric, f"http://{host}:{port}")
     _warn_exposed(host, "read every run")
@@ -800,7 +800,7 @@ def dashboard_command(
     verbose: Annotated[bool, typer.Option("--verbose", help="Print the server's access log.")] = False,
 ) -> None:
     """optuna-dashboard on a sweep's Optuna journal (one study per cell), read-only, live while the sweep runs."""
-    from rnnbench.dashboard import serve_dashboard
+    from rnnbench.serve.dashboard import serve_dashboard
     from rnnbench.sweep.settings import DEFAULT_SWEEPS_DIR
 
     _warn_exposed(host, "read the sweep's trials" + (" and change them" if allow_writes else ""))
@@ -818,7 +818,7 @@ def _warn_exposed(host: str, what: str) -> None:
 
 
 def main() -> None:
-    from rnnbench.timings import mark
+    from rnnbench.util.timings import mark
 
     mark("command imported")
     try:

@@ -1,4 +1,4 @@
-"""The published page of an LSTM-variant study (rnnbench.study): README.md, index.html, plots.
+"""The published page of an LSTM-variant study (rnnbench.analysis.study): README.md, index.html, plots.
 
 Every piece of text is scrubbed of paths and escaped before it becomes markup, never the page after:
 a page-wide pass would run over the markup and the embedded images."""
@@ -10,7 +10,9 @@ import html
 import json
 from pathlib import Path
 
-from rnnbench.leaderboard_report import (
+from rnnbench.analysis.stats import ALPHA, Verdict
+from rnnbench.analysis.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
+from rnnbench.report.leaderboard import (
     HTML_MARKER,
     MARKER,
     PAGE_STYLE,
@@ -19,9 +21,7 @@ from rnnbench.leaderboard_report import (
     safe_name,
     verdict_text,
 )
-from rnnbench.stats import ALPHA, Verdict
-from rnnbench.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
-from rnnbench.text import without_paths
+from rnnbench.util.text import without_paths
 
 COLUMNS = ("cell", "completed trials (left chance)", "median over all trials", "best 10 % (n)",
            "best 10 %: test accuracy (mean ± std)", "best 10 % vs vanilla [95 % CI] (Welch)",
@@ -176,7 +176,7 @@ def to_html(
 
 def plots(studies: list[TaskStudy], folder: Path) -> dict[str, list[Path]]:
     """Per task: box plots of the best trials per cell (as the paper's Figure 3), budget curves, importances."""
-    from rnnbench.leaderboard_report import new_figure, save_figure
+    from rnnbench.report.leaderboard import new_figure, save_figure
 
     made: dict[str, list[Path]] = {}
     for study in studies:

@@ -38,7 +38,7 @@ def view_key(sweep: str | None) -> str:
 
 def save_runs_view(client: Any, experiment_id: str, sweep: str | None, metric: str = "lrd_score") -> str:
     """Store the view of ``sweep``'s trial runs sorted by ``metric`` (best first); returns its key."""
-    from rnnbench.run_search import run_filter
+    from rnnbench.tracking.run_search import run_filter
 
     columns = [f"metrics.`{metric}`", *(f"metrics.`{m}`" for m in METRIC_COLUMNS if m != metric),
                *(f"params.`{p}`" for p in PARAM_COLUMNS), *(f"tags.`{t}`" for t in TAG_COLUMNS)]  # fmt: skip

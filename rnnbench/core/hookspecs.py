@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pluggy import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
-    from rnnbench.registry import CellRegistry, SearchSpaceRegistry, TaskRegistry
+    from rnnbench.core.registry import CellRegistry, SearchSpaceRegistry, TaskRegistry
 
 hookspec = HookspecMarker("rnnbench")
 hookimpl = HookimplMarker("rnnbench")

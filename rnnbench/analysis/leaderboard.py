@@ -1,6 +1,6 @@
 """The leaderboard: MLflow is the single source of truth; cells ranked per set-up on seeds, with a stated test.
 
-A ranking group is a set-up (``rnnbench.setups``): the task and every option that changes its data.
+A ranking group is a set-up (``rnnbench.analysis.setups``): the task and every option that changes its data.
 Within a group each cell's best trial is chosen on validation (``reports.best_run``) and its
 configuration's re-seeded runs (``rnnbench reseed`` / ``--reseed K``: fresh initialisation and batch
 order) give the values it is ranked on: mean, standard deviation, n and a 95 % confidence interval.
@@ -25,11 +25,9 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rnnbench.errors import RnnbenchError
-from rnnbench.importance import CACHE_TAG, cache_value, cached_fractions
-from rnnbench.reports import CONFIG_PARAMS, best_first, best_run, selection_metric, status_counts
-from rnnbench.setups import Setup, setup_of
-from rnnbench.stats import (
+from rnnbench.analysis.importance import CACHE_TAG, cache_value, cached_fractions
+from rnnbench.analysis.setups import Setup, setup_of
+from rnnbench.analysis.stats import (
     ALPHA,
     MARGIN,
     BudgetPoint,
@@ -44,6 +42,8 @@ from rnnbench.stats import (
     welch_p,
     welch_verdicts,
 )
+from rnnbench.errors import RnnbenchError
+from rnnbench.training.metrics import CONFIG_PARAMS, best_first, best_run, selection_metric, status_counts
 
 METRICS = ("lrd_score", "test_accuracy")
 MIN_TRIALS = 20  # fANOVA below this many completed trials would credit noise
@@ -186,7 +186,7 @@ class Leaderboard:
     tracking_uri: str
     experiment_id: str = ""
     groups: list[Group] = field(default_factory=list)
-    runs: Any = None  # where the runs were read: rnnbench.records.MlflowRuns or ExportedRuns
+    runs: Any = None  # where the runs were read: rnnbench.tracking.records.MlflowRuns or ExportedRuns
 
     @property
     def entries(self) -> list[Entry]:
@@ -217,7 +217,7 @@ def build(
     runs: Any = None,
     recompute_importance: bool = False,
 ) -> Leaderboard:
-    """Read the store (or ``runs``: exported records, rnnbench.records) and rank the cells of each set-up.
+    """Read the store (or ``runs``: exported records, rnnbench.tracking.records) and rank the cells of each set-up.
 
     Importances come from the sweeps' caches where their trials are unchanged (``recompute_importance``:
     never)."""
@@ -263,19 +263,19 @@ def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials:
     if not (0 < margin < 1) or math.isnan(margin):
         raise LeaderboardError(f"--margin must lie between 0 and 1 (both ranked metrics do), got {margin}")
     if task is not None:
-        from rnnbench.plugin_manager import get_task
+        from rnnbench.core.plugin_manager import get_task
 
         get_task(task)  # UnknownTaskError lists the valid tasks
     if sweep is not None:
-        from rnnbench.sweep.settings import check_sweep_name
+        from rnnbench.tracking.run_search import check_sweep_name
 
         check_sweep_name(sweep, "--sweep")  # no sweep can have another name: say so rather than find nothing
 
 
 def open_runs(tracking_uri: str | None, experiment: str) -> Any:
-    """The store's runs (rnnbench.records.MlflowRuns); NothingToRank when there is none."""
-    from rnnbench.records import MlflowRuns
-    from rnnbench.tracking import (
+    """The store's runs (rnnbench.tracking.records.MlflowRuns); NothingToRank when there is none."""
+    from rnnbench.tracking.records import MlflowRuns
+    from rnnbench.tracking.store import (
         check_tracking_uri,
         open_client,
         resolve_tracking_uri,
@@ -309,7 +309,7 @@ def _nothing(source: Any, task: str | None, sweep: str | None) -> NothingToRank:
 
 
 def _importance_cache(source: Any, runs: list[Any]) -> dict[str, str]:
-    """The importances the runs' sweeps kept (rnnbench.importance), by fingerprint."""
+    """The importances the runs' sweeps kept (rnnbench.analysis.importance), by fingerprint."""
     found: dict[str, str] = {}
     for name in sorted({r.data.tags.get("sweep", "") for r in runs} - {""}):
         run = source.sweep_run(name)
@@ -323,7 +323,7 @@ def cache_importances(client: Any, experiment_id: str, uri: str, sweep: str) -> 
     of trials that changed; returns how many tags were written. Called when a sweep or a reseed ends."""
     from mlflow.entities import RunTag
 
-    from rnnbench.records import MlflowRuns
+    from rnnbench.tracking.records import MlflowRuns
 
     source = MlflowRuns(client, experiment_id, uri)
     parent = source.sweep_run(sweep)
@@ -602,7 +602,7 @@ class Aggregate:
 def aggregate(board: Leaderboard) -> Aggregate | None:
     """Normalised scores ((accuracy - chance) / (1 - chance)) per seed, over the set-ups with a known chance
     where some cell has seeds; the cells present in all of them. None when there is no such set-up."""
-    from rnnbench.stats import iqm_ci, normalised, probability_of_improvement
+    from rnnbench.analysis.stats import iqm_ci, normalised, probability_of_improvement
 
     per_cell: dict[str, dict[str, list[float]]] = {}
     setups = []

@@ -7,12 +7,14 @@ an error naming it, never a malformed or widened filter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from rnnbench.errors import RnnbenchError
+from rnnbench.errors import RnnbenchError, SweepConfigError
 
 MAX_RESULTS = 50_000
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched in full: "$" would pass "x\n"
 # A sweep's trial runs carry the Optuna trial number; its parent run and reseed runs do not.
 TRIAL = "tags.optuna_trial != ''"
 
@@ -79,3 +81,12 @@ def sweep_run(client: Any, experiment_id: str, sweep: str) -> Any | None:
     """The parent run of sweep ``sweep``, None if the store has none."""
     found = search(client, [experiment_id], {"kind": "sweep", "sweep": sweep}, max_results=1)
     return found[0] if found else None
+
+
+def check_sweep_name(name: str, where: str) -> None:
+    """Sweep names are folder names, and so never hold a quote or a path separator."""
+    if not SWEEP_NAME.fullmatch(name):
+        raise SweepConfigError(
+            f"{where}: {name!r} is not a sweep name (letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit)"
+        )

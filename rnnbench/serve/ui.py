@@ -31,10 +31,10 @@ class Views:
 
 def open_views(tracking_uri: str | None, experiment: str, sweep: str | None, metric: str, base: str) -> Views:
     """Write the runs-table view of ``sweep`` (default: the latest sweep) and return the URLs to print."""
-    from rnnbench.leaderboard import LeaderboardError
-    from rnnbench.run_search import search
-    from rnnbench.tracking import check_tracking_uri, open_client, resolve_tracking_uri, store_error
-    from rnnbench.ui_views import mark_model_training, runs_url, save_runs_view
+    from rnnbench.analysis.leaderboard import LeaderboardError
+    from rnnbench.tracking.run_search import search
+    from rnnbench.tracking.store import check_tracking_uri, open_client, resolve_tracking_uri, store_error
+    from rnnbench.tracking.ui_views import mark_model_training, runs_url, save_runs_view
 
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_uri(uri)

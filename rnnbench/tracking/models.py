@@ -1,0 +1,207 @@
+"""Trained models as MLflow PyTorch models that rebuild themselves through the cell registry.
+
+A logged model carries, beside MLflow's own files, its *recipe* (cell, plugin and version, sizes, task
+and input encoding) as JSON and its weights as safetensors (``extra_files/``): :func:`load_model` reads
+those two alone and rebuilds the model through the registry, so loading a model from a store someone
+else can write runs no code from it. MLflow's PyTorch flavour is still logged (the UI, serving,
+``mlflow.pytorch.load_model``): it pickles the model as recipe + weights, and unpickling runs whatever
+the file holds, so that path is for stores you trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.training.model import rebuild
+from rnnbench.training.recipe import RECIPE_FILE, WEIGHTS_FILE, input_example, recipe
+
+if TYPE_CHECKING:
+    import torch
+
+    from rnnbench.tasks.base import Task
+    from rnnbench.training.config import TrainConfig
+    from rnnbench.training.model import SequenceModel
+
+MODEL_NAME = "model"  # the logged model's name on its run
+MODEL_URI_TAG = "model_uri"  # the run tag holding ``models:/m-...``
+PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+class ModelLoadError(RnnbenchError):
+    """A logged model cannot be loaded safely: unknown URI, missing or malformed recipe or weights."""
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (log_model) on ``uri`` for a moment; the caller's setting comes back."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    import logging
+
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weights: dict[str, Any],
+              example: torch.Tensor) -> str:  # fmt: skip
+    """Log the weights as an MLflow PyTorch model on ``run_id`` (a logged model linked to the run, with
+    a signature and an input example) and tag the run with its URI; returns ``models:/m-...``."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    from rnnbench.tracking.store import open_client
+
+    model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is logged
+    with torch.no_grad():
+        output = model(example)
+    inputs = example.numpy()
+    requirements = [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"rnnbench=={model_recipe['rnnbench_version']}",
+    ]
+    client = open_client(tracking_uri)
+    run = client.get_run(run_id)
+    # Created here, in the run's experiment: log_model alone would file it under the fluent API's
+    # active experiment (``Default``, in ./mlruns).
+    logged = client.create_logged_model(
+        run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, params=run.data.params,
+        tags={"cell": model_recipe["cell"], "task": model_recipe["task"]}, model_type="rnnbench",
+    )  # fmt: skip
+    with (tempfile.TemporaryDirectory() as folder, _tracking_uri(tracking_uri),
+          _quiet("mlflow.pytorch")):  # its pickle caution: we pickle a recipe  # fmt: skip
+        safe = _safe_files(model_recipe, model, Path(folder))
+        info = mlflow.pytorch.log_model(
+            model,
+            name=MODEL_NAME,
+            model_id=logged.model_id,
+            run_id=run_id,
+            signature=infer_signature(inputs, output.numpy()),
+            input_example=inputs,
+            pip_requirements=requirements,  # inferring them would import-trace the model: many seconds
+            metadata={"rnnbench": model_recipe},
+            extra_files=safe,  # what rnnbench.load_model reads: no pickle
+            # Pickled as recipe + weights (SequenceModel.__reduce_ex__), so any cell a plugin registers
+            # loads; torch.export (pt2) cannot trace a cell's own compiled kernel.
+            serialization_format="pickle",
+        )
+    client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
+    return info.model_uri
+
+
+def _safe_files(model_recipe: dict[str, Any], model: SequenceModel, folder: Path) -> list[str]:
+    """The recipe as JSON and the weights as safetensors, written into ``folder``."""
+    import json
+
+    from safetensors.torch import save_file
+
+    (folder / RECIPE_FILE).write_text(json.dumps(model_recipe, sort_keys=True))
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(folder / WEIGHTS_FILE))
+    return [str(folder / RECIPE_FILE), str(folder / WEIGHTS_FILE)]
+
+
+def log_trained(tracking_uri: str, run_id: str, config: TrainConfig, task: Task, splits: Any,
+                best: dict[str, Any]) -> str:  # fmt: skip
+    """Log a finished run's tested weights as its model (``rnnbench train`` and each reseed run)."""
+    weights = {k: v.detach().cpu() for k, v in best.items()}
+    return log_model(tracking_uri, run_id, recipe(config, task), weights, input_example(splits))
+
+
+def score(model: SequenceModel, split: str = "test", cache_dir: str | None = None) -> tuple[float, float]:
+    """A saved model's mean loss and accuracy on a split of the data it was trained on (rebuilt from its
+    recipe: the same task options and data seed)."""
+    import torch
+
+    from rnnbench.core.plugin_manager import get_task
+    from rnnbench.training.loop import evaluate
+
+    made = model.recipe or {}
+    task = get_task(made["task"]).build(**made["task_options"])
+    data = task.load(seed=made["data_seed"], cache_dir=cache_dir)[split].with_format("torch")[:]
+    device = next(model.parameters()).device
+    loss, scores = evaluate(
+        model, task, {k: v.to(device) for k, v in data.items() if isinstance(v, torch.Tensor)}
+    )
+    return loss, float(scores.mean())
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> SequenceModel:
+    """A model rnnbench logged (``models:/m-...``), rebuilt from its recipe (JSON) and weights (safetensors)
+    through the cell registry, on the CPU: nothing is unpickled, so a store's files run no code."""
+    import json
+
+    from rnnbench.tracking.store import open_client, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if not model_uri.startswith("models:/m-"):
+        raise ModelLoadError(
+            f"{model_uri!r} is not a logged model's URI (models:/m-..., a run's model_uri tag)"
+        )
+    client = open_client(uri)
+    try:
+        location = client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+    except Exception as exc:
+        raise ModelLoadError(f"no logged model {model_uri} in {uri} ({type(exc).__name__})") from None
+    with tempfile.TemporaryDirectory() as folder:
+        recipe_path, weights_path = (
+            _download(location, name, folder, uri) for name in (RECIPE_FILE, WEIGHTS_FILE)
+        )
+        try:
+            model_recipe = json.loads(Path(recipe_path).read_text())
+            if not isinstance(model_recipe, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{model_uri}: extra_files/{RECIPE_FILE} is not a recipe ({exc})") from None
+        weights = _read_weights(weights_path, model_uri)
+    try:
+        return rebuild(model_recipe, weights)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelLoadError(f"{model_uri}: the recipe and weights do not make a model ({exc})") from None
+
+
+def _download(location: str, name: str, folder: str, tracking_uri: str) -> str:
+    import mlflow.artifacts
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/extra_files/{name}", dst_path=folder,
+                                                   tracking_uri=tracking_uri)  # fmt: skip
+    except Exception:
+        raise ModelLoadError(
+            f"the logged model at {location} has no extra_files/{name}: it was logged before rnnbench kept "
+            "pickle-free weights; mlflow.pytorch.load_model loads it, but unpickles (only for stores you trust)"
+        ) from None
+
+
+def _read_weights(path: str, model_uri: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{model_uri}: extra_files/{WEIGHTS_FILE} is not a safetensors file ({exc})"
+        ) from None
