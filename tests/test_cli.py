@@ -141,3 +141,38 @@ def test_a_garbled_store_is_one_line_naming_it(tmp_path, command):
     said = result.stderr.strip()
     assert "mlflow.db: the store cannot be read (" in " ".join(said.split()) and "Traceback" not in said
     assert len(said.splitlines()) <= 3, said
+
+
+def test_every_sweep_flag_named_as_a_setting_reaches_the_settings(monkeypatch):
+    """The sweep command hands its flags on by name (no ``locals()``): each parameter that is a
+    SweepSettings field arrives with the value given on the command line."""
+    import inspect
+    import typing
+
+    from rnnbench.cli.sweep import sweep_command
+    from rnnbench.sweep.settings import SweepSettings
+
+    seen = {}
+
+    def capture(sweep_file, flags, option, resume):
+        seen.update(flags)
+        raise rnnbench.RnnbenchError("captured")
+
+    monkeypatch.setattr("rnnbench.sweep.resolve_settings", capture)
+    names = [
+        p for p in inspect.signature(sweep_command).parameters if p in SweepSettings.__dataclass_fields__
+    ]
+    params = {p.name: p for p in typer.main.get_command(app).commands["sweep"].params}
+    hints = typing.get_type_hints(sweep_command, include_extras=True)
+    args = []
+    for name in names:
+        option = params[name]
+        flag = next(o for o in option.opts if o.startswith("--"))
+        if option.is_flag:
+            args.append(flag)
+        else:
+            numeric = any(k in str(hints[name]) for k in ("int", "float"))
+            args += [flag, "7" if numeric else "x1"]
+    result = runner.invoke(app, ["sweep", *args])
+    assert "captured" in result.output, result.output
+    assert set(names) <= set(seen) and all(seen[n] not in (None, False) for n in names), seen

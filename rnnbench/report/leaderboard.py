@@ -9,15 +9,34 @@ import html
 import io
 import json
 import math
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnbench.analysis.leaderboard import CURVES_PER_CELL, Aggregate, Entry, Group, Leaderboard, aggregate
+from rnnbench.analysis.leaderboard import (
+    CURVES_PER_CELL,
+    Aggregate,
+    Entry,
+    Group,
+    Leaderboard,
+    aggregate,
+    sweep_settings,
+)
 from rnnbench.analysis.setups import short
 from rnnbench.analysis.stats import Summary, Verdict
-from rnnbench.errors import RnnbenchError
+from rnnbench.report.page import (
+    HTML_MARKER,
+    MARKER,
+    PAGE_STYLE,
+    UI_URL,
+    cell_class,
+    html_table,
+    md_escape,
+    md_table,
+    new_figure,
+    safe_name,
+    save_figure,
+)
 from rnnbench.training.metrics import STATUSES
 
 # The re-training on seeds (what ranks rest on), then the search (the selected trial was chosen for being
@@ -40,17 +59,6 @@ PAGE_TABLES = (
 )
 MODEL_COLUMN = COLUMNS.index("model")
 BUDGETS = (1, 5, 10)  # the budget table's columns, and N
-MARKER = "<!-- Written by rnnbench: `rnnbench leaderboard --publish` and `rnnbench odyssey-report` rewrite this file. -->"
-HTML_MARKER = '<meta name="generator" content="rnnbench">'
-UI_URL = "http://127.0.0.1:5000"
-# Fits a 1,280-pixel screen: tables wrap their text cells, numbers never wrap, images scale to the page.
-PAGE_STYLE = (
-    "<style>body{font-family:sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;line-height:1.35}"
-    "table{border-collapse:collapse;margin:0.6em 0 1.4em;font-size:14px}caption{text-align:left;"
-    "font-weight:bold;padding:0.3em 0}td,th{border:1px solid #ccc;padding:3px 7px;vertical-align:top}"
-    "th{background:#f3f3f3;text-align:left}td.num{text-align:right;white-space:nowrap}"
-    "td.text{overflow-wrap:break-word}td:first-child{white-space:nowrap}img{max-width:100%;height:auto;margin:0.5em 0;display:block}</style>"
-)  # where `rnnbench ui` serves the store
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -326,16 +334,6 @@ AGGREGATE_HEADER = ("cell", "IQM of normalised score", "95 % CI", "seeds")
 IMPROVEMENT_HEADER = ("comparison", "probability", "95 % CI")
 
 
-def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(map(md_escape, header)) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(map(md_escape, r)) + " |" for r in rows]]  # fmt: skip
-
-
-def md_escape(text: str) -> str:
-    """Text a user may have typed, safe in a Markdown table cell (no raw HTML, no column break)."""
-    return html.escape(text, quote=False).replace("|", "\\|")
-
-
 def markdown(
     board: Leaderboard, images: dict[str, list[str]] | None = None, with_aggregate: bool = False
 ) -> str:
@@ -357,7 +355,7 @@ def markdown(
             lines.append("")
         header, rows = budget_rows(group)
         if rows:
-            lines += ["", md_escape(budget_caption(group)), "", *_md_table(header, rows)]
+            lines += ["", md_escape(budget_caption(group)), "", *md_table(header, rows)]
         for image in (images or {}).get(group.setup.id, []):
             lines += ["", f"![{Path(image).stem}]({image})"]
         lines.append("")
@@ -366,9 +364,9 @@ def markdown(
         lines += ["## Across set-ups", "", md_escape(caption), ""]
         if scores:
             lines += [
-                *_md_table(AGGREGATE_HEADER, scores),
+                *md_table(AGGREGATE_HEADER, scores),
                 "",
-                *_md_table(IMPROVEMENT_HEADER, improvement),
+                *md_table(IMPROVEMENT_HEADER, improvement),
                 "",
             ]
     return "\n".join(lines)
@@ -394,24 +392,6 @@ def to_json(board: Leaderboard) -> str:
     found = aggregate(board)
     return json.dumps({**board.as_dict(), "aggregate": None if found is None else found.as_dict()}, indent=2,
                       default=str)  # fmt: skip
-
-
-def html_table(
-    header: list[str] | tuple[str, ...], rows: list[list[str]], css: str, caption: str = ""
-) -> list[str]:
-    """A table of escaped text, numbers right-aligned and unwrapped (as every table of the pages)."""
-    e = html.escape
-    title = f"<caption>{e(caption)}</caption>" if caption else ""
-    cells = ["<tr>" + "".join(f'<td class="{cell_class(c)}">{e(c)}</td>' for c in r) + "</tr>" for r in rows]
-    return [f'<table class="{css}">{title}<thead><tr>', *[f"<th>{e(c)}</th>" for c in header],
-            "</tr></thead><tbody>", *cells, "</tbody></table>"]  # fmt: skip
-
-
-def cell_class(text: str) -> str:
-    return "num" if NUMERIC.match(text) else "text"
-
-
-NUMERIC = re.compile(r"^[-+=<]?[\d.]+( ± [\d.]+)?( \[[-+\d., ]+\])?( s)?$|^-$")
 
 
 def _html_cell(text: str, column: str, entry: Entry, board: Leaderboard) -> str:
@@ -489,17 +469,6 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
     return made
 
 
-def safe_name(text: str) -> str:
-    """The one way a set-up id, label or sweep name becomes a file name: no separator, no '..', no leading
-    dot, at most 80 characters, and unique (a name that had to change ends in a hash of the original)."""
-    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)
-    cleaned = cleaned.replace("..", "_").lstrip(".") or "unnamed"
-    if cleaned == text and len(text) <= 80:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{cleaned[:71]}-{digest}"
-
-
 def _seed_curve(runs: Any, entry: Entry) -> tuple[str, list[dict[str, float]]]:
     """The LRD curve as a mean over the re-seeded runs with a 95 % band (the selected trial's without them)."""
     if not entry.reseed_runs:
@@ -515,15 +484,6 @@ def _seed_curve(runs: Any, entry: Entry) -> tuple[str, list[dict[str, float]]]:
             {"low": low, "skill": summary.mean, "skill_low": summary.low, "skill_high": summary.high}
         )
     return f"mean of {len(entry.reseed_runs)} seeds", curve
-
-
-def new_figure() -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 4), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure, figure.add_subplot()
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -659,40 +619,6 @@ def _importance_plot(group: Group, ranked: list[Entry], path: Path) -> Path:
     return save_figure(figure, path)
 
 
-def save_figure(figure: Any, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path)
-    return path
-
-
-class PublishError(RnnbenchError):
-    """A page cannot be published there: the target is a file, or holds a page rnnbench did not write."""
-
-
-def check_target(folder: Path, force: bool, flag: str) -> None:
-    """Refuse, before any work, a target that is a file, or a folder whose README.md or index.html rnnbench did
-    not write (no marker, no generation line), unless ``force``."""
-    if folder.exists() and not folder.is_dir():
-        raise PublishError(
-            f"{flag} {folder}: is a file; give a folder for README.md, index.html and the plots"
-        )
-    if force:
-        return
-    for name, mark in (("README.md", MARKER), ("index.html", HTML_MARKER)):
-        path = folder / name
-        if path.is_file():
-            text = path.read_text(errors="replace")
-            if mark not in text and not re.search(r"Generated [^\n]* by rnnbench ", text):
-                raise PublishError(f"{flag} {folder}: {name} there was not written by rnnbench; publishing would "
-                                   "overwrite it (choose another folder, or --force)")  # fmt: skip
-
-
-def published_count(folder: Path, written: list[Path]) -> int:
-    """How many of ``written`` are files in ``folder`` (what "Published N files" may claim)."""
-    inside = folder.resolve()
-    return len({p.resolve() for p in written if p.resolve().parent == inside and p.is_file()})
-
-
 LOGGED_TAG = "leaderboard_logged"  # a sweep run's tag: a fingerprint of the leaderboard last attached to it
 
 
@@ -732,6 +658,22 @@ def log_sweep_leaderboard(tracking_uri: str, sweep: str, experiment: str) -> Non
     parent = source.sweep_run(sweep)
     if parent is not None:
         log_plots(board, source.client, parent.info.run_id)
+
+
+SWEEP_KEYS = ("task", "cells", "trials", "space", "seed", "epochs", "length", "metric", "sampler", "task_options",
+              "space_overrides", "train", "grace_period", "cpus_per_trial", "wall time")  # fmt: skip
+
+
+def sweep_lines(board: Leaderboard) -> list[str]:
+    """One line per sweep on the board: its settings and the machine it ran on (a published page's header)."""
+    lines = []
+    for found in sweep_settings(board):
+        described = ", ".join(
+            f"{k}={found[k]}" for k in SWEEP_KEYS if found.get(k) not in (None, "None", "{}")
+        )
+        machine = f" {found['machine']}." if found.get("machine") else ""
+        lines.append(f"Sweep `{found['sweep']}`: {described}.{machine}")
+    return lines
 
 
 def publish(board: Leaderboard, folder: Path, header_lines: list[str]) -> list[Path]:

@@ -12,14 +12,16 @@ from pathlib import Path
 
 from rnnbench.analysis.stats import ALPHA, Verdict
 from rnnbench.analysis.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
-from rnnbench.report.leaderboard import (
+from rnnbench.report.leaderboard import verdict_text
+from rnnbench.report.page import (
     HTML_MARKER,
     MARKER,
     PAGE_STYLE,
     html_table,
     md_escape,
+    new_figure,
     safe_name,
-    verdict_text,
+    save_figure,
 )
 from rnnbench.util.text import without_paths
 
@@ -176,7 +178,6 @@ def to_html(
 
 def plots(studies: list[TaskStudy], folder: Path) -> dict[str, list[Path]]:
     """Per task: box plots of the best trials per cell (as the paper's Figure 3), budget curves, importances."""
-    from rnnbench.report.leaderboard import new_figure, save_figure
 
     made: dict[str, list[Path]] = {}
     for study in studies:
