@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,15 @@ def test_one_distance_bucket_has_no_lrd_measure():
     result = lrd_score(np.full(500, 39), np.ones(500), chance=0.1)
     assert result.score is None and result.horizon is None and not result.measured
     assert len(result.buckets) == 1 and result.buckets[0].accuracy == 1.0
+
+
+def test_skill_band_clamps_to_the_plot_scale_and_draws_no_bar_where_none_was_measured():
+    from rnnbench.training.lrd import SkillBand
+
+    band = SkillBand.of(0.9, 0.7, 1.3)
+    assert (band.low, band.high) == (0.7, 1.0) and band.below == pytest.approx(0.2)
+    assert band.above == pytest.approx(0.1)
+    assert SkillBand.of(-0.1, -0.4, 0.2).low == 0.0 and SkillBand.of(-0.1, -0.4, 0.2).below == 0.0
+    for missing in (None, math.nan):
+        none = SkillBand.of(0.5, missing, missing)
+        assert math.isnan(none.low) and math.isnan(none.high) and (none.below, none.above) == (0.0, 0.0)

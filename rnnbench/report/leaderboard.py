@@ -37,6 +37,7 @@ from rnnbench.report.page import (
     safe_name,
     save_figure,
 )
+from rnnbench.training.lrd import SkillBand
 from rnnbench.training.metrics import STATUSES
 
 # The re-training on seeds (what ranks rest on), then the search (the selected trial was chosen for being
@@ -499,8 +500,8 @@ def _lrd_plot(group: Group, curves: dict[str, tuple[str, list[dict[str, float]]]
         shift = 2 ** (0.08 * (k - (len(drawn) - 1) / 2))
         x = [max(r["low"], 1) * shift for r in curve]
         y = [r["skill"] for r in curve]
-        low = [min(max(r.get("skill_low", math.nan), 0.0), 1.0) for r in curve]
-        high = [min(max(r.get("skill_high", math.nan), 0.0), 1.0) for r in curve]
+        bands = [SkillBand.of(r["skill"], r.get("skill_low"), r.get("skill_high")) for r in curve]
+        low, high = [band.low for band in bands], [band.high for band in bands]
         line = axis.plot(x, y, marker=MARKERS[k % len(MARKERS)], linestyle=STYLES[k % len(STYLES)],
                          label=f"{cell} ({label})")[0]  # fmt: skip
         if not all(math.isnan(v) for v in low):

@@ -8,9 +8,12 @@ import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnbench.training.config import TrainConfig, trainable_fields
+
+if TYPE_CHECKING:
+    from rnnbench.training.loop import TrainResult, TrainState
 
 
 @dataclass(frozen=True)
@@ -83,19 +86,14 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     continues from its last epoch) and a final result whose checkpoint holds the tested weights."""
     from ray import tune
 
-    from rnnbench.training.loop import EpochReport, TrainState, build_task, train
+    from rnnbench.training.loop import EpochReport, build_task, train
     from rnnbench.training.recipe import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
     from rnnbench.util.timings import mark
 
     mark("worker imported")
     train_config = trial_config(config, spec)
     placement = _placement()
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # Ray retries this trial after its worker died
-        with checkpoint.as_directory() as folder:
-            if (Path(folder) / STATE_FILE).is_file():  # not the final one (died after its last report)
-                resume = TrainState.load(Path(folder) / STATE_FILE)
+    resume = _resume_state()
     resumed = {"resumed_from_epoch": resume.epoch if resume else 0}
 
     def on_epoch(report: EpochReport) -> None:
@@ -116,20 +114,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         tune.report({"final": True, "status": "failed", "error": error, "val_loss": float("inf"),
                      "val_accuracy": 0.0, **resumed, **placement})  # fmt: skip
         return
-    # The searcher and the scheduler read val_loss / val_accuracy: report the tested epoch's.
-    metrics = {
-        **result.final_metrics(),
-        "val_loss": result.val_loss if result.val_loss is not None else float("inf"),
-        "val_accuracy": result.val_accuracy if result.val_accuracy is not None else 0.0,
-        "status": result.status,
-        "final": True,
-        "data_version": result.data_version,
-        # JSON text: Tune's TensorBoard logger warns about list values.
-        "lrd_curve": json.dumps(result.lrd.rows() if result.lrd else []),
-        "device": "cuda" if train_config.device != "cpu" and _cuda() else "cpu",
-        **resumed,
-        **placement,
-    }
+    metrics = {**_final_report(result, train_config), **resumed, **placement}
     if result.best_state is None:  # no epoch finished: nothing to keep
         tune.report(metrics)
         return
@@ -141,6 +126,37 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             Path(folder) / FINAL_CHECKPOINT,
         )
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _resume_state() -> TrainState | None:
+    """The last epoch's state when Ray retries this trial after its worker died, else None."""
+    from ray import tune
+
+    from rnnbench.training.loop import TrainState
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        if (Path(folder) / STATE_FILE).is_file():  # not the final one (died after its last report)
+            return TrainState.load(Path(folder) / STATE_FILE)
+    return None
+
+
+def _final_report(result: TrainResult, train_config: TrainConfig) -> dict[str, Any]:
+    """A finished trial's last report; the searcher and the scheduler read val_loss / val_accuracy: the
+    tested epoch's."""
+    return {
+        **result.final_metrics(),
+        "val_loss": result.val_loss if result.val_loss is not None else float("inf"),
+        "val_accuracy": result.val_accuracy if result.val_accuracy is not None else 0.0,
+        "status": result.status,
+        "final": True,
+        "data_version": result.data_version,
+        # JSON text: Tune's TensorBoard logger warns about list values.
+        "lrd_curve": json.dumps(result.lrd.rows() if result.lrd else []),
+        "device": "cuda" if train_config.device != "cpu" and _cuda() else "cpu",
+    }
 
 
 def _placement() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from rnnbench.tracking.store import (
     setup_lock,
 )
 from rnnbench.tracking.ui_views import KIND_TAG, mark_model_training
+from rnnbench.training.lrd import SkillBand
 
 if TYPE_CHECKING:
     from rnnbench.training.config import TrainConfig
@@ -203,9 +204,8 @@ def write_lrd_plot(lrd: LRDResult, folder: Path, title: str) -> Path:
     axis = figure.add_subplot()
     centres = [max(b.low, 1) for b in lrd.buckets]
     skill = [b.skill for b in lrd.buckets]
-    # 95 % binomial intervals; rows of older runs have none (NaN): no bar.
-    below = [max(b.skill - b.skill_low, 0.0) if b.skill_low == b.skill_low else 0.0 for b in lrd.buckets]
-    above = [max(b.skill_high - b.skill, 0.0) if b.skill_high == b.skill_high else 0.0 for b in lrd.buckets]
+    bands = [SkillBand.of(b.skill, b.skill_low, b.skill_high) for b in lrd.buckets]  # 95 % binomial intervals
+    below, above = [band.below for band in bands], [band.above for band in bands]
     axis.errorbar(
         centres, skill, yerr=[below, above], marker="o", capsize=3, label="normalised skill (95 % CI)"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.recorder import RunRecorder, run_params
@@ -84,21 +84,27 @@ def run_tracked(
         result = train(config, on_epoch=epoch_done, on_step=on_step, task=task, splits=splits)
         recorder.finish(result)
     except BaseException as exc:
-        try:
-            recorder.fail(exc)
-        except Exception as write_error:
-            if isinstance(exc, TrackingError):
-                raise exc from write_error
-            raise TrackingError(
-                f"run {run_id} stopped ({type(exc).__name__}: {exc}) and could not be marked FAILED in "
-                f"{recorder.tracking_uri} ({type(write_error).__name__}: {write_error})"
-            ) from exc
-        if isinstance(exc, (KeyboardInterrupt, RnnbenchError)):
-            raise
-        raise TrainingFailed(run_id, exc) from exc
+        _record_failure(recorder, run_id, exc)
     if result.best_state is not None:  # after the run is FINISHED: a failure here loses no result
         _log_model(recorder.tracking_uri, run_id, config, task, splits, result.best_state)
     return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, result)
+
+
+def _record_failure(recorder: RunRecorder, run_id: str, exc: BaseException) -> NoReturn:
+    """Mark the run FAILED with ``exc`` and raise: domain errors and Ctrl-C as they are, the rest as
+    TrainingFailed; a store that cannot take the mark is a TrackingError naming both errors."""
+    try:
+        recorder.fail(exc)
+    except Exception as write_error:
+        if isinstance(exc, TrackingError):
+            raise exc from write_error
+        raise TrackingError(
+            f"run {run_id} stopped ({type(exc).__name__}: {exc}) and could not be marked FAILED in "
+            f"{recorder.tracking_uri} ({type(write_error).__name__}: {write_error})"
+        ) from exc
+    if isinstance(exc, (KeyboardInterrupt, RnnbenchError)):
+        raise exc
+    raise TrainingFailed(run_id, exc) from exc
 
 
 def _log_model(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import math
 import random
 import time
@@ -232,20 +231,17 @@ def train(
 
     seed_everything(config.seed)
     model = SequenceModel(cell, task, config.width, config.depth, config.dropout).to(device)
-    optimizer = _make_optimizer(config, model)
     result = TrainResult(
         status="completed", config=config, data_version=task.data_version, param_count=parameter_count(model)
     )
-    baseline = task.baseline_loss(splits["test"].with_format("numpy")["length"])
-    result.baseline_loss = baseline
-    generator = torch.Generator().manual_seed(config.seed)
-    progress = _Progress()
+    result.baseline_loss = task.baseline_loss(splits["test"].with_format("numpy")["length"])
+    run = _Run(config, task, model, _make_optimizer(config, model), torch.Generator().manual_seed(config.seed),
+               data, result, on_epoch, on_step)  # fmt: skip
     if resume is not None:
-        progress = _restore(resume, model, optimizer, generator, result)
-    started = time.perf_counter() - result.train_seconds
-    best_state = _fit(config, model, optimizer, generator, task, data, result, on_epoch, on_step, progress,
-                      started)  # fmt: skip
-    result.train_seconds = time.perf_counter() - started
+        run.restore(resume)
+    run.started = time.perf_counter() - result.train_seconds
+    best_state = _fit(run)
+    result.train_seconds = time.perf_counter() - run.started
     if best_state is not None:
         model.load_state_dict(best_state)
         result.best_state = best_state
@@ -266,86 +262,71 @@ class _Progress:
     stale: int = 0
 
 
-def _restore(
-    state: TrainState,
-    model: SequenceModel,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    result: TrainResult,
-) -> _Progress:
-    """Put a snapshot back: weights, optimizer, random streams, history and best so far."""
-    device = next(model.parameters()).device
-    model.load_state_dict(state.model)
-    optimizer.load_state_dict(state.optimizer)
-    generator.set_state(state.batch_order_rng)
-    torch.set_rng_state(state.torch_rng)
-    if state.cuda_rng is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state.cuda_rng)
-    result.steps, result.epochs_run, result.best_epoch = state.steps, state.epoch, state.best_epoch
-    result.val_loss, result.val_accuracy = state.val_loss, state.val_accuracy
-    result.train_seconds, result.resumed_from_epoch = state.train_seconds, state.epoch
-    result.history = [EpochReport(**row) for row in state.history]
-    best = None if state.best_state is None else {k: v.to(device) for k, v in state.best_state.items()}
-    return _Progress(state.epoch, best, state.best_loss, state.stale)
-
-
-def _snapshot(
-    model: SequenceModel,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    result: TrainResult,
-    progress: _Progress,
-    started: float,
-) -> TrainState:
-    return TrainState(
-        epoch=progress.epoch,
-        steps=result.steps,
-        model=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        batch_order_rng=generator.get_state(),
-        torch_rng=torch.get_rng_state(),
-        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        best_state=progress.best_state,
-        best_loss=progress.best_loss,
-        stale=progress.stale,
-        best_epoch=result.best_epoch,
-        val_loss=result.val_loss,
-        val_accuracy=result.val_accuracy,
-        train_seconds=time.perf_counter() - started,
-        history=[{k: getattr(r, k) for k in _HISTORY_FIELDS} for r in result.history],
-    )
-
-
 # What a checkpoint keeps of each epoch's report: every field but the (unpicklable) snapshot.
 _HISTORY_FIELDS = tuple(f.name for f in dataclasses.fields(EpochReport) if f.name != "snapshot")
 
 
-def _fit(
-    config: TrainConfig,
-    model: SequenceModel,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    task: Task,
-    data: dict[str, dict[str, torch.Tensor]],
-    result: TrainResult,
-    on_epoch: Callable[[EpochReport], None] | None,
-    on_step: Callable[[int, float], None] | None,
-    progress: _Progress,
-    started: float,
-) -> dict[str, Any] | None:
+@dataclass
+class _Run:
+    """One training run's moving parts, handed from epoch to epoch (and into a snapshot)."""
+
+    config: TrainConfig
+    task: Task
+    model: SequenceModel
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the batch order's random stream
+    data: dict[str, dict[str, torch.Tensor]]
+    result: TrainResult
+    on_epoch: Callable[[EpochReport], None] | None = None
+    on_step: Callable[[int, float], None] | None = None
+    progress: _Progress = field(default_factory=_Progress)
+    started: float = 0.0  # perf_counter at the (virtual) start: a resumed run counts its earlier seconds
+
+    def restore(self, state: TrainState) -> None:
+        """Put a snapshot back: weights, optimizer, random streams, history and best so far."""
+        device = next(self.model.parameters()).device
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.generator.set_state(state.batch_order_rng)
+        torch.set_rng_state(state.torch_rng)
+        if state.cuda_rng is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state.cuda_rng)
+        result = self.result
+        result.steps, result.epochs_run, result.best_epoch = state.steps, state.epoch, state.best_epoch
+        result.val_loss, result.val_accuracy = state.val_loss, state.val_accuracy
+        result.train_seconds, result.resumed_from_epoch = state.train_seconds, state.epoch
+        result.history = [EpochReport(**row) for row in state.history]
+        best = None if state.best_state is None else {k: v.to(device) for k, v in state.best_state.items()}
+        self.progress = _Progress(state.epoch, best, state.best_loss, state.stale)
+
+    def snapshot(self) -> TrainState:
+        """Everything :meth:`restore` needs to continue after this epoch as if never stopped."""
+        result, progress = self.result, self.progress
+        return TrainState(
+            epoch=progress.epoch, steps=result.steps, model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(), batch_order_rng=self.generator.get_state(),
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            best_state=progress.best_state, best_loss=progress.best_loss, stale=progress.stale,
+            best_epoch=result.best_epoch, val_loss=result.val_loss, val_accuracy=result.val_accuracy,
+            train_seconds=time.perf_counter() - self.started,
+            history=[{k: getattr(r, k) for k in _HISTORY_FIELDS} for r in result.history],
+        )  # fmt: skip
+
+
+def _fit(run: _Run) -> dict[str, Any] | None:
     """The epochs: train, validate, keep the best weights, stop early. Returns the best weights (None
     when no epoch finished)."""
+    config, result, progress = run.config, run.result, run.progress
     try:
         for epoch in range(progress.epoch + 1, config.epochs + 1):
             if config.patience and progress.stale >= config.patience:
                 break  # a resumed run that had already stopped early
             epoch_start = time.perf_counter()
-            train_loss = _train_epoch(
-                config, model, optimizer, generator, task, data["train"], result, on_step
-            )
+            train_loss = _train_epoch(run)
             if train_loss is None:  # a non-finite loss: diverged, nothing of this epoch is kept
                 break
-            val_loss, val_scores = evaluate(model, task, data["validation"])
+            val_loss, val_scores = evaluate(run.model, run.task, run.data["validation"])
             progress.epoch = result.epochs_run = epoch
             if not math.isfinite(val_loss):
                 result.history.append(_report(epoch, result, train_loss, val_loss, val_scores, epoch_start))
@@ -353,17 +334,14 @@ def _fit(
                 break
             if val_loss < progress.best_loss:
                 progress.best_loss, progress.stale, result.best_epoch = val_loss, 0, epoch
-                progress.best_state = copy.deepcopy(model.state_dict())
+                progress.best_state = copy.deepcopy(run.model.state_dict())
                 result.val_loss, result.val_accuracy = val_loss, float(val_scores.mean())
             else:
                 progress.stale += 1
             report = _report(epoch, result, train_loss, val_loss, val_scores, epoch_start)
             result.history.append(report)
-            if on_epoch is not None:
-                snapshot = functools.partial(
-                    _snapshot, model, optimizer, generator, result, progress, started
-                )
-                on_epoch(dataclasses.replace(report, snapshot=snapshot))
+            if run.on_epoch is not None:
+                run.on_epoch(dataclasses.replace(report, snapshot=run.snapshot))
             if config.patience and progress.stale >= config.patience:
                 break
     except StopTraining as stop:
@@ -384,28 +362,20 @@ def _report(
     )
 
 
-def _train_epoch(
-    config: TrainConfig,
-    model: SequenceModel,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    task: Task,
-    split: dict[str, torch.Tensor],
-    result: TrainResult,
-    on_step: Callable[[int, float], None] | None,
-) -> float | None:
+def _train_epoch(run: _Run) -> float | None:
     """One pass over the training split in a seeded order; the mean loss, or None once a loss is not
     finite (the result is then marked diverged at that step)."""
-    inputs, target = split["inputs"], split["target"]
-    noisy = config.input_noise > 0 and task.encoding == "linear"
+    config, result, model, optimizer = run.config, run.result, run.model, run.optimizer
+    inputs, target = run.data["train"]["inputs"], run.data["train"]["target"]
+    noisy = config.input_noise > 0 and run.task.encoding == "linear"
     running, batches = 0.0, 0
-    order = torch.randperm(len(target), generator=generator).to(inputs.device)
+    order = torch.randperm(len(target), generator=run.generator).to(inputs.device)
     for begin in range(0, len(order), config.batch_size):
         index = order[begin : begin + config.batch_size]
         x, y = inputs[index], target[index]
         if noisy:
             x = x + config.input_noise * torch.randn_like(x)
-        loss = task.loss(model(x), y)
+        loss = run.task.loss(model(x), y)
         result.steps += 1
         value = loss.item()
         if not math.isfinite(value):
@@ -418,6 +388,6 @@ def _train_epoch(
         optimizer.step()
         running += value
         batches += 1
-        if on_step is not None:
-            on_step(result.steps, value)
+        if run.on_step is not None:
+            run.on_step(result.steps, value)
     return running / max(batches, 1)

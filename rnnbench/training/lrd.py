@@ -53,6 +53,25 @@ class LRDResult:
         return [asdict(b) for b in self.buckets]
 
 
+@dataclass(frozen=True)
+class SkillBand:
+    """A skill's 95 % interval on the plots' [0, 1] scale: its ends (NaN where none was measured, as in
+    the rows of older runs) and the error bars drawn from the skill (0 where none)."""
+
+    low: float
+    high: float
+    below: float
+    above: float
+
+    @classmethod
+    def of(cls, skill: float, low: float | None, high: float | None) -> SkillBand:
+        low = math.nan if low is None or math.isnan(low) else min(max(low, 0.0), 1.0)
+        high = math.nan if high is None or math.isnan(high) else min(max(high, 0.0), 1.0)
+        below = 0.0 if math.isnan(low) else max(skill - low, 0.0)
+        above = 0.0 if math.isnan(high) else max(high - skill, 0.0)
+        return cls(low, high, below, above)
+
+
 def wilson(successes: float, count: int) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion (``successes`` may be fractional: shares of steps)."""
     if count < 1:
