@@ -43,6 +43,7 @@ ODYSSEY_TARGETS = {
 }
 ODYSSEY_SIZES = ((16, 100, 64, 64), (64, 100, 32, 128))
 BASELINE = "nn.LSTM"
+Size = tuple[int, int, int, int]  # B, T, I, H
 
 
 class TorchLSTM(nn.Module):
@@ -185,6 +186,118 @@ def parse_sizes(text: str) -> list[tuple[int, int, int, int]]:
     return sizes  # type: ignore[return-value]
 
 
+def measure_sizes(
+    names: list[str], sizes: list[Size], dev: torch.device, threads: int, repeats: int, warmup: int
+) -> tuple[list[float], list[tuple[Size, dict[str, list[float]]]]]:
+    """sgemm GFLOP/s before and after, and the pass times at every size, on ``threads`` torch threads."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:  # restored even when a model fails, so that the caller's torch keeps its thread count
+        sgemm = [sgemm_gflops(dev)]
+        per_size = []
+        for size in sizes:
+            times = measure_size(names, size, dev, repeats, warmup)
+            per_size.append((size, times))
+        sgemm.append(sgemm_gflops(dev))
+    finally:
+        torch.set_num_threads(previous_threads)
+    return sgemm, per_size
+
+
+def measurement_entry(
+    size: Size, name: str, values: list[float], best_base: float, peak: float
+) -> dict[str, Any]:
+    """One model at one size: its times, best and median, ratio to the baseline, gate GFLOP/s."""
+    best = min(values)
+    gates = GATES.get(name)
+    flops = gate_flops(*size, gates) if gates else None
+    gflops = flops / best / 1e9 if flops else None
+    return {
+        "size": list(size),
+        "cell": name,
+        "times_s": values,
+        "best_s": best,
+        "median_s": sorted(values)[len(values) // 2],
+        "baseline_best_s": best_base,
+        "ratio": best / best_base,
+        "gates": gates,
+        "gate_gflops": gflops,
+        "sgemm_fraction": gflops / peak if gflops else None,
+    }
+
+
+def measurements_and_rows(
+    per_size: list[tuple[Size, dict[str, list[float]]]], peak: float
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """Every model's measurement entry and table row, size by size."""
+    rows, measurements = [], []
+    for size, times in per_size:
+        best_base = min(times[BASELINE])
+        for name, values in times.items():
+            entry = measurement_entry(size, name, values, best_base, peak)
+            gflops = entry["gate_gflops"]
+            measurements.append(entry)
+            rows.append(
+                [
+                    "x".join(map(str, size)),
+                    name,
+                    entry["best_s"] * 1e3,
+                    entry["ratio"],
+                    gflops,
+                    None if gflops is None else 100 * gflops / peak,
+                ]
+            )
+    return measurements, rows
+
+
+def peephole_targets(per_size: list[tuple[Size, dict[str, list[float]]]]) -> list[dict[str, Any]]:
+    """The peephole / nn.LSTM time target at each size that has one (by index: PEEPHOLE_TARGETS)."""
+    targets = []
+    for index, (size, times) in enumerate(per_size):
+        if "peephole" in times and index < len(PEEPHOLE_TARGETS):
+            targets.append(
+                target(
+                    f"peephole / nn.LSTM time at B,T,I,H={','.join(map(str, size))}",
+                    min(times["peephole"]) / min(times[BASELINE]),
+                    "<=",
+                    PEEPHOLE_TARGETS[index],
+                    "x",
+                )
+            )
+    return targets
+
+
+def build_notes(
+    device: str,
+    threads: int,
+    sgemm: list[float],
+    repeats: int,
+    warmup: int,
+    clones: dict[str, str],
+    quick: bool,
+    measurements: list[dict[str, Any]],
+) -> list[str]:
+    """The sgemm reference, the repeats, the kernels that ran, and the GRU's and RNN's expected ratios."""
+    peak = max(sgemm)
+    notes = [
+        f"sgemm {peak:.1f} GFLOP/s ({device}, {threads} thread(s), 1024x1024 float32, best of "
+        f"{len(sgemm)} measurements: {', '.join(f'{s:.1f}' for s in sgemm)})",
+        f"best of {repeats} interleaved repeats after {warmup} warm-up pass(es) per model; one layer",
+    ]
+    if clones:
+        notes.append("compiled kernels ran: " + ", ".join(f"{k} {v}" for k, v in clones.items()))
+    if quick:
+        notes.append("--quick: T shortened; the targets are defined at T=100, so read them as indicative")
+    for name in ("gru", "rnn"):
+        ratios = [m["ratio"] for m in measurements if m["cell"] == name]
+        if ratios:
+            ideal = GATES[name] / 4
+            notes.append(
+                f"{name} / nn.LSTM: {', '.join(f'{r:.2f}' for r in ratios)} (its gate GEMMs are {ideal:.2f}x the LSTM's)"
+            )
+    return notes
+
+
 def run(
     quick: bool = False,
     device: str = "cpu",
@@ -201,78 +314,11 @@ def run(
     repeats = repeats or (3 if quick else 5)
     warmup = warmup if warmup is not None else (1 if quick else 2)
     names = cells or rnnbench.cell_names()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        sgemm = [sgemm_gflops(dev)]
-        per_size = []
-        for size in sizes:
-            times = measure_size(names, size, dev, repeats, warmup)
-            per_size.append((size, times))
-        sgemm.append(sgemm_gflops(dev))
-    finally:
-        torch.set_num_threads(previous_threads)
+    sgemm, per_size = measure_sizes(names, sizes, dev, threads, repeats, warmup)
     peak = max(sgemm)
-
-    rows, targets, measurements = [], [], []
-    for index, (size, times) in enumerate(per_size):
-        best_base = min(times[BASELINE])
-        for name, values in times.items():
-            best = min(values)
-            gates = GATES.get(name)
-            flops = gate_flops(*size, gates) if gates else None
-            gflops = flops / best / 1e9 if flops else None
-            entry = {
-                "size": list(size),
-                "cell": name,
-                "times_s": values,
-                "best_s": best,
-                "median_s": sorted(values)[len(values) // 2],
-                "baseline_best_s": best_base,
-                "ratio": best / best_base,
-                "gates": gates,
-                "gate_gflops": gflops,
-                "sgemm_fraction": gflops / peak if gflops else None,
-            }
-            measurements.append(entry)
-            rows.append(
-                [
-                    "x".join(map(str, size)),
-                    name,
-                    best * 1e3,
-                    entry["ratio"],
-                    gflops,
-                    None if gflops is None else 100 * gflops / peak,
-                ]
-            )
-        if "peephole" in times and index < len(PEEPHOLE_TARGETS):
-            targets.append(
-                target(
-                    f"peephole / nn.LSTM time at B,T,I,H={','.join(map(str, size))}",
-                    min(times["peephole"]) / best_base,
-                    "<=",
-                    PEEPHOLE_TARGETS[index],
-                    "x",
-                )
-            )
-    targets += odyssey_targets(per_size)
-    notes = [
-        f"sgemm {peak:.1f} GFLOP/s ({device}, {threads} thread(s), 1024x1024 float32, best of "
-        f"{len(sgemm)} measurements: {', '.join(f'{s:.1f}' for s in sgemm)})",
-        f"best of {repeats} interleaved repeats after {warmup} warm-up pass(es) per model; one layer",
-    ]
+    measurements, rows = measurements_and_rows(per_size, peak)
+    targets = peephole_targets(per_size) + odyssey_targets(per_size)
     clones = kernel_clones() if device == "cpu" else {}
-    if clones:
-        notes.append("compiled kernels ran: " + ", ".join(f"{k} {v}" for k, v in clones.items()))
-    if quick:
-        notes.append("--quick: T shortened; the targets are defined at T=100, so read them as indicative")
-    for name in ("gru", "rnn"):
-        ratios = [m["ratio"] for m in measurements if m["cell"] == name]
-        if ratios:
-            ideal = GATES[name] / 4
-            notes.append(
-                f"{name} / nn.LSTM: {', '.join(f'{r:.2f}' for r in ratios)} (its gate GEMMs are {ideal:.2f}x the LSTM's)"
-            )
     return {
         "name": NAME,
         "title": TITLE,
@@ -297,5 +343,5 @@ def run(
             "rows": rows,
         },
         "targets": targets,
-        "notes": notes,
+        "notes": build_notes(device, threads, sgemm, repeats, warmup, clones, quick, measurements),
     }

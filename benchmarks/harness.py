@@ -203,13 +203,10 @@ def pieces(marks: dict[str, float]) -> list[list[Any]]:
     return rows
 
 
-def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    from rnnbench.core.plugin_manager import load_plugins
-
-    load_plugins()
-    trials = 4 if quick else 12
-    epochs = 2
-    repeats = repeats or (1 if quick else 2)
+def measure(
+    trials: int, epochs: int, repeats: int, device: str
+) -> tuple[list[dict[str, float]], list[dict[str, Any]], list[SweepRecord]]:
+    """The one-trial sweeps, then the plain loop and the N-trial sweep, interleaved: ``repeats`` of each."""
     with tempfile.TemporaryDirectory(prefix="rnnbench-bench-harness-") as tmp:
         workdir = Path(tmp)
         cache = str(workdir / "cache")
@@ -223,15 +220,21 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
                 workdir, f"harness-{rep}", sweep_settings(trials, epochs, device), env=device_env(device)
             )
             sweeps.append(record)
-    single = min(singles, key=lambda m: m["first trial"])
-    fastest_exit = min(m["exit"] for m in singles)
-    plain_per_trial = min(p["per_trial_s"] for p in plains)
-    analysed = [analyse(r, trials, plain_per_trial) for r in sweeps]
+    return singles, plains, sweeps
+
+
+def check_recorded(analysed: list[dict[str, Any]], trials: int) -> None:
+    """Every sweep must have recorded all its trials in MLflow, or its figures mean nothing."""
     for a in analysed:
         if a["trials_recorded"] != trials:
             raise RuntimeError(f"expected {trials} trial runs in MLflow, found {a['trials_recorded']}")
-    best = min(analysed, key=lambda a: a.get("steady_overhead_per_trial_s", float("inf")))
-    rows = [
+
+
+def one_trial_rows(
+    single: dict[str, float], singles: list[dict[str, float]], fastest_exit: float
+) -> list[list[Any]]:
+    """Rows (quantity, seconds of the best repeat, every repeat) of the one-trial sweep and its pieces."""
+    return [
         [
             "one-trial sweep: command to first trial",
             single["first trial"],
@@ -244,6 +247,17 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
             single["exit"] - single["last trial end"],
             "; ".join(f"{m['exit'] - m['last trial end']:.2f}" for m in singles),
         ],
+    ]
+
+
+def sweep_rows(
+    plain_per_trial: float,
+    plains: list[dict[str, Any]],
+    analysed: list[dict[str, Any]],
+    best: dict[str, Any],
+) -> list[list[Any]]:
+    """Rows (quantity, seconds of the best repeat, every repeat) of the N-trial sweep and the plain loop."""
+    return [
         [
             "plain Optuna loop: per trial",
             plain_per_trial,
@@ -273,6 +287,10 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
             "; ".join(f"{a.get('steady_overhead_per_trial_s', float('nan')):.3f}" for a in analysed),
         ],
     ]
+
+
+def build_notes(trials: int, epochs: int, repeats: int, best: dict[str, Any]) -> list[str]:
+    """What was run, the start-up, and the overhead per trial decomposed into its parts."""
     notes = [
         f"{trials} identical trials (lstm, depth 1, width 16, adding T={TASK_OPTIONS['length']}, "
         f"{TASK_OPTIONS['train_size']} training examples, {epochs} epochs), 1 at a time, 1 CPU each",
@@ -292,6 +310,55 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
             f"+ first trial's extra {max(share_first, 0) / trials:.2f} s + tail (summary, ray.shutdown, exit) "
             f"{best['tail_s'] / trials:.2f} s, each per trial at N={trials}; the last two shrink as N grows"
         )
+    return notes
+
+
+def build_targets(
+    single: dict[str, float], fastest_exit: float, best: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The one-trial sweep's first trial, exit and tail, and the N-trial sweep's overhead per trial."""
+    return [
+        target(
+            "one-trial sweep: command to first trial",
+            single["first trial"],
+            "<=",
+            FIRST_TRIAL_TARGET,
+            " s",
+        ),
+        target("one-trial sweep: command to exit", fastest_exit, "<=", ONE_TRIAL_TARGET, " s"),
+        target(
+            "one-trial sweep: last trial's end to exit",
+            single["exit"] - single["last trial end"],
+            "<=",
+            TAIL_TARGET,
+            " s",
+        ),
+        target(
+            "sweep overhead per trial",
+            best.get("steady_overhead_per_trial_s"),
+            "<=",
+            OVERHEAD_TARGET,
+            " s",
+        ),
+    ]
+
+
+def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
+    from rnnbench.core.plugin_manager import load_plugins
+
+    load_plugins()
+    trials = 4 if quick else 12
+    epochs = 2
+    repeats = repeats or (1 if quick else 2)
+    singles, plains, sweeps = measure(trials, epochs, repeats, device)
+    single = min(singles, key=lambda m: m["first trial"])
+    fastest_exit = min(m["exit"] for m in singles)
+    plain_per_trial = min(p["per_trial_s"] for p in plains)
+    analysed = [analyse(r, trials, plain_per_trial) for r in sweeps]
+    check_recorded(analysed, trials)
+    best = min(analysed, key=lambda a: a.get("steady_overhead_per_trial_s", float("inf")))
+    rows = one_trial_rows(single, singles, fastest_exit) + sweep_rows(plain_per_trial, plains, analysed, best)
+    notes = build_notes(trials, epochs, repeats, best)
     return {
         "name": NAME,
         "title": TITLE,
@@ -313,29 +380,6 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         "sweep_command": sweeps[0].command if sweeps else None,
         "table": {"columns": ["quantity", "seconds (best repeat)", "every repeat"], "rows": rows},
         "one_trial": {"command": ["rnnbench", *ONE_TRIAL], "runs": singles},
-        "targets": [
-            target(
-                "one-trial sweep: command to first trial",
-                single["first trial"],
-                "<=",
-                FIRST_TRIAL_TARGET,
-                " s",
-            ),
-            target("one-trial sweep: command to exit", fastest_exit, "<=", ONE_TRIAL_TARGET, " s"),
-            target(
-                "one-trial sweep: last trial's end to exit",
-                single["exit"] - single["last trial end"],
-                "<=",
-                TAIL_TARGET,
-                " s",
-            ),
-            target(
-                "sweep overhead per trial",
-                best.get("steady_overhead_per_trial_s"),
-                "<=",
-                OVERHEAD_TARGET,
-                " s",
-            ),
-        ],
+        "targets": build_targets(single, fastest_exit, best),
         "notes": notes,
     }

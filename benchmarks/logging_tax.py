@@ -13,9 +13,11 @@ the seconds spent inside rnnbench's MLflow calls, timed directly by wrapping ``R
 
 from __future__ import annotations
 
+import copy
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,96 +86,102 @@ def config(quick: bool, device: str, cache_dir: str) -> Any:
     )
 
 
-def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    import copy
+def call_figures(result: Any, wall: float) -> dict[str, float]:
+    """What one training call measured: wall-clock, training seconds, steps, step time, validation loss."""
+    return {
+        "wall_s": wall,
+        "train_seconds": result.train_seconds,
+        "steps": result.steps,
+        "step_s": result.train_seconds / result.steps,
+        "val_loss": result.val_loss or 0.0,
+    }
 
-    from rnnbench.core.plugin_manager import load_plugins
-    from rnnbench.tracking.recorder import RunRecorder
-    from rnnbench.tracking.tracked_run import run_tracked
-    from rnnbench.training.loop import train
 
-    load_plugins()
-    repeats = repeats or (2 if quick else 6)
+def one_plain(train: Callable[[Any], Any], base: Any) -> dict[str, float]:
+    """One untracked training call (``rnnbench.training.loop.train``) on a copy of ``base``."""
+    start = time.perf_counter()
+    result = train(copy.deepcopy(base))
+    return call_figures(result, time.perf_counter() - start)
+
+
+def one_tracked(run_tracked: Callable[..., Any], base: Any, uri: str, timer: CallTimer) -> dict[str, float]:
+    """One tracked training call on a copy of ``base``, with the seconds spent inside RunRecorder calls."""
+    timer.reset()
+    start = time.perf_counter()
+    result = run_tracked(copy.deepcopy(base), tracking_uri=uri, experiment="bench").result
+    return {
+        **call_figures(result, time.perf_counter() - start),
+        "in_loop_logging_s": timer.seconds["log_epoch"],
+        "logging_s": sum(timer.seconds.values()),
+    }
+
+
+def interleave(
+    repeats: int, plain_call: Callable[[], dict[str, float]], tracked_call: Callable[[], dict[str, float]]
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """A warm-up of each side, then ``repeats`` calls of each, alternating which goes first."""
     plain: list[dict[str, float]] = []
     tracked: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory(prefix="rnnbench-bench-logging-") as tmp:
-        uri = f"sqlite:///{(Path(tmp) / 'mlflow.db').resolve()}"
-        base = config(quick, device, str(Path(tmp) / "cache"))
+    plain_call()  # warm-up: data cache, torch
+    tracked_call()  # warm-up: the store's schema
+    for rep in range(repeats):
+        if rep % 2 == 0:
+            plain.append(plain_call())
+            tracked.append(tracked_call())
+        else:
+            tracked.append(tracked_call())
+            plain.append(plain_call())
+    return plain, tracked
 
-        def measured(result: Any, wall: float) -> dict[str, float]:
-            return {
-                "wall_s": wall,
-                "train_seconds": result.train_seconds,
-                "steps": result.steps,
-                "step_s": result.train_seconds / result.steps,
-                "val_loss": result.val_loss or 0.0,
-            }
 
-        def one_plain() -> dict[str, float]:
-            start = time.perf_counter()
-            result = train(copy.deepcopy(base))
-            return measured(result, time.perf_counter() - start)
+def median_of(rows: list[dict[str, float]], key: str) -> float:
+    """The median of ``key`` over the repeats."""
+    return statistics.median(r[key] for r in rows)
 
-        def one_tracked(timer: CallTimer) -> dict[str, float]:
-            timer.reset()
-            start = time.perf_counter()
-            result = run_tracked(copy.deepcopy(base), tracking_uri=uri, experiment="bench").result
-            return {
-                **measured(result, time.perf_counter() - start),
-                "in_loop_logging_s": timer.seconds["log_epoch"],
-                "logging_s": sum(timer.seconds.values()),
-            }
 
-        with CallTimer(RunRecorder, ("__init__", "start", "log_epoch", "finish")) as timer:
-            one_plain()  # warm-up: data cache, torch
-            one_tracked(timer)  # warm-up: the store's schema
-            for rep in range(repeats):
-                if rep % 2 == 0:
-                    plain.append(one_plain())
-                    tracked.append(one_tracked(timer))
-                else:
-                    tracked.append(one_tracked(timer))
-                    plain.append(one_plain())
-    same = all(abs(p["val_loss"] - t["val_loss"]) < 1e-9 for p, t in zip(plain, tracked, strict=True))
-
-    def med(rows: list[dict[str, float]], key: str) -> float:
-        return statistics.median(r[key] for r in rows)
-
-    step_ratio = med(tracked, "step_s") / med(plain, "step_s")
-    wall_ratio = med(tracked, "wall_s") / med(plain, "wall_s")
-    in_loop_share = med(tracked, "in_loop_logging_s") / med(tracked, "train_seconds")
-    rows = [
+def table_rows(
+    plain: list[dict[str, float]], tracked: list[dict[str, float]], step_ratio: float, wall_ratio: float
+) -> list[list[Any]]:
+    """Rows (quantity, no tracking ms, MLflow ms, ratio, tax %) from the medians of the repeats."""
+    in_loop_share = median_of(tracked, "in_loop_logging_s") / median_of(tracked, "train_seconds")
+    return [
         [
             "training step (train_seconds / steps)",
-            med(plain, "step_s") * 1e3,
-            med(tracked, "step_s") * 1e3,
+            median_of(plain, "step_s") * 1e3,
+            median_of(tracked, "step_s") * 1e3,
             step_ratio,
             (step_ratio - 1) * 100,
         ],
         [
             "whole call (run set-up, training, test, artifacts)",
-            med(plain, "wall_s") * 1e3,
-            med(tracked, "wall_s") * 1e3,
+            median_of(plain, "wall_s") * 1e3,
+            median_of(tracked, "wall_s") * 1e3,
             wall_ratio,
             (wall_ratio - 1) * 100,
         ],
         [
             "inside MLflow calls during training (log_epoch), directly timed",
             None,
-            med(tracked, "in_loop_logging_s") * 1e3,
+            median_of(tracked, "in_loop_logging_s") * 1e3,
             None,
             in_loop_share * 100,
         ],
         [
             "inside every RunRecorder call, directly timed",
             None,
-            med(tracked, "logging_s") * 1e3,
+            median_of(tracked, "logging_s") * 1e3,
             None,
-            med(tracked, "logging_s") / med(plain, "wall_s") * 100,
+            median_of(tracked, "logging_s") / median_of(plain, "wall_s") * 100,
         ],
     ]
-    c = base
-    notes = [
+
+
+def build_notes(
+    c: Any, plain: list[dict[str, float]], tracked: list[dict[str, float]], repeats: int
+) -> list[str]:
+    """The configuration, whether both sides trained alike, and why the in-loop tax is per epoch."""
+    same = all(abs(p["val_loss"] - t["val_loss"]) < 1e-9 for p, t in zip(plain, tracked, strict=True))
+    return [
         f"lstm depth {c.depth} width {c.width} on adding T={c.task_options['length']}, "
         f"{c.task_options['train_size']} training examples, batch {c.batch_size}, {c.epochs} epochs, 1 thread; "
         f"{int(plain[0]['steps'])} steps per run; median of {repeats} interleaved repeats",
@@ -182,6 +190,29 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         "rnnbench logs per epoch (one log_batch), never per step, so the in-loop tax is per-epoch cost / "
         "epoch time; short epochs raise it",
     ]
+
+
+def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
+    from rnnbench.core.plugin_manager import load_plugins
+    from rnnbench.tracking.recorder import RunRecorder
+    from rnnbench.tracking.tracked_run import run_tracked
+    from rnnbench.training.loop import train
+
+    load_plugins()
+    repeats = repeats or (2 if quick else 6)
+    with tempfile.TemporaryDirectory(prefix="rnnbench-bench-logging-") as tmp:
+        uri = f"sqlite:///{(Path(tmp) / 'mlflow.db').resolve()}"
+        base = config(quick, device, str(Path(tmp) / "cache"))
+        with CallTimer(RunRecorder, ("__init__", "start", "log_epoch", "finish")) as timer:
+            plain, tracked = interleave(
+                repeats,
+                lambda: one_plain(train, base),
+                lambda: one_tracked(run_tracked, base, uri, timer),
+            )
+    step_ratio = median_of(tracked, "step_s") / median_of(plain, "step_s")
+    wall_ratio = median_of(tracked, "wall_s") / median_of(plain, "wall_s")
+    rows = table_rows(plain, tracked, step_ratio, wall_ratio)
+    c = base
     return {
         "name": NAME,
         "title": TITLE,
@@ -195,5 +226,5 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
                 "MLflow logging tax on the training step time", (step_ratio - 1) * 100, "<=", TAX_TARGET, " %"
             )
         ],
-        "notes": notes,
+        "notes": build_notes(c, plain, tracked, repeats),
     }

@@ -63,13 +63,16 @@ def throughput(record: SweepRecord) -> dict[str, Any]:
     }
 
 
-def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    import os
-
-    repeats = repeats or (1 if quick else 2)
+def interleaved_order(repeats: int) -> list[int]:
+    """The concurrency of each sweep in turn: (1, 2), then (2, 1), alternating with each repeat."""
     order = []
     for rep in range(repeats):
         order += [1, 2] if rep % 2 == 0 else [2, 1]
+    return order
+
+
+def measure_sweeps(order: list[int], quick: bool, device: str) -> dict[int, list[dict[str, Any]]]:
+    """Run one sweep per entry of ``order`` and the throughput of each, by concurrency."""
     measured: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="rnnbench-bench-parallel-") as tmp:
         for k, concurrency in enumerate(order):
@@ -80,17 +83,24 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
                 env=device_env(device),
             )
             measured[concurrency].append(throughput(record))
-    best = {c: max(rows, key=lambda r: r["trials_per_s"]) for c, rows in measured.items()}
-    speedup = best[2]["trials_per_s"] / best[1]["trials_per_s"]
-    step_speedup = best[2]["steps_per_s"] / best[1]["steps_per_s"]
+    return measured
 
-    def mean(values: list[float | None]) -> float:
-        found = [v for v in values if v is not None]
-        return sum(found) / len(found) if found else float("nan")
 
-    per_trial_1 = mean(best[1]["per_trial_steps_per_s"])
-    per_trial_2 = mean(best[2]["per_trial_steps_per_s"])
-    rows = [
+def mean(values: list[float | None]) -> float:
+    """The mean of the values that are not None (nan when none are)."""
+    found = [v for v in values if v is not None]
+    return sum(found) / len(found) if found else float("nan")
+
+
+def table_rows(
+    best: dict[int, dict[str, Any]],
+    speedup: float,
+    step_speedup: float,
+    per_trial_1: float,
+    per_trial_2: float,
+) -> list[list[Any]]:
+    """Rows (quantity, 1 at a time, 2 at a time, ratio) from the best sweep of each side."""
+    return [
         ["trials per second", best[1]["trials_per_s"], best[2]["trials_per_s"], speedup],
         [
             "training steps per second (all trials)",
@@ -113,14 +123,32 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         ],
         ["start-up to first trial (s)", best[1]["startup_s"], best[2]["startup_s"], None],
     ]
-    s = settings(quick, 1, device)
-    notes = [
+
+
+def build_notes(s: dict[str, Any], order: list[int], per_trial_1: float, per_trial_2: float) -> list[str]:
+    """What was run, on how many cores, and how much the concurrent trials slowed each other."""
+    import os
+
+    return [
         f"{s['trials']} identical trials per sweep (lstm width 64, adding T={s['task_options']['length']}, "
         f"{s['task_options']['train_size']} examples, {s['epochs']} epochs), 1 CPU and 1 torch thread per trial; "
         f"order {order}; machine has {os.cpu_count()} cores",
         f"per-trial step rate with 2 at once is {per_trial_2 / per_trial_1:.2f}x the rate alone: below 1 means "
         "the trials contend (shared cores, memory bandwidth, the driver's own CPU: Tune loop and MLflow writes)",
     ]
+
+
+def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
+    repeats = repeats or (1 if quick else 2)
+    order = interleaved_order(repeats)
+    measured = measure_sweeps(order, quick, device)
+    best = {c: max(rows, key=lambda r: r["trials_per_s"]) for c, rows in measured.items()}
+    speedup = best[2]["trials_per_s"] / best[1]["trials_per_s"]
+    step_speedup = best[2]["steps_per_s"] / best[1]["steps_per_s"]
+    per_trial_1 = mean(best[1]["per_trial_steps_per_s"])
+    per_trial_2 = mean(best[2]["per_trial_steps_per_s"])
+    rows = table_rows(best, speedup, step_speedup, per_trial_1, per_trial_2)
+    s = settings(quick, 1, device)
     return {
         "name": NAME,
         "title": TITLE,
@@ -129,5 +157,5 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         "measured": {str(c): rows_ for c, rows_ in measured.items()},
         "table": {"columns": ["quantity", "1 at a time", "2 at a time", "ratio"], "rows": rows},
         "targets": [target("throughput, 2 concurrent trials / 1", speedup, ">=", SPEEDUP_TARGET, "x")],
-        "notes": notes,
+        "notes": build_notes(s, order, per_trial_1, per_trial_2),
     }

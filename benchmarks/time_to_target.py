@@ -128,64 +128,52 @@ def ratio_of(baseline: dict[str, Any], subject: dict[str, Any]) -> tuple[float |
     return b / s, ""
 
 
-def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    import ray
+def common_settings(p: dict[str, Any], device: str, concurrency: int, workdir: Path) -> dict[str, Any]:
+    """The sweep settings both arms share (each arm adds its seed and name, the baseline its sampler)."""
+    return {
+        "task": "adding",
+        "cells": ["lstm"],
+        "trials": p["trials"],
+        "epochs": p["epochs"],
+        "task_options": p["task_options"],
+        "space_overrides": SPACE_OVERRIDES,
+        "cpus_per_trial": 1,
+        "gpus_per_trial": gpus_per_trial(device, 0.5),
+        "max_concurrent": concurrency,
+        "tracking_uri": tracking_uri(workdir),
+        "sweeps_dir": str(workdir / "sweeps"),
+        "cache_dir": str(workdir / "cache"),
+        "experiment": "bench-ttt",
+    }
 
-    from rnnbench.sweep.settings import SweepSettings
 
-    p = plan(quick)
-    seeds = list(range(repeats)) if repeats else p["seeds"]
-    goal = p["target"]
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as rnnbench sweep does: no Tune banner
-    hide_gpus = device == "cpu" and "CUDA_VISIBLE_DEVICES" not in os.environ
-    with tempfile.TemporaryDirectory(prefix="rnnbench-bench-ttt-") as tmp:
-        workdir = Path(tmp)
-        if hide_gpus:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the Ray workers spawned below inherit it
-        started_ray = not ray.is_initialized()
-        if started_ray:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        try:
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-            concurrency = max(1, cpus)  # the default sweep's: as many 1-CPU trials as there are CPUs
-            common = {
-                "task": "adding",
-                "cells": ["lstm"],
-                "trials": p["trials"],
-                "epochs": p["epochs"],
-                "task_options": p["task_options"],
-                "space_overrides": SPACE_OVERRIDES,
-                "cpus_per_trial": 1,
-                "gpus_per_trial": gpus_per_trial(device, 0.5),
-                "max_concurrent": concurrency,
-                "tracking_uri": tracking_uri(workdir),
-                "sweeps_dir": str(workdir / "sweeps"),
-                "cache_dir": str(workdir / "cache"),
-                "experiment": "bench-ttt",
-            }
-            per_seed = []
-            for k, seed in enumerate(seeds):
-                arms: dict[str, dict[str, Any]] = {}
-                order = ("subject", "baseline") if k % 2 == 0 else ("baseline", "subject")
-                for arm in order:
-                    kwargs = {**common, "seed": seed, "name": f"ttt-{arm}-s{seed}"}
-                    runner = subject_arm if arm == "subject" else baseline_arm
-                    arms[arm] = runner(kwargs, goal)
-                ratio, meaning = ratio_of(arms["baseline"], arms["subject"])
-                per_seed.append(
-                    {"seed": seed, "order": list(order), **arms, "ratio": ratio, "meaning": meaning}
-                )
-        finally:
-            if started_ray:
-                ray.shutdown()
-            if hide_gpus:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+def seed_loop(seeds: list[int], common: dict[str, Any], goal: float) -> list[dict[str, Any]]:
+    """Both arms at every seed, alternating which goes first, and the ratio of their times to target."""
+    per_seed = []
+    for k, seed in enumerate(seeds):
+        arms: dict[str, dict[str, Any]] = {}
+        order = ("subject", "baseline") if k % 2 == 0 else ("baseline", "subject")
+        for arm in order:
+            kwargs = {**common, "seed": seed, "name": f"ttt-{arm}-s{seed}"}
+            runner = subject_arm if arm == "subject" else baseline_arm
+            arms[arm] = runner(kwargs, goal)
+        ratio, meaning = ratio_of(arms["baseline"], arms["subject"])
+        per_seed.append({"seed": seed, "order": list(order), **arms, "ratio": ratio, "meaning": meaning})
+    return per_seed
 
+
+def overall_ratio(per_seed: list[dict[str, Any]]) -> float | None:
+    """The geometric mean of the seeds' ratios; the smallest when one is 0 (TPE+ASHA never got there)."""
     ratios = [r["ratio"] for r in per_seed if r["ratio"] is not None]
     if ratios and all(r > 0 for r in ratios):
         overall: float | None = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     else:
         overall = min(ratios) if ratios else None
+    return overall
+
+
+def build_table(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table: for each seed, a row per arm and a row with their ratio."""
     rows = []
     for r in per_seed:
         for arm, label in (("subject", "TPE + ASHA (rnnbench sweep)"), ("baseline", "random, FIFO")):
@@ -218,6 +206,47 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
                 r["meaning"],
             ]
         )
+    return {
+        "columns": [
+            "seed",
+            "arm",
+            "s to target",
+            "hitting trial started at s",
+            "window s",
+            "trials",
+            "pruned",
+            "epochs trained",
+            "trials reaching target",
+            "best val acc",
+        ],
+        "rows": rows,
+    }
+
+
+def first_hit_notes(per_seed: list[dict[str, Any]]) -> list[str]:
+    """For each seed where TPE+ASHA reached the target: how much of its time was the hitting trial's own."""
+    notes = []
+    for r in per_seed:
+        a = r["subject"]
+        if a["first_hit_trial_start_s"] is not None and not math.isinf(a["seconds_to_target"]):
+            own = a["seconds_to_target"] - a["first_hit_trial_start_s"]
+            notes.append(
+                f"seed {r['seed']}: {own:.1f} s of TPE+ASHA's {a['seconds_to_target']:.1f} s to target were the "
+                f"hitting trial's own epochs ({a['first_hit_config']}); early stopping only shortens the wait "
+                "before a good trial starts, so the ratio is bounded by (wait + own) / (shorter wait + own)"
+            )
+    return notes
+
+
+def build_notes(
+    p: dict[str, Any],
+    goal: float,
+    concurrency: int,
+    startup: int,
+    per_seed: list[dict[str, Any]],
+    seeds: list[int],
+) -> list[str]:
+    """The set-up, TPE's random start-up, each seed's hitting trial, ASHA's stops, and the seed count."""
     notes = [
         f"adding T={p['task_options']['length']}, {p['task_options']['train_size']} training examples, "
         f"{p['epochs']} epochs, {p['trials']} trials per arm, {concurrency} at a time (1 CPU each); space "
@@ -225,7 +254,6 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         f"target: validation accuracy >= {goal}",
         "both arms are rnnbench sweeps: the baseline sets sampler = 'random' and grace_period = epochs",
     ]
-    startup = SweepSettings(trials=p["trials"]).tpe_startup_trials
     if startup >= p["trials"] // 2:
         notes.append(
             f"TPE samples its first {startup} trials at random (Optuna's n_startup_trials): with a budget of "
@@ -238,15 +266,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         f"the same seed those are the RandomSampler's first draws ({', '.join(map(str, shared))} of "
         f"{p['trials']} configurations identical per seed)"
     )
-    for r in per_seed:
-        a = r["subject"]
-        if a["first_hit_trial_start_s"] is not None and not math.isinf(a["seconds_to_target"]):
-            own = a["seconds_to_target"] - a["first_hit_trial_start_s"]
-            notes.append(
-                f"seed {r['seed']}: {own:.1f} s of TPE+ASHA's {a['seconds_to_target']:.1f} s to target were the "
-                f"hitting trial's own epochs ({a['first_hit_config']}); early stopping only shortens the wait "
-                "before a good trial starts, so the ratio is bounded by (wait + own) / (shorter wait + own)"
-            )
+    notes += first_hit_notes(per_seed)
     pruned = sum(r["subject"]["pruned"] for r in per_seed)
     notes.append(
         f"ASHA stopped {pruned} of {sum(r['subject']['trials'] for r in per_seed)} TPE trials; on the adding "
@@ -258,6 +278,39 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
             f"{len(seeds)} seed(s): time to target is dominated by when a good learning rate is drawn; "
             "read the ratio as indicative, more seeds are needed for a firm figure"
         )
+    return notes
+
+
+def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
+    import ray
+
+    from rnnbench.sweep.settings import SweepSettings
+
+    p = plan(quick)
+    seeds = list(range(repeats)) if repeats else p["seeds"]
+    goal = p["target"]
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as rnnbench sweep does: no Tune banner
+    hide_gpus = device == "cpu" and "CUDA_VISIBLE_DEVICES" not in os.environ
+    with tempfile.TemporaryDirectory(prefix="rnnbench-bench-ttt-") as tmp:
+        workdir = Path(tmp)
+        if hide_gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the Ray workers spawned below inherit it
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            concurrency = max(1, cpus)  # the default sweep's: as many 1-CPU trials as there are CPUs
+            per_seed = seed_loop(seeds, common_settings(p, device, concurrency, workdir), goal)
+        finally:
+            if started_ray:
+                ray.shutdown()
+            if hide_gpus:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+
+    overall = overall_ratio(per_seed)
+    table = build_table(per_seed)
+    startup = SweepSettings(trials=p["trials"]).tpe_startup_trials
     return {
         "name": NAME,
         "title": TITLE,
@@ -274,21 +327,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         },
         "per_seed": per_seed,
         "overall_ratio": overall,
-        "table": {
-            "columns": [
-                "seed",
-                "arm",
-                "s to target",
-                "hitting trial started at s",
-                "window s",
-                "trials",
-                "pruned",
-                "epochs trained",
-                "trials reaching target",
-                "best val acc",
-            ],
-            "rows": rows,
-        },
+        "table": table,
         "targets": [target("time to target, random+FIFO / TPE+ASHA", overall, ">=", SPEEDUP_TARGET, "x")],
-        "notes": notes,
+        "notes": build_notes(p, goal, concurrency, startup, per_seed, seeds),
     }
