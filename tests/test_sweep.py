@@ -47,10 +47,16 @@ def optuna_trials(folder: Path, study: str) -> list:
     return optuna.load_study(study_name=study, storage=journal_storage(str(folder / "optuna.journal"))).trials
 
 
-def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session):
-    seen = []
+def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session, monkeypatch):
+    import rnnbench.tracking.store as store
+
+    seen, opened = [], []
+    real_open = store.open_client
+    monkeypatch.setattr(store, "open_client", lambda uri: opened.append(uri) or real_open(uri))
     s = settings(tmp_path, space_overrides={"depth": 1, "width": {"low": 8, "high": 16}})
     result = run_sweep(s, listener=lambda p: seen.append(p.as_dict()))
+    # One store for the whole sweep: trials, models, importances and the leaderboard share its client.
+    assert opened == [result.tracking_uri], opened
     client = MlflowClient(result.tracking_uri)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "s1"

@@ -275,26 +275,15 @@ def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials:
 def open_runs(tracking_uri: str | None, experiment: str) -> Any:
     """The store's runs (rnnbench.tracking.records.MlflowRuns); NothingToRank when there is none."""
     from rnnbench.tracking.records import MlflowRuns
-    from rnnbench.tracking.store import (
-        check_tracking_uri,
-        open_client,
-        resolve_tracking_uri,
-        sqlite_file,
-        store_error,
-    )
+    from rnnbench.tracking.store import Store, resolve_tracking_uri, sqlite_file
 
-    uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and not sqlite_file(uri).is_file():
-        raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
-    check_tracking_uri(uri, write=False)
-    try:
-        client = open_client(uri)
-        found = client.get_experiment_by_name(experiment)
-    except Exception as exc:
-        raise store_error(uri, exc) from None
-    if found is None:
+    store = Store.find(tracking_uri, experiment)
+    if store is None:
+        uri = resolve_tracking_uri(tracking_uri)
+        if uri.startswith("sqlite:///") and not sqlite_file(uri).is_file():
+            raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
         raise NothingToRank(f"the store {uri} has no experiment {experiment!r} yet; run a sweep first")
-    return MlflowRuns(client, found.experiment_id, uri)
+    return MlflowRuns(store.client, store.experiment_id, store.uri)
 
 
 def _nothing(source: Any, task: str | None, sweep: str | None) -> NothingToRank:

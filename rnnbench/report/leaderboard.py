@@ -37,6 +37,7 @@ from rnnbench.report.page import (
     safe_name,
     save_figure,
 )
+from rnnbench.tracking.store import Store
 from rnnbench.training.lrd import SkillBand
 from rnnbench.training.metrics import STATUSES
 
@@ -648,12 +649,13 @@ def log_plots(board: Leaderboard, client: Any, run_id: str) -> list[str]:
     return [f"leaderboard/{p.name}" for p in paths]
 
 
-def log_sweep_leaderboard(tracking_uri: str, sweep: str, experiment: str) -> None:
+def log_sweep_leaderboard(store: Store, sweep: str) -> None:
     """When a sweep, its growth or its reseed ends: keep its importances (rnnbench.analysis.importance) and attach
     its leaderboard to its run (log_plots)."""
-    from rnnbench.analysis.leaderboard import build, cache_importances, open_runs
+    from rnnbench.analysis.leaderboard import build, cache_importances
+    from rnnbench.tracking.records import MlflowRuns
 
-    source = open_runs(tracking_uri, experiment)
+    source = MlflowRuns(store.client, store.experiment_id, store.uri)
     cache_importances(source.client, source.experiment_id, source.uri, sweep)
     board = build(runs=source, sweep=sweep)  # the importances now come from the cache
     parent = source.sweep_run(sweep)

@@ -62,6 +62,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
     from rnnbench.sweep.cluster import connect, disconnect
     from rnnbench.sweep.plan import prepare
     from rnnbench.tracking.recorder import RunRecorder
+    from rnnbench.tracking.store import Store
 
     folder = _claim_folder(settings, resume)
     plan = prepare(settings)
@@ -79,11 +80,12 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
                     folder / JOURNAL_FILE, backup.name)  # fmt: skip
         # MLflow opens (or creates) the store in a thread while Ray's processes start: both take seconds.
         with ThreadPoolExecutor(1, thread_name_prefix="rnnbench-store") as pool:
-            opening = pool.submit(RunRecorder, settings.tracking_uri, settings.experiment)
+            # The plan resolved and checked the URI before any work: the store is opened once, here.
+            opening = pool.submit(Store.open, settings.tracking_uri, settings.experiment, checked=True)
             started_ray = connect(settings)
             mark("ray started")
             try:
-                recorder = opening.result()
+                recorder = RunRecorder(store=opening.result())
             except BaseException:
                 disconnect(started_ray)
                 raise
@@ -297,7 +299,7 @@ class _Sweep:
         s = self.settings
         assert self.parent_run_id is not None
         best, counts = summarize(self.client, self.experiment_id, self.name, s.cells, s.metric)
-        log_best_models(self.client, self.recorder.tracking_uri, self.folder, best)
+        log_best_models(self.recorder.store, self.folder, best)
         log_summary(self.client, self.parent_run_id, best)
         self._log_plots()
         if s.is_paired:
@@ -328,7 +330,7 @@ class _Sweep:
         from rnnbench.report.leaderboard import log_sweep_leaderboard
 
         try:
-            log_sweep_leaderboard(self.recorder.tracking_uri, self.name, self.settings.experiment)
+            log_sweep_leaderboard(self.recorder.store, self.name)
         except NothingToRank:
             return
         except Exception as exc:  # a plot is not a result: the sweep's records are complete without it

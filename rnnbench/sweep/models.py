@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.tracking.models import MODEL_URI_TAG, log_model
+from rnnbench.tracking.store import Store
 from rnnbench.training.recipe import FINAL_CHECKPOINT, read_final_checkpoint
 
 log = logging.getLogger("rnnbench")
@@ -28,11 +29,11 @@ def drop_unfinished_checkpoints(tuner_dir: Path) -> None:
             shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-def log_best_models(client: Any, tracking_uri: str, folder: Path, best: dict[str, dict[str, Any]]) -> None:
+def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]]) -> None:
     """Log each cell's best run's weights as its MLflow model (once: a resumed sweep keeps the model it
     logged), and put the model's URI in the cell's summary row."""
     for cell, row in best.items():
-        run = client.get_run(row["run_id"])
+        run = store.client.get_run(row["run_id"])
         uri = run.data.tags.get(MODEL_URI_TAG)
         if uri is None:
             checkpoint = final_checkpoint_of(folder, run.data.tags.get("tune_trial_id", "?"))
@@ -40,5 +41,5 @@ def log_best_models(client: Any, tracking_uri: str, folder: Path, best: dict[str
                 log.warning("warning: no checkpoint of %s's best trial (run %s): no model logged", cell,
                             row["run_id"])  # fmt: skip
                 continue
-            uri = log_model(tracking_uri, row["run_id"], *read_final_checkpoint(checkpoint))
+            uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint))
         row[MODEL_URI_TAG] = uri

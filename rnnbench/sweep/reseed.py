@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.tracking.store import Store
 from rnnbench.tracking.tracked_run import TrackedRun, run_tracked
 from rnnbench.training.config import TrainConfig, parse_option, recorded_fields
 
@@ -36,17 +37,17 @@ def reseed(
     """Train the best trial of every cell of ``sweep`` with the seeds seed + 1000 k, k = 1..``seeds``, that it
     has not been re-trained with yet (so a second call, or a resumed script, adds nothing it has)."""
     from rnnbench.analysis.leaderboard import build
-    from rnnbench.tracking.store import open_client
 
     if seeds < 1:
         raise RnnbenchError(f"seeds must be a positive integer, got {seeds}")
     board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
-    client = open_client(board.tracking_uri)
+    runs_of = board.runs
+    store = Store(runs_of.uri, runs_of.client, runs_of.experiment_id)
     runs: list[TrackedRun] = []
     for entry in board.entries:
         if not entry.run_id:
             continue
-        best = client.get_run(entry.run_id)
+        best = store.client.get_run(entry.run_id)
         parent = best.data.tags.get("mlflow.parentRunId")
         # The trial's CPU share is its thread count: oversubscribed threads make small RNN kernels crawl.
         cpus = int(float(best.data.params.get("cpus_per_trial", 0))) or None
@@ -59,26 +60,25 @@ def reseed(
                 continue
             run = run_tracked(
                 replace(config, seed=config.seed + SEED_STRIDE * k),
-                board.tracking_uri,
-                experiment,
                 run_name=f"{entry.cell}-reseed{k}",
                 parent_run_id=parent,
                 extra_tags={"kind": "reseed", "reseed_of": entry.run_id, "sweep": sweep},
+                store=store,
             )
             runs.append(run)
             if on_run is not None:
                 on_run(entry, k, run)
-    _log_leaderboard(sweep, board.tracking_uri, experiment)
+    _log_leaderboard(sweep, store)
     return runs
 
 
-def _log_leaderboard(sweep: str, tracking_uri: str, experiment: str) -> None:
+def _log_leaderboard(sweep: str, store: Store) -> None:
     """The sweep's leaderboard, now ranked on the seeds, on its parent run (plots, tables, page)."""
     import logging
 
     from rnnbench.report.leaderboard import log_sweep_leaderboard
 
     try:
-        log_sweep_leaderboard(tracking_uri, sweep, experiment)
+        log_sweep_leaderboard(store, sweep)
     except Exception as exc:  # a page is not a result: the reseed runs are complete without it
         logging.getLogger("rnnbench").warning("warning: the sweep's leaderboard was not logged: %s", exc)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from rnnbench.tasks.base import Task
+    from rnnbench.tracking.store import Store
     from rnnbench.training.config import TrainConfig
     from rnnbench.training.model import SequenceModel
 
@@ -63,15 +64,13 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weights: dict[str, Any],
+def log_model(store: Store, run_id: str, model_recipe: dict[str, Any], weights: dict[str, Any],
               example: torch.Tensor) -> str:  # fmt: skip
     """Log the weights as an MLflow PyTorch model on ``run_id`` (a logged model linked to the run, with
     a signature and an input example) and tag the run with its URI; returns ``models:/m-...``."""
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
-
-    from rnnbench.tracking.store import open_client
 
     model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is logged
     with torch.no_grad():
@@ -81,7 +80,7 @@ def log_model(tracking_uri: str, run_id: str, model_recipe: dict[str, Any], weig
         f"torch=={torch.__version__.split('+')[0]}",
         f"rnnbench=={model_recipe['rnnbench_version']}",
     ]
-    client = open_client(tracking_uri)
+    client, tracking_uri = store.client, store.uri
     run = client.get_run(run_id)
     # Created here, in the run's experiment: log_model alone would file it under the fluent API's
     # active experiment (``Default``, in ./mlruns).
@@ -122,11 +121,11 @@ def _safe_files(model_recipe: dict[str, Any], model: SequenceModel, folder: Path
     return [str(folder / RECIPE_FILE), str(folder / WEIGHTS_FILE)]
 
 
-def log_trained(tracking_uri: str, run_id: str, config: TrainConfig, task: Task, splits: Any,
+def log_trained(store: Store, run_id: str, config: TrainConfig, task: Task, splits: Any,
                 best: dict[str, Any]) -> str:  # fmt: skip
     """Log a finished run's tested weights as its model (``rnnbench train`` and each reseed run)."""
     weights = {k: v.detach().cpu() for k, v in best.items()}
-    return log_model(tracking_uri, run_id, recipe(config, task), weights, input_example(splits))
+    return log_model(store, run_id, recipe(config, task), weights, input_example(splits))
 
 
 def score(model: SequenceModel, split: str = "test", cache_dir: str | None = None) -> tuple[float, float]:

@@ -11,16 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rnnbench.errors import RnnbenchError, root_cause
-from rnnbench.tracking.store import (
-    DEFAULT_EXPERIMENT,
-    TrackingError,
-    artifact_root,
-    check_tracking_uri,
-    open_client,
-    resolve_tracking_uri,
-    setup_lock,
-)
-from rnnbench.tracking.ui_views import KIND_TAG, mark_model_training
+from rnnbench.tracking.store import DEFAULT_EXPERIMENT, Store, TrackingError
 from rnnbench.training.lrd import SkillBand
 
 if TYPE_CHECKING:
@@ -53,31 +44,15 @@ def _writes(method: F) -> F:
 class RunRecorder:
     """One MLflow run, written through the client API in batches (no global MLflow state)."""
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
-        import logging
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema set-up chatter on a new store
-        # It logs a failed write with its traceback before raising; rnnbench reports the error itself.
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-
-        self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        check_tracking_uri(self.tracking_uri)
-        try:
-            self.client = open_client(self.tracking_uri)
-            # Two processes could create the experiment at once: one does while the other waits.
-            with setup_lock(self.tracking_uri):
-                found = self.client.get_experiment_by_name(experiment)
-                self.experiment_id = (
-                    found.experiment_id
-                    if found is not None
-                    else self.client.create_experiment(
-                        experiment, artifact_location=artifact_root(self.tracking_uri)
-                    )
-                )
-                if found is None or KIND_TAG not in found.tags:
-                    mark_model_training(self.client, self.experiment_id)
-        except Exception as exc:
-            raise TrackingError(f"tracking URI {self.tracking_uri}: {type(exc).__name__}: {exc}") from exc
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        store: Store | None = None,
+    ) -> None:
+        self.store = store if store is not None else Store.open(tracking_uri, experiment)
+        self.tracking_uri, self.client = self.store.uri, self.store.client
+        self.experiment_id = self.store.experiment_id
         self.run_id: str | None = None
 
     @_writes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -10,6 +11,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -188,3 +190,55 @@ def _dispose(client: MlflowClient) -> None:
     engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+@dataclass
+class Store:
+    """One MLflow store as a command uses it: its URI resolved, one client, one experiment. Opened once per
+    command and handed down (the run recorder, the trial recorder, the models, the leaderboard at a sweep's
+    end), so that a command checks its store and sets up a client once."""
+
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+
+    @classmethod
+    def open(cls, uri: str | None, experiment: str = DEFAULT_EXPERIMENT, checked: bool = False) -> Store:
+        """The store to write to, its experiment created if new (``checked``: the caller has already
+        checked that the URI can be written, as a sweep's plan does before any work)."""
+        from rnnbench.tracking.ui_views import KIND_TAG, mark_model_training
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema set-up chatter on a new store
+        # It logs a failed write with its traceback before raising; rnnbench reports the error itself.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        resolved = resolve_tracking_uri(uri)
+        if not checked:
+            check_tracking_uri(resolved)
+        try:
+            client = open_client(resolved)
+            # Two processes could create the experiment at once: one does while the other waits.
+            with setup_lock(resolved):
+                found = client.get_experiment_by_name(experiment)
+                experiment_id = (
+                    found.experiment_id if found is not None
+                    else client.create_experiment(experiment, artifact_location=artifact_root(resolved))
+                )  # fmt: skip
+                if found is None or KIND_TAG not in found.tags:
+                    mark_model_training(client, experiment_id)
+        except Exception as exc:
+            raise TrackingError(f"tracking URI {resolved}: {type(exc).__name__}: {exc}") from exc
+        return cls(resolved, client, experiment_id)
+
+    @classmethod
+    def find(cls, uri: str | None, experiment: str) -> Store | None:
+        """The store to read, or None when it has no such experiment (no sqlite file: no experiment)."""
+        resolved = resolve_tracking_uri(uri)
+        if resolved.startswith("sqlite:///") and not sqlite_file(resolved).is_file():
+            return None
+        check_tracking_uri(resolved, write=False)
+        try:
+            client = open_client(resolved)
+            found = client.get_experiment_by_name(experiment)
+        except Exception as exc:
+            raise store_error(resolved, exc) from None
+        return None if found is None else cls(resolved, client, found.experiment_id)

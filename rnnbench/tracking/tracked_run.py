@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.recorder import RunRecorder, run_params
-from rnnbench.tracking.store import DEFAULT_EXPERIMENT, TrackingError
+from rnnbench.tracking.store import DEFAULT_EXPERIMENT, Store, TrackingError
 from rnnbench.training.config import parse_option
 from rnnbench.training.loop import EpochReport, TrainConfig, TrainResult, build_task, train
 
@@ -42,11 +42,13 @@ def run_tracked(
     extra_tags: dict[str, str] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    store: Store | None = None,
 ) -> TrackedRun:
     """Train ``config`` and record it as one MLflow run.
 
     Bad input (unknown cell or task, invalid sizes or options, unusable store) raises before any
-    run is created; an error during training marks the run FAILED and raises TrainingFailed.
+    run is created; an error during training marks the run FAILED and raises TrainingFailed. ``store``:
+    an open store to record in (its URI and experiment then stand for ``tracking_uri`` and ``experiment``).
     """
     from rnnbench.core.plugin_manager import get_cell, plugin_infos
     from rnnbench.version import __version__
@@ -56,7 +58,7 @@ def run_tracked(
     task = build_task(config)
     splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)  # bad files fail here, before a run
     cell.preflight(task.input_size)
-    recorder = RunRecorder(tracking_uri, experiment)
+    recorder = RunRecorder(tracking_uri, experiment, store=store)
     versions = {info.name: info.version for info in plugin_infos()}
     tags = {
         "status": "running",
@@ -86,7 +88,7 @@ def run_tracked(
     except BaseException as exc:
         _record_failure(recorder, run_id, exc)
     if result.best_state is not None:  # after the run is FINISHED: a failure here loses no result
-        _log_model(recorder.tracking_uri, run_id, config, task, splits, result.best_state)
+        _log_model(recorder.store, run_id, config, task, splits, result.best_state)
     return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, result)
 
 
@@ -107,18 +109,16 @@ def _record_failure(recorder: RunRecorder, run_id: str, exc: BaseException) -> N
     raise TrainingFailed(run_id, exc) from exc
 
 
-def _log_model(
-    tracking_uri: str, run_id: str, config: TrainConfig, task: Any, splits: Any, best: Any
-) -> None:
+def _log_model(store: Store, run_id: str, config: TrainConfig, task: Any, splits: Any, best: Any) -> None:
     from rnnbench.errors import root_cause
     from rnnbench.tracking.models import log_trained
 
     try:
-        log_trained(tracking_uri, run_id, config, task, splits, best)
+        log_trained(store, run_id, config, task, splits, best)
     except RnnbenchError:
         raise
     except Exception as exc:  # the run and its metrics are recorded; only the model is missing
         raise TrackingError(
-            f"tracking URI {tracking_uri}: run {run_id} is recorded, but its model could not be logged "
+            f"tracking URI {store.uri}: run {run_id} is recorded, but its model could not be logged "
             f"({root_cause(exc)})"
         ) from exc
