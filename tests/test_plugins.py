@@ -302,10 +302,10 @@ def installed_entry_point_plugin(tmp_path_factory) -> Path:
     package = root / "rnnbench-mgu"
     package.mkdir()
     shutil.copy(TEST_PLUGINS / "mgu.py", package / "rnnbench_mgu.py")
-    # The README's package example, verbatim: what a plugin author copies must install and load.
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- package-example -->\n```toml\n(.*?)```", readme, re.S)
-    assert block, "the README lost its package example"
+    # The package example of docs/plugins.md, verbatim: what a plugin author copies must install and load.
+    page = (REPO / "docs" / "plugins.md").read_text()
+    block = re.search(r"<!-- package-example -->\n```toml\n(.*?)```", page, re.S)
+    assert block, "docs/plugins.md lost its package example"
     (package / "pyproject.toml").write_text(block.group(1))
     site = root / "site"
     subprocess.run(
