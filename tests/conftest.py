@@ -74,7 +74,9 @@ def ray_session() -> Iterator[None]:
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # "local": a Ray of its own, never a cluster another test (or another pytest worker) started on this host.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)  # fmt: skip
     yield
     ray.shutdown()
 

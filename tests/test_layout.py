@@ -185,3 +185,15 @@ def test_the_package_face_imports_no_plugin_and_nothing_imports_it_back():
             if isinstance(node, ast.Import) and any(alias.name == "rnnbench" for alias in node.names):
                 upward.append(f"{path.relative_to(REPO)}: import rnnbench")
     assert not upward, upward
+
+
+def test_no_module_takes_another_modules_private_names():
+    taken = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rnnbench"):
+                private = [
+                    a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+                taken += [f"{path.relative_to(REPO)}: {node.module}.{name}" for name in private]
+    assert not taken, f"private names imported across modules (make them public or move them): {taken}"

@@ -48,9 +48,13 @@ def _load_in_a_fresh_process(tmp_path: Path, uri: str, model_uri: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_trained_model_loads_in_a_fresh_process_and_reproduces_its_test_accuracy(tmp_path):
+def test_a_trained_model_loads_in_a_fresh_process_and_reproduces_its_test_accuracy(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracked = run_tracked(_config(tmp_path, "lstm"), uri)
+    # Logging the model moved MLflow's fluent URI for a moment; the environment this process's later
+    # subprocesses inherit is left as it was (it once sent every later sweep to this process's store).
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     client = MlflowClient(uri)
     run = client.get_run(tracked.run_id)
     model_uri = run.data.tags["model_uri"]

@@ -40,15 +40,23 @@ class ModelLoadError(RnnbenchError):
 
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API (log_model) on ``uri`` for a moment; the caller's setting comes back."""
+    """MLflow's fluent API (log_model) on ``uri`` for a moment; the caller's setting comes back, and so does
+    the environment: ``mlflow.set_tracking_uri`` also sets ``$MLFLOW_TRACKING_URI``, and left there it sent
+    every later subprocess of the caller (a sweep a test or a notebook starts) to this store."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
+    from rnnbench.tracking.store import TRACKING_ENV
+
+    previous, environment = mlflow.get_tracking_uri(), os.environ.get(TRACKING_ENV)
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+        if environment is None:
+            os.environ.pop(TRACKING_ENV, None)
+        else:
+            os.environ[TRACKING_ENV] = environment
 
 
 @contextlib.contextmanager
