@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -19,16 +17,13 @@ from rnnbench.cli.output import (
 
 @reports_errors
 def check_cell_command(
-    name: Annotated[str, typer.Argument(help="The registered cell name, as `rnnbench cells` lists it.")],
-    input_size: Annotated[int, typer.Option(min=1, help="Input features of the test cell.")] = 3,
-    hidden_size: Annotated[int, typer.Option(min=1, help="Hidden units of the test cell.")] = 5,
-    num_layers: Annotated[int, typer.Option(min=1, help="Stacked layers of the test cell.")] = 2,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between layers.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed for the builds and inputs.")] = 0,
-    device: Annotated[
-        str | None,
-        typer.Option(help="Accelerator for the device-move check (default: cuda or mps when present)."),
-    ] = None,
+    name: o.CellName,
+    input_size: o.KitInputSize = 3,
+    hidden_size: o.KitHiddenSize = 5,
+    num_layers: o.KitLayers = 2,
+    dropout: o.KitDropout = 0.0,
+    seed: o.KitSeed = 0,
+    device: o.KitDevice = None,
     as_json: o.Json = False,
 ) -> None:
     """Run the cell conformance kit on a cell; exit code 1 if any check fails."""

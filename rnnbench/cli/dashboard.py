@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from rnnbench.cli import options as o
 from rnnbench.cli.output import (
     err_console,
@@ -16,16 +12,12 @@ from rnnbench.cli.output import (
 
 @reports_errors
 def dashboard_command(
-    name: Annotated[str, typer.Argument(help="The sweep (its folder name under --sweeps-dir).")],
+    name: o.SweepFolderName,
     sweeps_dir: o.SweepsDir = None,
-    port: Annotated[int, typer.Option(help="Port of the dashboard.")] = 8080,
-    host: Annotated[
-        str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine.")
-    ] = "127.0.0.1",
-    allow_writes: Annotated[
-        bool, typer.Option("--allow-writes", help="Let the dashboard change the study (notes, deletions).")
-    ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Print the server's access log.")] = False,
+    port: o.DashboardPort = 8080,
+    host: o.Host = "127.0.0.1",
+    allow_writes: o.AllowWrites = False,
+    verbose: o.Verbose = False,
 ) -> None:
     """optuna-dashboard on a sweep's Optuna journal (one study per cell), read-only, live while the sweep runs."""
     from rnnbench.serve.dashboard import serve_dashboard

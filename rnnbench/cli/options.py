@@ -186,3 +186,46 @@ Wide = Annotated[
         "--wide", help="Show every column in the terminal: the search, paired comparisons, budgets."
     ),
 ]
+
+
+# rnnbench check-cell
+CellName = Annotated[str, typer.Argument(help="The registered cell name, as `rnnbench cells` lists it.")]
+KitInputSize = Annotated[int, typer.Option(min=1, help="Input features of the test cell.")]
+KitHiddenSize = Annotated[int, typer.Option(min=1, help="Hidden units of the test cell.")]
+KitLayers = Annotated[int, typer.Option(min=1, help="Stacked layers of the test cell.")]
+KitDropout = Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between layers.")]
+KitSeed = Annotated[int, typer.Option(help="Seed for the builds and inputs.")]
+KitDevice = Annotated[
+    str | None,
+    typer.Option(help="Accelerator for the device-move check (default: cuda or mps when present)."),
+]
+
+# rnnbench reseed
+ReseedSweep = Annotated[str, typer.Option(help="The sweep whose best configurations to re-train.")]
+ReseedSeeds = Annotated[int, typer.Option(min=1, help="Fresh seeds per cell.")]
+ReseedCacheDir = Annotated[str | None, typer.Option(help="Task data cache.")]
+
+# rnnbench status, rnnbench dashboard: a sweep by its folder
+SweepFolderName = Annotated[str, typer.Argument(help="The sweep (its folder name under --sweeps-dir).")]
+RequireLearned = Annotated[
+    str | None,
+    typer.Option(help="Exit 3 unless this cell's median completed trial left chance (a study's pilot).",
+                 metavar="CELL"),
+]  # fmt: skip
+
+# rnnbench ui, rnnbench dashboard: servers
+Host = Annotated[
+    str,
+    typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine (anything else exposes it)."),
+]
+UiPort = Annotated[int, typer.Option(help="Port of the MLflow UI.")]
+UiSweep = Annotated[
+    str | None, typer.Option(help="The sweep whose runs to open (default: the latest sweep).")
+]
+UiMetric = Annotated[str, typer.Option(help="Sort the runs by this metric, best first.")]
+UiWorkers = Annotated[int, typer.Option(min=1, help="Server worker processes (one answers soonest).")]
+DashboardPort = Annotated[int, typer.Option(help="Port of the dashboard.")]
+AllowWrites = Annotated[
+    bool, typer.Option("--allow-writes", help="Let the dashboard change the study (notes, deletions).")
+]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Print the server's access log.")]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
+from rnnbench.cli import options as o
 from rnnbench.cli.output import (
     err_console,
     fmt,
@@ -15,11 +14,11 @@ from rnnbench.cli.output import (
 
 @reports_errors
 def reseed_command(
-    sweep: Annotated[str, typer.Option(help="The sweep whose best configurations to re-train.")],
-    seeds: Annotated[int, typer.Option(min=1, help="Fresh seeds per cell.")] = 3,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI of the sweep.")] = None,
-    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "rnnbench",
-    cache_dir: Annotated[str | None, typer.Option(help="Task data cache.")] = None,
+    sweep: o.ReseedSweep,
+    seeds: o.ReseedSeeds = 3,
+    tracking_uri: o.TrackingUri = None,
+    experiment: o.Experiment = "rnnbench",
+    cache_dir: o.ReseedCacheDir = None,
 ) -> None:
     """Re-train each cell's best configuration of a sweep with K fresh seeds (the leaderboard shows mean ± std)."""
     from rnnbench.sweep.reseed import reseed

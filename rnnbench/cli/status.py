@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from rnnbench.cli import options as o
@@ -17,16 +15,10 @@ from rnnbench.cli.output import (
 
 @reports_errors
 def status_command(
-    name: Annotated[str, typer.Argument(help="The sweep (its folder name under --sweeps-dir).")],
+    name: o.SweepFolderName,
     sweeps_dir: o.SweepsDir = None,
     as_json: o.Json = False,
-    require_learned: Annotated[
-        str | None,
-        typer.Option(
-            help="Exit 3 unless this cell's median completed trial left chance (a study's pilot).",
-            metavar="CELL",
-        ),
-    ] = None,
+    require_learned: o.RequireLearned = None,
 ) -> None:
     """What a sweep has finished (trials per cell, reseeds) and what is left, with an estimate of its time."""
     from rnnbench.sweep.settings import DEFAULT_SWEEPS_DIR

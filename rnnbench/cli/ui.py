@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from rnnbench.cli import options as o
 from rnnbench.cli.output import (
     err_console,
@@ -16,23 +12,13 @@ from rnnbench.cli.output import (
 
 @reports_errors
 def ui_command(
-    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    host: Annotated[
-        str,
-        typer.Option(
-            help="Interface to bind; 127.0.0.1 keeps it on this machine (anything else exposes it)."
-        ),
-    ] = "127.0.0.1",
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
-    ] = None,
-    sweep: Annotated[
-        str | None, typer.Option(help="The sweep whose runs to open (default: the latest sweep).")
-    ] = None,
-    metric: Annotated[str, typer.Option(help="Sort the runs by this metric, best first.")] = "lrd_score",
+    port: o.UiPort = 5000,
+    host: o.Host = "127.0.0.1",
+    tracking_uri: o.TrackingUri = None,
+    sweep: o.UiSweep = None,
+    metric: o.UiMetric = "lrd_score",
     experiment: o.Experiment = "rnnbench",
-    workers: Annotated[int, typer.Option(min=1, help="Server worker processes (one answers soonest).")] = 1,
+    workers: o.UiWorkers = 1,
 ) -> None:
     """Start the MLflow UI on the store and print the URL of a sweep's runs table, sorted by the metric."""
     from rnnbench.serve.ui import open_views, serve
