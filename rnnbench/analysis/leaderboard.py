@@ -1,7 +1,7 @@
 """The leaderboard: MLflow is the single source of truth; cells ranked per set-up on seeds, with a stated test.
 
 A ranking group is a set-up (``rnnbench.analysis.setups``): the task and every option that changes its data.
-Within a group each cell's best trial is chosen on validation (``reports.best_run``) and its
+Within a group each cell's best trial is chosen on validation (``training.metrics.best_run``) and its
 configuration's re-seeded runs (``rnnbench reseed`` / ``--reseed K``: fresh initialisation and batch
 order) give the values it is ranked on: mean, standard deviation, n and a 95 % confidence interval.
 The search's own run is not among them: it was picked for being best on validation.
