@@ -42,7 +42,6 @@ TEST_METRIC = "test_accuracy"
 # The paper's hyperparameters, as the `greff` space records them (momentum as 1 - momentum).
 HYPERPARAMETERS = ("lr", "width", "momentum_complement", "input_noise")
 MIN_IMPORTANCE_TRIALS = 10
-BUDGETS = (1, 5, 10)  # the budget table's columns, and N
 
 
 class StudyError(RnnbenchError):

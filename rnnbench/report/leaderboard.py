@@ -29,6 +29,7 @@ from rnnbench.report.page import (
     MARKER,
     PAGE_STYLE,
     UI_URL,
+    budget_table,
     cell_class,
     html_table,
     md_escape,
@@ -60,7 +61,6 @@ PAGE_TABLES = (
     ("the search's trials: paired comparison with the leader, fANOVA importance", ("cell", *TRIALS)),
 )
 MODEL_COLUMN = COLUMNS.index("model")
-BUDGETS = (1, 5, 10)  # the budget table's columns, and N
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -172,24 +172,8 @@ def page_tables(
 
 
 def budget_rows(group: Group) -> tuple[list[str], list[list[str]]]:
-    """The budget table (Dodge et al. 2019): per cell, the expected best validation value after n trials
-    and the expected test value of that pick, at n = 1, 5, 10 and N."""
-    entries = [e for e in group.entries if e.budget]
-    if not entries:
-        return [], []
-    most = max(len(e.budget) for e in entries)
-    ns = sorted({n for n in (*BUDGETS, most) if n <= most})
-    header = ["cell", *(f"n = {n}" for n in ns)]
-    table = []
-    for entry in entries:
-        by_n = {p.n: p for p in entry.budget}
-        cells = []
-        for n in ns:
-            point = by_n.get(n)
-            test = "" if point is None or point.test is None else f" (test {point.test:.3f})"
-            cells.append("-" if point is None else f"{point.best:.3f}{test}")
-        table.append([entry.cell, *cells])
-    return header, table
+    """The set-up's budget table: its cells with a budget curve (rnnbench.report.page.budget_table)."""
+    return budget_table([(e.cell, e.budget) for e in group.entries if e.budget])
 
 
 def budget_caption(group: Group) -> str:

@@ -133,3 +133,25 @@ def published_count(folder: Path, written: list[Path]) -> int:
     """How many of ``written`` are files in ``folder`` (what "Published N files" may claim)."""
     inside = folder.resolve()
     return len({p.resolve() for p in written if p.resolve().parent == inside and p.is_file()})
+
+
+BUDGETS = (1, 5, 10)  # the budget table's columns, and N
+
+
+def budget_table(curves: list[tuple[str, list[Any]]]) -> tuple[list[str], list[list[str]]]:
+    """The budget table (Dodge et al. 2019) of labelled budget curves: per row, the expected best validation
+    value after n trials and, in brackets, the expected test value of that pick, at n = 1, 5, 10 and N."""
+    if not curves:
+        return [], []
+    most = max(len(points) for _, points in curves)
+    ns = sorted({n for n in (*BUDGETS, most) if n <= most})
+    rows = []
+    for label, points in curves:
+        by_n = {p.n: p for p in points}
+        cells = []
+        for n in ns:
+            point = by_n.get(n)
+            test = "" if point is None or point.test is None else f" (test {point.test:.3f})"
+            cells.append("-" if point is None else f"{point.best:.3f}{test}")
+        rows.append([label, *cells])
+    return ["cell", *(f"n = {n}" for n in ns)], rows

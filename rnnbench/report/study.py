@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 
 from rnnbench.analysis.stats import ALPHA, Verdict
-from rnnbench.analysis.study import BUDGETS, TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
+from rnnbench.analysis.study import TEST_METRIC, TOP_FRACTION, VANILLA, Finding, TaskStudy
 from rnnbench.report.leaderboard import verdict_text
 from rnnbench.report.page import (
     HTML_MARKER,
     MARKER,
     PAGE_STYLE,
+    budget_table,
     html_table,
     md_escape,
     new_figure,
@@ -55,16 +56,9 @@ def rows(study: TaskStudy) -> list[list[str]]:
     return table
 
 
-def budget_table(study: TaskStudy) -> tuple[list[str], list[list[str]]]:
-    most = max(len(c.budget) for c in study.comparisons)
-    ns = sorted({n for n in (*BUDGETS, most) if n <= most})
-    table = []
-    for c in study.comparisons:
-        by_n = {p.n: p for p in c.budget}
-        table.append([_label(c.cell), *(
-            "-" if n not in by_n else f"{by_n[n].best:.3f} (test {by_n[n].test:.3f})" for n in ns
-        )])  # fmt: skip
-    return ["cell", *(f"n = {n}" for n in ns)], table
+def budget_rows(study: TaskStudy) -> tuple[list[str], list[list[str]]]:
+    """The study's budget table, vanilla first (rnnbench.report.page.budget_table)."""
+    return budget_table([(_label(c.cell), c.budget) for c in study.comparisons])
 
 
 def intro(study: TaskStudy) -> str:
@@ -137,7 +131,7 @@ def markdown(
         lines += ["", f"## {e(study.task)}", "", e(intro(study)), "", "| " + " | ".join(COLUMNS) + " |"]
         lines.append("|" + "---|" * len(COLUMNS))
         lines += ["| " + " | ".join(map(e, r)) + " |" for r in rows(study)]
-        header_row, table = budget_table(study)
+        header_row, table = budget_rows(study)
         lines += ["", e(budget_caption(study)), "", "| " + " | ".join(header_row) + " |",
                   "|" + "---|" * len(header_row), *["| " + " | ".join(map(e, r)) + " |" for r in table]]  # fmt: skip
         lines += ["", e(importance_line(study)), ""]
@@ -166,7 +160,7 @@ def to_html(
             f"<p>{e(intro(study))}</p>",
             *html_table(COLUMNS, rows(study), "study"),
         ]
-        header_row, table = budget_table(study)
+        header_row, table = budget_rows(study)
         parts += [f"<p>{e(budget_caption(study))}</p>", *html_table(header_row, table, "budget")]
         parts.append(f"<p>{e(importance_line(study))}</p>")
         for image in images.get(study.sweep, []):
