@@ -146,17 +146,19 @@ class ExportedRuns:
     rows: list[dict[str, Any]]
     uri: str = ""
     experiment_id: str = ""
-    _runs: dict[str, Any] = field(default_factory=dict)
+    # By run id: each row rebuilt as a run (what the leaderboard reads), and the row itself (its curves).
+    _run_of: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _row_of: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._runs = {r["run_id"]: _run(r) for r in self.rows}
-        self._rows = {r["run_id"]: r for r in self.rows}
+        self._run_of = {r["run_id"]: _run(r) for r in self.rows}
+        self._row_of = {r["run_id"]: r for r in self.rows}
         if self.rows:
             self.uri = self.uri or self.rows[0]["store"]
             self.experiment_id = self.experiment_id or self.rows[0]["experiment_id"]
 
     def _select(self, **wanted: str | None) -> list[Any]:
-        return in_order(self._runs[r["run_id"]] for r in self.rows
+        return in_order(self._run_of[r["run_id"]] for r in self.rows
                         if all(value is None or r[key] == value for key, value in wanted.items()))  # fmt: skip
 
     def trial_runs(self, task: str | None = None, sweep: str | None = None) -> list[Any]:
@@ -170,11 +172,11 @@ class ExportedRuns:
         return found[0] if found else None
 
     def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
-        curves = json.loads(self._rows[run_id]["curves"] or "{}")
+        curves = json.loads(self._row_of[run_id]["curves"] or "{}")
         return [(int(step), float(value)) for step, value in curves.get(metric, [])]
 
     def lrd_curve(self, run_id: str) -> list[dict[str, float]]:
-        return json.loads(self._rows[run_id]["lrd_curve"] or "[]")
+        return json.loads(self._row_of[run_id]["lrd_curve"] or "[]")
 
 
 def _kind(run: Any) -> str:
