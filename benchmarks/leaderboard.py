@@ -112,7 +112,7 @@ def search_seconds(client: Any, experiment: str, uri: str) -> float:
     from rnnbench.tracking.records import MlflowRuns
 
     started = time.perf_counter()
-    MlflowRuns(client, experiment, uri).trial_runs(sweep=SWEEP)
+    MlflowRuns(uri, client, experiment).trial_runs(sweep=SWEEP)
     return time.perf_counter() - started
 
 

@@ -15,6 +15,7 @@ import pytest
 from benchmarks.leaderboard import CELLS, SWEEP, add_trials, open_store
 from rnnbench.analysis.importance import CACHE_TAG
 from rnnbench.analysis.leaderboard import build, cache_importances
+from rnnbench.tracking.records import MlflowRuns
 
 
 @pytest.fixture
@@ -31,10 +32,12 @@ def _cached(client, parent: str) -> dict[str, dict]:
 
 def test_a_sweeps_importances_are_kept_read_back_and_replaced_when_its_trials_change(synthetic):
     client, uri, experiment, parent = synthetic
-    assert cache_importances(client, experiment, uri, SWEEP) > 0
+    assert cache_importances(MlflowRuns(uri, client, experiment), SWEEP) > 0
     kept = _cached(client, parent)
     assert kept and all(v["trials"] >= 2 for v in kept.values())
-    assert cache_importances(client, experiment, uri, SWEEP) == 0, "nothing changed: nothing written"
+    assert cache_importances(MlflowRuns(uri, client, experiment), SWEEP) == 0, (
+        "nothing changed: nothing written"
+    )
 
     fresh = {
         e.cell: e.importance for e in build(uri, sweep=SWEEP, min_trials=2, recompute_importance=True).entries
@@ -63,7 +66,7 @@ def test_a_sweeps_importances_are_kept_read_back_and_replaced_when_its_trials_ch
     grown = {e.cell: e for e in build(uri, sweep=SWEEP, min_trials=2).entries}
     assert grown["peephole"].importance != {"lr": 0.5}
     assert grown["peephole"].importance_key != peephole.importance_key
-    cache_importances(client, experiment, uri, SWEEP)
+    cache_importances(MlflowRuns(uri, client, experiment), SWEEP)
     after = _cached(client, parent)
     assert peephole.importance_key not in after and grown["peephole"].importance_key in after
     assert len(after) == len(kept)
@@ -71,7 +74,7 @@ def test_a_sweeps_importances_are_kept_read_back_and_replaced_when_its_trials_ch
 
 def test_the_leaderboard_command_reads_the_cache_or_recomputes_on_request(synthetic, run_cli):
     client, uri, experiment, _ = synthetic
-    cache_importances(client, experiment, uri, SWEEP)
+    cache_importances(MlflowRuns(uri, client, experiment), SWEEP)
     for extra in ([], ["--recompute-importance"]):
         done = run_cli("leaderboard", "--tracking-uri", uri, "--sweep", SWEEP, "--min-trials", "2",
                        "--no-plots", "--format", "json", *extra)  # fmt: skip

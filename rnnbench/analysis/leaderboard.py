@@ -275,15 +275,15 @@ def _check_filters(metric: str, task: str | None, sweep: str | None, min_trials:
 def open_runs(tracking_uri: str | None, experiment: str) -> Any:
     """The store's runs (rnnbench.tracking.records.MlflowRuns); NothingToRank when there is none."""
     from rnnbench.tracking.records import MlflowRuns
-    from rnnbench.tracking.store import Store, resolve_tracking_uri, sqlite_file
+    from rnnbench.tracking.store import resolve_tracking_uri, sqlite_file
 
-    store = Store.find(tracking_uri, experiment)
-    if store is None:
+    runs = MlflowRuns.find(tracking_uri, experiment)
+    if runs is None:
         uri = resolve_tracking_uri(tracking_uri)
         if uri.startswith("sqlite:///") and not sqlite_file(uri).is_file():
             raise NothingToRank(f"no MLflow store at {uri} yet; run a sweep first (rnnbench sweep ...)")
         raise NothingToRank(f"the store {uri} has no experiment {experiment!r} yet; run a sweep first")
-    return MlflowRuns(store.client, store.experiment_id, store.uri)
+    return runs
 
 
 def _nothing(source: Any, task: str | None, sweep: str | None) -> NothingToRank:
@@ -307,14 +307,13 @@ def _importance_cache(source: Any, runs: list[Any]) -> dict[str, str]:
     return found
 
 
-def cache_importances(client: Any, experiment_id: str, uri: str, sweep: str) -> int:
+def cache_importances(source: Any, sweep: str) -> int:
     """Keep the sweep's importances (every ranked metric, every cell) as tags of its run, dropping those
-    of trials that changed; returns how many tags were written. Called when a sweep or a reseed ends."""
+    of trials that changed; returns how many tags were written. Called when a sweep or a reseed ends, on
+    the store's runs (rnnbench.tracking.records.MlflowRuns)."""
     from mlflow.entities import RunTag
 
-    from rnnbench.tracking.records import MlflowRuns
-
-    source = MlflowRuns(client, experiment_id, uri)
+    client = source.client
     parent = source.sweep_run(sweep)
     if parent is None:
         return 0

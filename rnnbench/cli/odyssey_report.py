@@ -54,9 +54,9 @@ def odyssey_report_command(
 def _study_runs(tracking_uri: str | None, experiment: str) -> Any:
     from rnnbench.analysis.study import StudyError
     from rnnbench.tracking.records import MlflowRuns
-    from rnnbench.tracking.store import Store, resolve_tracking_uri
+    from rnnbench.tracking.store import resolve_tracking_uri
 
-    store = Store.find(tracking_uri, experiment)
-    if store is None:
+    runs = MlflowRuns.find(tracking_uri, experiment)
+    if runs is None:
         raise StudyError(f"no MLflow experiment {experiment!r} in {resolve_tracking_uri(tracking_uri)}")
-    return MlflowRuns(store.client, store.experiment_id, store.uri)
+    return runs

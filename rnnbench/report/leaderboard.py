@@ -639,8 +639,8 @@ def log_sweep_leaderboard(store: Store, sweep: str) -> None:
     from rnnbench.analysis.leaderboard import build, cache_importances
     from rnnbench.tracking.records import MlflowRuns
 
-    source = MlflowRuns(store.client, store.experiment_id, store.uri)
-    cache_importances(source.client, source.experiment_id, source.uri, sweep)
+    source = MlflowRuns.of(store)
+    cache_importances(source, sweep)
     board = build(runs=source, sweep=sweep)  # the importances now come from the cache
     parent = source.sweep_run(sweep)
     if parent is not None:

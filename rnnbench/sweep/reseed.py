@@ -41,8 +41,7 @@ def reseed(
     if seeds < 1:
         raise RnnbenchError(f"seeds must be a positive integer, got {seeds}")
     board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
-    runs_of = board.runs
-    store = Store(runs_of.uri, runs_of.client, runs_of.experiment_id)
+    store = board.runs  # the store's runs (MlflowRuns): the store the reseed runs are recorded in
     runs: list[TrackedRun] = []
     for entry in board.entries:
         if not entry.run_id:

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.tracking.store import Store
 from rnnbench.training.metrics import EPOCH_METRICS, STATUSES
 from rnnbench.util.text import without_paths
 
@@ -100,12 +101,13 @@ def sqlite_trial_runs(uri: str, experiment_id: str, **tags: str | None) -> list[
 
 
 @dataclass
-class MlflowRuns:
-    """Runs read from an MLflow store."""
+class MlflowRuns(Store):
+    """Runs read from an MLflow store: the store itself (``MlflowRuns.find``, or ``MlflowRuns.of`` a store
+    already open), searched."""
 
-    client: Any
-    experiment_id: str
-    uri: str  # as pages name it (no path)
+    @classmethod
+    def of(cls, store: Store) -> MlflowRuns:
+        return cls(store.uri, store.client, store.experiment_id)
 
     def trial_runs(self, task: str | None = None, sweep: str | None = None) -> list[Any]:
         found = sqlite_trial_runs(self.uri, self.experiment_id, task=task, sweep=sweep)
