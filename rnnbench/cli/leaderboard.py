@@ -112,7 +112,6 @@ def _publish_board(board: Any, folder: Path, header: list[str]) -> None:
 
 
 def _print_aggregate(board: Any) -> None:
-
     from rnnbench.analysis.leaderboard import aggregate
     from rnnbench.report.leaderboard import AGGREGATE_HEADER, IMPROVEMENT_HEADER, aggregate_lines
 

@@ -27,8 +27,6 @@ def terminal_width() -> int | None:
 
 
 console = Console(width=terminal_width())
-
-
 # MLflow draws a progress bar on stderr for every artifact it downloads (a plot's LRD curve, a model's
 # files): noise under --json and in logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -40,8 +38,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Exit codes: 1 for a failed check or run, 2 for bad input (as click does for usage errors).
 EXIT_FAILED = 1
-
-
 EXIT_BAD_INPUT = 2
 
 
