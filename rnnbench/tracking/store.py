@@ -9,11 +9,11 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from rnnbench.errors import RnnbenchError, root_cause
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-F = TypeVar("F", bound="Callable[..., Any]")
 DEFAULT_EXPERIMENT = "rnnbench"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
