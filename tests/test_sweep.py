@@ -180,6 +180,32 @@ def test_unreachable_ray_address(tmp_path):
         check_address("not-an-address")
 
 
+def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
+    """Both arrive during the block and are handed back after it, not raised inside: raised while the
+    store's thread imports, a KeyboardInterrupt can leave CPython's import lock held (a hang in CI)."""
+    import signal as signals
+    import threading
+
+    from rnnbench.sweep.cluster import held_interrupts, stop_as_on_ctrl_c, terminated
+
+    before = signals.getsignal(signals.SIGINT)
+    with held_interrupts() as held:
+        os.kill(os.getpid(), signals.SIGINT)
+        time.sleep(0.05)  # the handler runs between bytecodes of this (main) thread
+        stop_as_on_ctrl_c(signals.SIGTERM, None)
+    assert held == [signals.SIGINT, signals.SIGINT] and terminated.is_set()
+    terminated.clear()
+    assert signals.getsignal(signals.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signals.SIGINT)
+        time.sleep(0.05)
+    off_main = []
+    thread = threading.Thread(target=lambda: off_main.append(held_interrupts().__enter__()))
+    thread.start()
+    thread.join()
+    assert off_main == [[]] and signals.getsignal(signals.SIGINT) is before
+
+
 # --- through the command line, in its own process -------------------------------------------------
 
 

@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rnnbench.sweep.settings import SweepSettings
@@ -124,6 +126,21 @@ def oom_kills_as_worker_deaths() -> None:
 
     _actor_task_failed.rnnbench_oom = True  # type: ignore[attr-defined]
     RayActorManager._actor_task_failed = _actor_task_failed  # type: ignore[method-assign]
+
+
+@contextmanager
+def held_interrupts() -> Iterator[list[int]]:
+    """Hold Ctrl-C (and SIGTERM, which acts as Ctrl-C) until the block ends: the list yielded holds the
+    signals that arrived, for the caller to act on. Outside the main thread it holds nothing."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stop_as_on_ctrl_c(signum: int, frame: Any) -> None:

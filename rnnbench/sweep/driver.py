@@ -59,10 +59,8 @@ class SweepResult:
 def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener | None = None) -> SweepResult:
     """Run (or resume) a sweep to exactly ``trials`` finished trials per cell."""
     # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
-    from rnnbench.sweep.cluster import connect, disconnect
+    from rnnbench.sweep.cluster import disconnect, held_interrupts
     from rnnbench.sweep.plan import prepare
-    from rnnbench.tracking.recorder import RunRecorder
-    from rnnbench.tracking.store import Store
 
     folder = _claim_folder(settings, resume)
     plan = prepare(settings)
@@ -78,17 +76,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
                     "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as %s); "
                     "the trial it recorded is told from its MLflow record, or runs again without one",
                     folder / JOURNAL_FILE, backup.name)  # fmt: skip
-        # MLflow opens (or creates) the store in a thread while Ray's processes start: both take seconds.
-        with ThreadPoolExecutor(1, thread_name_prefix="rnnbench-store") as pool:
-            # The plan resolved and checked the URI before any work: the store is opened once, here.
-            opening = pool.submit(Store.open, settings.tracking_uri, settings.experiment, checked=True)
-            started_ray = connect(settings)
-            mark("ray started")
-            try:
-                recorder = RunRecorder(store=opening.result())
-            except BaseException:
-                disconnect(started_ray)
-                raise
+        recorder, started_ray = _start(settings)
         mark("store opened")
         sweep = _Sweep(plan, recorder, folder, resume)
         try:
@@ -98,12 +86,19 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
                 sweep.run_cell(cell)
             mark("trials done")
             # The summary, models and plots need no Ray: they are written while Ray shuts down.
-            with ThreadPoolExecutor(1, thread_name_prefix="rnnbench-finish") as pool:
+            with (
+                held_interrupts() as held,
+                ThreadPoolExecutor(1, thread_name_prefix="rnnbench-finish") as pool,
+            ):
                 finishing = pool.submit(sweep.finish)
                 disconnect(started_ray)
                 started_ray = False
                 mark("ray stopped")
                 result = finishing.result()
+            if held:  # too late to stop anything: every trial, the summary and the models are written
+                logging.getLogger("rnnbench").warning(
+                    "interrupted after the sweep had finished: nothing was lost"
+                )
             mark("sweep finished")
             return result
         except KeyboardInterrupt:
@@ -113,6 +108,32 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
             disconnect(started_ray)
     finally:
         lock.release()
+
+
+def _start(settings: SweepSettings) -> tuple[RunRecorder, bool]:
+    """Open the store and start (or join) Ray at once; whether this process started Ray comes back."""
+    from rnnbench.sweep.cluster import connect, disconnect, held_interrupts
+    from rnnbench.tracking.recorder import RunRecorder
+    from rnnbench.tracking.store import Store
+
+    # MLflow opens (or creates) the store in a thread while Ray's processes start: both take seconds.
+    # Ctrl-C is held meanwhile: raised in the main thread while both import, it can stop CPython's import
+    # machinery holding its global lock (3.11's module-lock callback), and the store's thread then never
+    # ends (seen in CI: the command hung instead of exiting 130).
+    with held_interrupts() as held, ThreadPoolExecutor(1, thread_name_prefix="rnnbench-store") as pool:
+        # The plan resolved and checked the URI before any work: the store is opened once, here.
+        opening = pool.submit(Store.open, settings.tracking_uri, settings.experiment, checked=True)
+        started_ray = connect(settings)
+        mark("ray started")
+        try:
+            recorder = RunRecorder(store=opening.result())
+        except BaseException:
+            disconnect(started_ray)
+            raise
+    if held:
+        disconnect(started_ray)
+        raise KeyboardInterrupt
+    return recorder, started_ray
 
 
 def _claim_folder(settings: SweepSettings, resume: bool) -> Path:
