@@ -81,6 +81,18 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def ray_address(ray_session) -> str:
+    """The address of that Ray, for sweeps in their own process to join (``--address``): each then skips
+    Ray's start and shutdown. Tests about starting Ray, its shutdown or its faults keep a Ray of their own.
+
+    The subprocess inherits ``RAY_AUTH_MODE=token`` from this process (Ray set it when it started the
+    cluster with token authentication) and reads the token from where Ray saved it."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
 TINY_TASK = {"length": 16, "train_size": 256, "validation_size": 64, "test_size": 128}
 
 

@@ -180,6 +180,23 @@ def test_unreachable_ray_address(tmp_path):
         check_address("not-an-address")
 
 
+def test_joining_a_cluster_that_wants_a_token_without_one_is_a_clear_error(tmp_path, ray_address):
+    """Ray's own error says only "Failed to connect"; Ray never sends this host's token to an address
+    given explicitly, so the user has to opt in, and the message says how."""
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        pytest.skip("the test Ray started without token authentication (RAY_AUTH_MODE was set)")
+    # One connection attempt instead of Ray's twenty, a second apart.
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_gcs_server_port_wait_time_s": "1"}
+    process = cli(
+        tmp_path, "sweep", "--cells", "rnn", "--trials", "1", "--address", ray_address, extra_env=env
+    )
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"Ray address {ray_address}: the cluster requires token authentication" in " ".join(err.split())
+    assert "RAY_AUTH_MODE=token" in err
+
+
 def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
     """Both arrive during the block and are handed back after it, not raised inside: raised while the
     store's thread imports, a KeyboardInterrupt can leave CPython's import lock held (a hang in CI)."""

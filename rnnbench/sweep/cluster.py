@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rnnbench.errors import root_cause
 from rnnbench.sweep.settings import SweepSettings
 from rnnbench.sweep.state import SweepError
 
@@ -85,20 +86,44 @@ def connect(settings: SweepSettings) -> bool:
     logging.getLogger("ray.tune.utils.util").addFilter(
         lambda record: "may be a performance bottleneck" not in record.getMessage()
     )
-    ray.init(
-        # "local" starts a new Ray here; without it ray.init joins any cluster already running on the host.
-        address=settings.address or "local",
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-        configure_logging=True,
-        # Workers import torch and the training loop as they start, while Tune sets up (rnnbench.sweep.worker).
-        runtime_env={"worker_process_setup_hook": "rnnbench.sweep.worker.warm_up"},
-    )
+    try:
+        ray.init(
+            # "local" starts a new Ray here; without it ray.init joins any cluster already running on the host.
+            address=settings.address or "local",
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=True,
+            # Workers import torch and the training loop as they start, while Tune sets up (rnnbench.sweep.worker).
+            runtime_env={"worker_process_setup_hook": "rnnbench.sweep.worker.warm_up"},
+        )
+    except ConnectionError as exc:
+        raise _refused(settings.address, exc) from None
     # After ray.init: Ray's core installs its own SIGTERM handler (a stack dump, then abort).
     if threading.current_thread() is threading.main_thread():
         _saved_sigterm.append(signal.signal(signal.SIGTERM, stop_as_on_ctrl_c))
     return True
+
+
+def _refused(address: str | None, exc: ConnectionError) -> Exception:
+    """The error to show when ray.init could not join ``address``: Ray's own says only that it failed."""
+    from ray.exceptions import AuthenticationError
+
+    chain: list[BaseException] = []
+    inner: BaseException | None = exc
+    while inner is not None and inner not in chain:
+        chain.append(inner)
+        inner = inner.__cause__
+    # After Ray's last retry the refusal is an AuthenticationError; after an earlier one, its text.
+    if address and any(isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e) for e in chain):
+        # Ray never sends this host's token to an address given explicitly (it could be anyone's): the
+        # user opts in, as `ray start --address` requires.
+        return SweepError(
+            f"Ray address {address}: the cluster requires token authentication and this process sent no "
+            "token; set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH "
+            "or $RAY_AUTH_TOKEN (`ray get-auth-token` on the head node prints it)"
+        )
+    return SweepError(f"Ray address {address or 'local'}: could not connect ({root_cause(exc)})")
 
 
 def oom_kills_as_worker_deaths() -> None:
