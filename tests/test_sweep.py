@@ -197,6 +197,25 @@ def test_joining_a_cluster_that_wants_a_token_without_one_is_a_clear_error(tmp_p
     assert "RAY_AUTH_MODE=token" in err
 
 
+def test_the_tail_is_imported_once_in_the_background_while_trials_train():
+    """In a fresh process, as the command is: one daemon thread, whatever the number of trials started,
+    leaves every module of the tail and MLflow's package map loaded."""
+    code = (
+        "import sys, threading\n"
+        "from rnnbench.sweep.warm import TAIL_MODULES, warm_the_tail\n"
+        "assert not [m for m in TAIL_MODULES if m in sys.modules]\n"
+        "warm_the_tail(); warm_the_tail()\n"
+        "warm = [t for t in threading.enumerate() if t.name == 'rnnbench-warm']\n"
+        "assert len(warm) == 1 and warm[0].daemon\n"
+        "warm[0].join()\n"
+        "from mlflow.utils import requirements_utils\n"
+        "print([m for m in TAIL_MODULES if m not in sys.modules], requirements_utils._MODULES_TO_PACKAGES is None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[] False"
+
+
 def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
     """Both arrive during the block and are handed back after it, not raised inside: raised while the
     store's thread imports, a KeyboardInterrupt can leave CPython's import lock held (a hang in CI)."""

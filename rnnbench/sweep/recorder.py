@@ -22,6 +22,7 @@ from ray import tune
 from rnnbench.errors import root_cause
 from rnnbench.sweep.progress import SweepProgress
 from rnnbench.sweep.search import SweepSearch
+from rnnbench.sweep.warm import warm_the_tail
 from rnnbench.tracking.recorder import write_lrd_plot, write_lrd_table
 from rnnbench.tracking.run_search import trial_runs
 from rnnbench.training.lrd import Bucket, LRDResult
@@ -96,6 +97,7 @@ class TrialRecorder(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.finished:  # rerun after its result was recorded: keep the record
             return
+        warm_the_tail()
         self.progress.cells[self.cell].running += 1
         self.started[trial.trial_id] = time.monotonic()
         self.progress.update()

@@ -1,0 +1,48 @@
+"""What a sweep's end imports, imported while its trials train: the driver idles meanwhile, and the
+tail (best models, summary, leaderboard plots) then starts with them loaded."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+# Measured on the one-trial sweep (benchmarks/harness.py): MLflow's model flavour, SciPy's statistics
+# and matplotlib were seconds of the tail in a fresh process.
+TAIL_MODULES = (
+    "mlflow.pytorch",
+    "scipy.stats",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "rnnbench.report.leaderboard",
+    "rnnbench.sweep.models",
+    "rnnbench.sweep.summary",
+)
+_started = threading.Event()
+
+
+def warm_the_tail() -> None:
+    """Start importing the tail's modules in a daemon thread, once per process.
+
+    Called from inside Tune's run, whose own SIGINT handler turns the first Ctrl-C into a graceful stop:
+    no KeyboardInterrupt lands in the main thread while this thread imports (see ``held_interrupts``)."""
+    if _started.is_set():
+        return
+    _started.set()
+    threading.Thread(target=_import_the_tail, name="rnnbench-warm", daemon=True).start()
+
+
+def _import_the_tail() -> None:
+    for name in TAIL_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a speed-up only: the tail imports it again and reports any error
+            logging.getLogger("rnnbench").debug("warming %s failed: %s", name, exc)
+    try:
+        from mlflow.utils import requirements_utils
+
+        # MLflow's map of every installed distribution's modules, built when the first model is logged
+        # (it reads every distribution's file list): private, hence guarded.
+        requirements_utils._init_modules_to_packages_map()
+    except Exception as exc:
+        logging.getLogger("rnnbench").debug("warming MLflow's package map failed: %s", exc)
