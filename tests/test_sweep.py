@@ -197,6 +197,23 @@ def test_joining_a_cluster_that_wants_a_token_without_one_is_a_clear_error(tmp_p
     assert "RAY_AUTH_MODE=token" in err
 
 
+def test_the_cache_folder_of_the_command_is_the_workers_one(tmp_path, monkeypatch):
+    """Workers of a cluster the sweep joins inherit the environment of whoever started that cluster:
+    $RNNBENCH_CACHE_DIR is read where the command runs and handed to each trial."""
+    from rnnbench.sweep.plan import prepare
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", "cache-here")
+    settings = SweepSettings(task="adding", cells=["rnn"], task_options=dict(TINY_TASK, train_size=16),
+                             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip
+    assert prepare(settings).trial_spec("rnn").cache_dir == str(tmp_path / "cache-here")
+    settings.cache_dir = str(tmp_path / "given")  # the setting wins over the variable
+    assert prepare(settings).trial_spec("rnn").cache_dir == str(tmp_path / "given")
+    monkeypatch.delenv("RNNBENCH_CACHE_DIR")
+    settings.cache_dir = None  # neither: each node's own default cache
+    assert prepare(settings).trial_spec("rnn").cache_dir is None
+
+
 def test_the_tail_is_imported_once_in_the_background_while_trials_train():
     """In a fresh process, as the command is: one daemon thread, whatever the number of trials started,
     leaves every module of the tail and MLflow's package map loaded."""

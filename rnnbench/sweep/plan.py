@@ -4,6 +4,7 @@ store), and what each cell's trials are given and recorded with."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.search_spaces.overrides import check_overrides
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings, validate
 from rnnbench.sweep.worker import TrialSpec
-from rnnbench.tasks.base import Task
+from rnnbench.tasks.base import CACHE_ENV, Task
 from rnnbench.tracking.store import check_tracking_uri, resolve_tracking_uri
 from rnnbench.training.config import TrainConfig
 from rnnbench.version import __version__
@@ -37,9 +38,12 @@ class SweepPlan:
     def trial_spec(self, cell: str) -> TrialSpec:
         """What every trial of ``cell`` is given besides its sampled values."""
         s = self.settings
+        # $RNNBENCH_CACHE_DIR is read here, where the command runs: the workers of a cluster the sweep
+        # joins were started with the environment of whoever started that cluster, not this one's.
+        cache_dir = s.cache_dir or os.environ.get(CACHE_ENV)
         return TrialSpec(
             cell=cell, task=s.task, epochs=s.epochs, seed=s.seed, cpus_per_trial=s.cpus_per_trial,
-            task_options=self.task_options, cache_dir=str(Path(s.cache_dir).resolve()) if s.cache_dir else None,
+            task_options=self.task_options, cache_dir=str(Path(cache_dir).expanduser().resolve()) if cache_dir else None,
             train=dict(s.train), plugin_paths=self.plugin_paths,
         )  # fmt: skip
 
