@@ -140,10 +140,11 @@ def test_killed_worker_is_retried_without_duplicate_runs(tmp_path, ray_session):
 # 4 ----------------------------------------------------------------------------------------------------
 
 
-def test_killed_driver_resumes_to_exact_counts(tmp_path):
+def test_killed_driver_resumes_to_exact_counts(tmp_path, ray_address):
     # Enough work per trial (4 epochs of 1,024 examples) that a fast machine still leaves time to kill.
     args = ["sweep", "--cells", "lstm,gru", "--trials", "3", "--epochs", "4", "--length", "16", "--name", "k1",
-            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json",
+            "--address", ray_address]  # fmt: skip
     process = cli(tmp_path, *args)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     deadline = time.monotonic() + 300
@@ -167,7 +168,7 @@ def test_killed_driver_resumes_to_exact_counts(tmp_path):
     assert finished_before_kill, f"the sweep never got going: {err[-3000:]}"
     assert len(finished_before_kill) < 6
 
-    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json")
+    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json", "--address", ray_address)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     for cell in ("lstm", "gru"):
@@ -185,9 +186,10 @@ def test_killed_driver_resumes_to_exact_counts(tmp_path):
 # 5 ----------------------------------------------------------------------------------------------------
 
 
-def test_two_sweeps_write_to_one_sqlite_store_at_once(tmp_path):
+def test_two_sweeps_write_to_one_sqlite_store_at_once(tmp_path, ray_address):
     common = ["--cells", "gru,rnn", "--trials", "2", "--epochs", "2", "--length", "16", "--max-concurrent", "1",
-              "-o", "train_size=256", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
+              "-o", "train_size=256", "-o", "validation_size=64", "-o", "test_size=128", "--json",
+              "--address", ray_address]  # fmt: skip
     # Neither exists when both start: both set up the same new store at the same moment.
     processes = [cli(tmp_path, "sweep", "--name", name, *common) for name in ("left", "right")]
     outputs = [p.communicate(timeout=600) for p in processes]
@@ -708,7 +710,9 @@ mutations = st.fixed_dictionaries(
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=mutations)
-def test_any_sweep_file_end_to_end_exits_0_or_2_and_leaves_nothing_half_done(tmp_path_factory, changes):
+def test_any_sweep_file_end_to_end_exits_0_or_2_and_leaves_nothing_half_done(
+    tmp_path_factory, ray_address, changes
+):
     folder = tmp_path_factory.mktemp("prop")
     keys = {**TINY_FILE, **changes}
     (folder / "sweep.toml").write_text(
@@ -718,7 +722,7 @@ def test_any_sweep_file_end_to_end_exits_0_or_2_and_leaves_nothing_half_done(tmp
     if "task_options" in keys or "length" in keys:  # a TOML key cannot be both: keep the table's keys apart
         text = (folder / "sweep.toml").read_text().split("[task_options]")[0]
         (folder / "sweep.toml").write_text(text)
-    process = cli(folder, "sweep", "sweep.toml", "--json")
+    process = cli(folder, "sweep", "sweep.toml", "--json", "--address", ray_address)
     _, err = process.communicate(timeout=300)
     assert process.returncode in (0, 2), (keys, err[-2000:])
     assert "Traceback" not in err, (keys, err[-2000:])
@@ -776,12 +780,12 @@ def _agree(tmp_path: Path, name: str, cells: list[str]) -> dict[str, int]:
     return found
 
 
-def test_two_drivers_on_one_sweep_one_runs_the_other_is_refused(tmp_path):
+def test_two_drivers_on_one_sweep_one_runs_the_other_is_refused(tmp_path, ray_address):
     """Two `--name Y` started together, then two `--resume Y --trials 3` together: one driver runs, the other is
     a one-line exit 2 naming the first's pid (or, where the first had finished, finds nothing to do); MLflow
     and Optuna agree trial for trial after each round."""
     args = ["sweep", "--cells", "rnn", "--epochs", "1", "--length", "12", "-o", "train_size=64", "-o",
-            "validation_size=32", "-o", "test_size=32", "--json"]  # fmt: skip
+            "validation_size=32", "-o", "test_size=32", "--json", "--address", ray_address]  # fmt: skip
     for round_args, trials in (
         (["--trials", "2", "--name", "y"], 2),
         (["--resume", "y", "--trials", "3"], 3),

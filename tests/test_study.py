@@ -180,7 +180,7 @@ def test_a_sweep_the_store_lacks_or_without_vanilla_is_a_clear_error(store, tmp_
 
 
 @pytest.mark.slow
-def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_path):
+def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_path, ray_address):
     """The README's recipe: the plugin file, a sweep of vanilla and the new cell over `greff` with
     random search, then the report, which compares the new cell with vanilla."""
     from tests.conftest import REPO, TEST_PLUGINS
@@ -198,7 +198,7 @@ def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_
     (tmp_path / "ninth.toml").write_text(study)
     swept = run_cli("--plugin", plugin, "sweep", "ninth.toml", "--trials", "2", "--epochs", "1", "--length", "12",
                     "-o", "train_size=128", "-o", "validation_size=64", "-o", "test_size=64", "--name", "ninth",
-                    "--json")  # fmt: skip
+                    "--json", "--address", ray_address)  # fmt: skip
     assert swept.returncode == 0, swept.stderr[-2000:]
     reported = run_cli("odyssey-report", "--sweep", "ninth", "--out", str(tmp_path / "page"))
     assert reported.returncode == 0, reported.stderr[-2000:]

@@ -271,13 +271,13 @@ def cli(tmp_path: Path, *args: str, extra_env: dict[str, str] | None = None, **k
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)  # fmt: skip
 
 
-def test_sweep_file_and_flags(tmp_path):
+def test_sweep_file_and_flags(tmp_path, ray_address):
     (tmp_path / "sweep.toml").write_text(
         'task = "temporal_order"\ncells = ["rnn"]\ntrials = 2\nepochs = 2\nname = "fromfile"\n'
         "[task_options]\nlength = 16\ntrain_size = 128\nvalidation_size = 32\ntest_size = 64\n"
         "[space_overrides]\ndepth = 1\nwidth = { low = 8, high = 12 }\n[train]\nbatch_size = 32\n"
     )
-    process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--json")
+    process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--json", "--address", ray_address)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     summary = json.loads(out)  # stdout is JSON only
@@ -443,7 +443,7 @@ def test_a_paired_sweep_gives_every_cell_the_same_configurations(tmp_path, ray_s
     assert widths["rnn"] == widths["gru"] and len(widths["rnn"]) == 5, "a grown paired sweep stays paired"
 
 
-def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tmp_path):
+def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tmp_path, ray_address):
     """`-o path=data.csv` (the README's form) trains in every Ray worker, whose working folder is Ray's; the
     set-up still names the file as typed, not this machine's absolute path."""
     lines = ["sequence,label"] + [
@@ -451,7 +451,7 @@ def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tm
     ]
     (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
     process = cli(tmp_path, "sweep", "--task", "hf", "-o", "path=data.csv", "--cells", "rnn", "--trials", "2",
-                  "--epochs", "1", "--name", "rel", "--json")  # fmt: skip
+                  "--epochs", "1", "--name", "rel", "--json", "--address", ray_address)  # fmt: skip
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "rel", "rnn")
