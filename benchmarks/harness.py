@@ -16,6 +16,9 @@ the same overrides -> ``rnnbench.sweep.worker.trial_config`` -> ``rnnbench.train
                          costs (the first trial's worker start, the tail: summary, ray.shutdown) over N
 
 The two are interleaved (plain, sweep, plain, sweep, ...) and the best repeat of each is used.
+
+The one-trial sweep also runs joining a Ray this process started (``--address``): what a Ray that outlives
+the command (a resident head) would save, measured rather than guessed.
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def analyse(record: SweepRecord, trials: int, plain_per_trial: float) -> dict[st
     return out
 
 
-def one_trial_sweep(workdir: Path, env: dict[str, str]) -> dict[str, float]:
+def one_trial_sweep(workdir: Path, env: dict[str, str], extra: tuple[str, ...] = ()) -> dict[str, float]:
     """The one-trial sweep, run as a user would in a fresh folder: seconds from the command to each of its
     marked moments, to its trial's start and end (MLflow), and to its exit."""
     import os
@@ -169,7 +172,7 @@ def one_trial_sweep(workdir: Path, env: dict[str, str]) -> dict[str, float]:
     timings = workdir / "timings.jsonl"
     full_env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **env, ENV: str(timings)}
     started = time.time()
-    done = subprocess.run([*rnnbench_command(), *ONE_TRIAL], cwd=workdir, env=full_env, capture_output=True,
+    done = subprocess.run([*rnnbench_command(), *ONE_TRIAL, *extra], cwd=workdir, env=full_env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     ended = time.time()
     if done.returncode != 0:
@@ -205,12 +208,13 @@ def pieces(marks: dict[str, float]) -> list[list[Any]]:
 
 def measure(
     trials: int, epochs: int, repeats: int, device: str
-) -> tuple[list[dict[str, float]], list[dict[str, Any]], list[SweepRecord]]:
+) -> tuple[list[dict[str, float]], list[dict[str, float]], list[dict[str, Any]], list[SweepRecord]]:
     """The one-trial sweeps, then the plain loop and the N-trial sweep, interleaved: ``repeats`` of each."""
     with tempfile.TemporaryDirectory(prefix="rnnbench-bench-harness-") as tmp:
         workdir = Path(tmp)
         cache = str(workdir / "cache")
         singles = [one_trial_sweep(workdir / f"one-{k}", device_env(device)) for k in range(repeats or 3)]
+        joined = joined_sweeps(workdir, device, repeats or 3)
         # Warm-up (not counted): writes the data cache both sides read, and warms torch in this process.
         plain_loop(1, epochs, cache, device)
         plains, sweeps = [], []
@@ -220,7 +224,22 @@ def measure(
                 workdir, f"harness-{rep}", sweep_settings(trials, epochs, device), env=device_env(device)
             )
             sweeps.append(record)
-    return singles, plains, sweeps
+    return singles, joined, plains, sweeps
+
+
+def joined_sweeps(workdir: Path, device: str, repeats: int) -> list[dict[str, float]]:
+    """The one-trial sweep joining a Ray already running on this host (``--address``), as a resident Ray
+    would serve it: what the embedded default's own Ray start and shutdown cost, by difference."""
+    import logging
+
+    import ray
+
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        address = ("--address", ray.get_runtime_context().gcs_address)
+        return [one_trial_sweep(workdir / f"joined-{k}", device_env(device), address) for k in range(repeats)]
+    finally:
+        ray.shutdown()
 
 
 def check_recorded(analysed: list[dict[str, Any]], trials: int) -> None:
@@ -248,6 +267,15 @@ def one_trial_rows(
             "; ".join(f"{m['exit'] - m['last trial end']:.2f}" for m in singles),
         ],
     ]
+
+
+def joined_rows(joined: list[dict[str, float]]) -> list[list[Any]]:
+    """Rows of the one-trial sweep joining a running Ray: its first trial and exit, best repeat."""
+    return [
+        [f"one-trial sweep joining a running Ray (--address): {label}", min(m[key] for m in joined),
+         "; ".join(f"{m[key]:.2f}" for m in joined)]
+        for label, key in (("command to first trial", "first trial"), ("command to exit", "exit"))
+    ]  # fmt: skip
 
 
 def sweep_rows(
@@ -350,14 +378,15 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
     trials = 4 if quick else 12
     epochs = 2
     repeats = repeats or (1 if quick else 2)
-    singles, plains, sweeps = measure(trials, epochs, repeats, device)
+    singles, joined, plains, sweeps = measure(trials, epochs, repeats, device)
     single = min(singles, key=lambda m: m["first trial"])
     fastest_exit = min(m["exit"] for m in singles)
     plain_per_trial = min(p["per_trial_s"] for p in plains)
     analysed = [analyse(r, trials, plain_per_trial) for r in sweeps]
     check_recorded(analysed, trials)
     best = min(analysed, key=lambda a: a.get("steady_overhead_per_trial_s", float("inf")))
-    rows = one_trial_rows(single, singles, fastest_exit) + sweep_rows(plain_per_trial, plains, analysed, best)
+    rows = (one_trial_rows(single, singles, fastest_exit) + joined_rows(joined)
+            + sweep_rows(plain_per_trial, plains, analysed, best))  # fmt: skip
     notes = build_notes(trials, epochs, repeats, best)
     return {
         "name": NAME,
@@ -379,7 +408,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         "sweeps": analysed,
         "sweep_command": sweeps[0].command if sweeps else None,
         "table": {"columns": ["quantity", "seconds (best repeat)", "every repeat"], "rows": rows},
-        "one_trial": {"command": ["rnnbench", *ONE_TRIAL], "runs": singles},
+        "one_trial": {"command": ["rnnbench", *ONE_TRIAL], "runs": singles, "joined_runs": joined},
         "targets": build_targets(single, fastest_exit, best),
         "notes": notes,
     }

@@ -20,6 +20,20 @@ TEST_PLUGINS = Path(__file__).parent / "plugins"
 REPO = Path(__file__).parent.parent
 
 
+@pytest.fixture(autouse=True)
+def tracking_uri_left_alone() -> Iterator[None]:
+    """Fail the test that leaves $MLFLOW_TRACKING_URI changed (``mlflow.set_tracking_uri`` sets it): every
+    later command this process starts would write to that store (once: the repository's mlflow.db)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    after = os.environ.get("MLFLOW_TRACKING_URI")
+    if after != before:
+        os.environ.pop("MLFLOW_TRACKING_URI", None) if before is None else os.environ.update(
+            MLFLOW_TRACKING_URI=before
+        )
+        pytest.fail(f"the test left MLFLOW_TRACKING_URI={after!r} (it was {before!r})")
+
+
 def import_test_plugin(name: str) -> ModuleType:
     """Import tests/plugins/<name>.py as a module named ``rnnbench_test_<name>``."""
     spec = importlib.util.spec_from_file_location(f"rnnbench_test_{name}", TEST_PLUGINS / f"{name}.py")

@@ -629,6 +629,7 @@ def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
     assert len(runs) == 4 and sorted(int(r.data.tags["optuna_trial"]) for r in runs) == list(range(4))
 
 
+@pytest.mark.alone  # its threshold is what the machine uses now: another test allocating would be killed
 def test_a_worker_killed_by_rays_memory_monitor_is_retried_then_failed_as_out_of_memory(tmp_path):
     """A real kill: Ray (its own, in the sweep's process) starts with a memory threshold just above what
     the machine uses now; the trial's worker allocates past it and Ray's memory monitor kills it."""

@@ -439,7 +439,7 @@ def test_export_round_trips_a_page_built_from_it_equals_the_page_built_from_mlfl
     assert unknown.exit_code == 2 and "no sweep named 'nope'" in unknown.stderr
 
 
-def test_the_sweeps_run_carries_its_leaderboard_as_mlflow_tables_and_a_page(store):
+def test_the_sweeps_run_carries_its_leaderboard_as_mlflow_tables_and_a_page(store, monkeypatch):
     """`rnnbench leaderboard --sweep NAME` (and every sweep's end) logs the rankings with mlflow.log_table and
     the page as HTML on the sweep's parent run: one click from the runs table."""
     import mlflow
@@ -458,7 +458,10 @@ def test_the_sweeps_run_carries_its_leaderboard_as_mlflow_tables_and_a_page(stor
         f"leaderboard/{setup}-budget.png",
     } <= logged
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store)  # load_table searches the default store, not the client's
+    # load_table searches the default store, not the client's; setting it also sets $MLFLOW_TRACKING_URI,
+    # which the monkeypatch gives back as it was.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    mlflow.set_tracking_uri(store)
     try:
         table = client.load_table(experiment, f"leaderboard/{setup}.json", run_ids=[parent.info.run_id])
     finally:

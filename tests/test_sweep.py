@@ -241,22 +241,26 @@ def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
 
     from rnnbench.sweep.cluster import held_interrupts, stop_as_on_ctrl_c, terminated
 
-    before = signals.getsignal(signals.SIGINT)
-    with held_interrupts() as held:
-        os.kill(os.getpid(), signals.SIGINT)
-        time.sleep(0.05)  # the handler runs between bytecodes of this (main) thread
-        stop_as_on_ctrl_c(signals.SIGTERM, None)
-    assert held == [signals.SIGINT, signals.SIGINT] and terminated.is_set()
-    terminated.clear()
-    assert signals.getsignal(signals.SIGINT) is before
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signals.SIGINT)
-        time.sleep(0.05)
-    off_main = []
-    thread = threading.Thread(target=lambda: off_main.append(held_interrupts().__enter__()))
-    thread.start()
-    thread.join()
-    assert off_main == [[]] and signals.getsignal(signals.SIGINT) is before
+    # Python's own handler, as in a fresh command (a sweep run earlier in this process leaves Tune's).
+    outside = signals.signal(signals.SIGINT, signals.default_int_handler)
+    try:
+        with held_interrupts() as held:
+            os.kill(os.getpid(), signals.SIGINT)
+            time.sleep(0.05)  # the handler runs between bytecodes of this (main) thread
+            stop_as_on_ctrl_c(signals.SIGTERM, None)
+        assert held == [signals.SIGINT, signals.SIGINT] and terminated.is_set()
+        terminated.clear()
+        assert signals.getsignal(signals.SIGINT) is signals.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signals.SIGINT)
+            time.sleep(0.05)
+        off_main = []
+        thread = threading.Thread(target=lambda: off_main.append(held_interrupts().__enter__()))
+        thread.start()
+        thread.join()
+        assert off_main == [[]] and signals.getsignal(signals.SIGINT) is signals.default_int_handler
+    finally:
+        signals.signal(signals.SIGINT, outside)
 
 
 # --- through the command line, in its own process -------------------------------------------------
