@@ -148,11 +148,16 @@ def test_the_readme_is_a_front_page_that_links_every_page_of_the_manual():
 
 @pytest.mark.parametrize("command", [
     "scripts/bootstrap && .venv/bin/rnnbench sweep examples/quickstart.toml && .venv/bin/rnnbench leaderboard",
-    "scripts/bootstrap && .venv/bin/python -m pytest",
+    "scripts/bootstrap && scripts/test",
 ])  # fmt: skip
 def test_the_readme_and_getting_started_keep_the_quick_start_commands(command):
     for name, text in {"README.md": README, "docs/getting-started.md": PAGES["getting-started.md"]}.items():
         assert f"```bash\n{command}\n```" in text, f"{name} lost the quick-start command {command!r}"
+
+
+def test_ci_runs_the_readmes_test_command():
+    steps = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
+    assert steps[-1] == "scripts/test" and "scripts/bootstrap" in steps, steps
 
 
 def test_every_page_of_the_manual_is_in_the_navigation():
