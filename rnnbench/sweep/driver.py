@@ -11,6 +11,7 @@ trials per cell.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class SweepResult:
 def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener | None = None) -> SweepResult:
     """Run (or resume) a sweep to exactly ``trials`` finished trials per cell."""
     # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
-    from rnnbench.sweep.cluster import disconnect, held_interrupts
+    from rnnbench.sweep.cluster import disconnect
     from rnnbench.sweep.plan import prepare
 
     folder = _claim_folder(settings, resume)
@@ -85,20 +86,8 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
             for cell in settings.cells:
                 sweep.run_cell(cell)
             mark("trials done")
-            # The summary, models and plots need no Ray: they are written while Ray shuts down.
-            with (
-                held_interrupts() as held,
-                ThreadPoolExecutor(1, thread_name_prefix="rnnbench-finish") as pool,
-            ):
-                finishing = pool.submit(sweep.finish)
-                disconnect(started_ray)
-                started_ray = False
-                mark("ray stopped")
-                result = finishing.result()
-            if held:  # too late to stop anything: every trial, the summary and the models are written
-                logging.getLogger("rnnbench").warning(
-                    "interrupted after the sweep had finished: nothing was lost"
-                )
+            result = _finish_beside_shutdown(sweep, started_ray)
+            started_ray = False
             mark("sweep finished")
             return result
         except KeyboardInterrupt:
@@ -108,6 +97,31 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
             disconnect(started_ray)
     finally:
         lock.release()
+
+
+def _finish_beside_shutdown(sweep: _Sweep, started_ray: bool) -> SweepResult:
+    """Write the summary, models and plots (they need no Ray) while Ray shuts down."""
+    from rnnbench.sweep.cluster import disconnect, held_interrupts
+
+    # Tune's leftover cycles hold Ray object refs and actor handles: finalised by a collection in the
+    # finishing thread during the shutdown, they ended the process with exit code 1 ("The core worker has
+    # already been shutdown"); they are finalised now, while Ray is up, and no collection runs meanwhile.
+    gc.collect()
+    gc.disable()
+    try:
+        with (
+            held_interrupts() as held,
+            ThreadPoolExecutor(1, thread_name_prefix="rnnbench-finish") as pool,
+        ):
+            finishing = pool.submit(sweep.finish)
+            disconnect(started_ray)
+            mark("ray stopped")
+            result = finishing.result()
+    finally:
+        gc.enable()
+    if held:  # too late to stop anything: every trial, the summary and the models are written
+        logging.getLogger("rnnbench").warning("interrupted after the sweep had finished: nothing was lost")
+    return result
 
 
 def _start(settings: SweepSettings) -> tuple[RunRecorder, bool]:
