@@ -79,14 +79,19 @@ class SweepConfigError(RnnbenchError, ValueError):
     """A sweep file or flag is malformed: the message names the file, the key and the problem."""
 
 
-def root_cause(exc: BaseException) -> str:
-    """The innermost error of a chain, on one line: ``OperationalError: database or disk is full``."""
-    seen = {id(exc)}
+def error_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it was raised from or during, outermost first (a cycle is followed once)."""
+    chain = [exc]
     while True:
         inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-        if inner is None or id(inner) in seen:
-            break
-        seen.add(id(inner))
+        if inner is None or any(inner is seen for seen in chain):
+            return chain
+        chain.append(inner)
         exc = inner
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost error of a chain, on one line: ``OperationalError: database or disk is full``."""
+    exc = error_chain(exc)[-1]
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"

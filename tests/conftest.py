@@ -28,9 +28,10 @@ def tracking_uri_left_alone() -> Iterator[None]:
     yield
     after = os.environ.get("MLFLOW_TRACKING_URI")
     if after != before:
-        os.environ.pop("MLFLOW_TRACKING_URI", None) if before is None else os.environ.update(
-            MLFLOW_TRACKING_URI=before
-        )
+        if before is None:
+            del os.environ["MLFLOW_TRACKING_URI"]
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
         pytest.fail(f"the test left MLFLOW_TRACKING_URI={after!r} (it was {before!r})")
 
 

@@ -176,3 +176,32 @@ def test_every_sweep_flag_named_as_a_setting_reaches_the_settings(monkeypatch):
     result = runner.invoke(app, ["sweep", *args])
     assert "captured" in result.output, result.output
     assert set(names) <= set(seen) and all(seen[n] not in (None, False) for n in names), seen
+
+
+def test_an_errors_chain_and_its_root_cause():
+    """Followed through ``raise ... from`` and through an error raised while handling another, but not
+    past ``from None``; the innermost error is the root cause, named on one line."""
+    from rnnbench.errors import error_chain, root_cause
+
+    def chained() -> BaseException:
+        try:
+            try:
+                raise OSError("database or disk is full\nsecond line")
+            except OSError as disk:
+                raise RuntimeError("write failed") from disk
+        except RuntimeError:
+            try:
+                raise ValueError("while handling")
+            except ValueError as exc:
+                return exc
+
+    exc = chained()
+    assert [type(e) for e in error_chain(exc)] == [ValueError, RuntimeError, OSError]
+    assert root_cause(exc) == "OSError: database or disk is full"
+    try:
+        try:
+            raise OSError("hidden")
+        except OSError:
+            raise KeyError("shown") from None
+    except KeyError as cut:
+        assert error_chain(cut) == [cut] and root_cause(cut) == "KeyError: 'shown'"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rnnbench.errors import root_cause
+from rnnbench.errors import error_chain, root_cause
 from rnnbench.sweep.settings import SweepSettings
 from rnnbench.sweep.state import SweepError
 
@@ -109,12 +109,8 @@ def _refused(address: str | None, exc: ConnectionError) -> Exception:
     """The error to show when ray.init could not join ``address``: Ray's own says only that it failed."""
     from ray.exceptions import AuthenticationError
 
-    chain: list[BaseException] = []
-    inner: BaseException | None = exc
-    while inner is not None and inner not in chain:
-        chain.append(inner)
-        inner = inner.__cause__
     # After Ray's last retry the refusal is an AuthenticationError; after an earlier one, its text.
+    chain = error_chain(exc)
     if address and any(isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e) for e in chain):
         # Ray never sends this host's token to an address given explicitly (it could be anyone's): the
         # user opts in, as `ray start --address` requires.
