@@ -51,9 +51,9 @@ PIECES = (
     ("store opened", "MLflow store opened or created (left after Ray)"),
     ("sweep run started", "the sweep's MLflow run, its state, the Optuna journal"),
     ("tune set up", "Tune's searcher, scheduler and trainable"),
-    ("first trial", "Tune starts the first trial (its run in MLflow)"),
+    ("first trial", "Tune starts the first trial (a new worker process for its actor; its run in MLflow)"),
     ("worker entered", "the trial's worker process entered"),
-    ("worker imported", "the worker's imports (torch, the training loop): warmed up as Ray starts it"),
+    ("worker imported", "the worker's imports (torch, Tune, the training loop)"),
 )
 TAIL = (
     ("last trial end", "the trial's training and its record"),

@@ -32,16 +32,18 @@ from rnnbench.sweep import run_sweep
 from rnnbench.sweep.search import FINISHED
 from rnnbench.sweep.settings import SweepSettings, check_values, load_sweep_file, validate
 from tests.conftest import TEST_PLUGINS, TINY_TASK
-from tests.test_sweep import cli, optuna_trials, trial_runs, wait_for_a_finished_trial
+from tests.test_sweep import PACED, cli, optuna_trials, trial_runs, wait_for_a_finished_trial
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 
 def sweep_settings(tmp_path: Path, name: str, cells: list[str], **overrides) -> SweepSettings:
+    # One trial at a time unless a test says otherwise (tests.test_sweep.settings says why).
     values = dict(
         task="adding", cells=cells, trials=2, epochs=2, task_options=dict(TINY_TASK), name=name,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", sweeps_dir=str(tmp_path / "sweeps"),
         cache_dir=str(tmp_path / "cache"), train={"batch_size": 32}, space_overrides={"depth": 1, "width": 8},
+        max_concurrent=1,
     )  # fmt: skip
     values.update(overrides)
     return SweepSettings(**values)
@@ -141,11 +143,11 @@ def test_killed_worker_is_retried_without_duplicate_runs(tmp_path, ray_session):
 
 
 def test_killed_driver_resumes_to_exact_counts(tmp_path, ray_address):
-    # Enough work per trial (4 epochs of 1,024 examples) that a fast machine still leaves time to kill.
-    args = ["sweep", "--cells", "lstm,gru", "--trials", "3", "--epochs", "4", "--length", "16", "--name", "k1",
-            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json",
+    # Paced trials (at least 4 s each on any machine) leave time to kill while one runs.
+    args = ["sweep", "--cells", "paced-rnn,paced-gru", "--trials", "3", "--epochs", "3", "--length", "12",
+            "--name", "k1", "-o", "train_size=64", "-o", "validation_size=32", "-o", "test_size=32", "--json",
             "--address", ray_address]  # fmt: skip
-    process = cli(tmp_path, *args)
+    process = cli(tmp_path, *args, extra_env=PACED)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     deadline = time.monotonic() + 300
     finished_before_kill: list = []
@@ -168,10 +170,10 @@ def test_killed_driver_resumes_to_exact_counts(tmp_path, ray_address):
     assert finished_before_kill, f"the sweep never got going: {err[-3000:]}"
     assert len(finished_before_kill) < 6
 
-    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json", "--address", ray_address)
+    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json", "--address", ray_address, extra_env=PACED)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
-    for cell in ("lstm", "gru"):
+    for cell in ("paced-rnn", "paced-gru"):
         runs = trial_runs(uri, "k1", cell)
         assert len(runs) == 3, f"{cell}: exactly the requested trials, no duplicates"
         assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2]
@@ -535,7 +537,7 @@ def test_store_failing_mid_sweep_stops_it_cleanly_and_resume_completes(tmp_path,
 
 def test_load_of_100_trivial_trials_records_each_exactly_once(tmp_path, ray_session):
     s = sweep_settings(
-        tmp_path, "load", ["rnn", "gru"], trials=50, epochs=1, grace_period=1,
+        tmp_path, "load", ["rnn", "gru"], trials=50, epochs=1, grace_period=1, max_concurrent=None,
         task_options={"length": 4, "train_size": 32, "validation_size": 16, "test_size": 16},
         space_overrides={"depth": 1, "width": 4},
     )  # fmt: skip
@@ -609,9 +611,9 @@ def test_ctrl_c_while_starting_up_stops_the_sweep(tmp_path, after):
 def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
     import signal as signals
 
-    args = ["sweep", "--cells", "gru", "--trials", "4", "--epochs", "4", "--length", "16", "--name", "term",
-            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128", "--json"]  # fmt: skip
-    process = cli(tmp_path, *args)
+    args = ["sweep", "--cells", "paced-gru", "--trials", "4", "--epochs", "3", "--length", "12", "--name", "term",
+            "-o", "train_size=64", "-o", "validation_size=32", "-o", "test_size=32", "--json"]  # fmt: skip
+    process = cli(tmp_path, *args, extra_env=PACED)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     wait_for_a_finished_trial(uri, "term")
     process.send_signal(signals.SIGTERM)  # to the driver only, as `timeout` and `kill` send it
@@ -622,7 +624,7 @@ def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
     assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
         "nothing left RUNNING"
     )
-    resumed = cli(tmp_path, "sweep", "--resume", "term", "--json")
+    resumed = cli(tmp_path, "sweep", "--resume", "term", "--json", extra_env=PACED)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
     runs = trial_runs(uri, "term")

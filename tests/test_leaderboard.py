@@ -40,7 +40,7 @@ def store(tmp_path_factory, ray_session) -> str:
     settings = SweepSettings(
         task="adding", cells=["lstm", "rnn"], trials=5, epochs=3, task_options=dict(TINY_TASK), name="board",
         tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", sweeps_dir=str(folder / "sweeps"),
-        cache_dir=str(folder / "cache"), train={"batch_size": 32}, grace_period=3,
+        cache_dir=str(folder / "cache"), train={"batch_size": 32}, grace_period=3, max_concurrent=1,
         space_overrides={"depth": 1, "width": {"low": 8, "high": 32}},
     )  # fmt: skip
     run_sweep(settings)

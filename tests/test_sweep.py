@@ -19,16 +19,18 @@ from rnnbench.sweep import SweepError, run_sweep
 from rnnbench.sweep.search import FINISHED, journal_storage
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings
 from rnnbench.tracking.store import open_client
-from tests.conftest import TINY_TASK
+from tests.conftest import TEST_PLUGINS, TINY_TASK
 
 pytestmark = pytest.mark.slow
 
 
 def settings(tmp_path: Path, **overrides) -> SweepSettings:
+    # One trial at a time unless a test says otherwise: each concurrent trial is one more Ray worker process
+    # per cell (Tune's actor), about 4 s of CPU to start and import torch, for trials well under a second.
     values = dict(
         task="adding", cells=["lstm", "gru"], trials=3, epochs=3, task_options=dict(TINY_TASK),
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", sweeps_dir=str(tmp_path / "sweeps"),
-        cache_dir=str(tmp_path / "cache"), name="s1", train={"batch_size": 32},
+        cache_dir=str(tmp_path / "cache"), name="s1", train={"batch_size": 32}, max_concurrent=1,
     )  # fmt: skip
     values.update(overrides)
     return SweepSettings(**values)
@@ -376,6 +378,11 @@ def test_resume_of_unknown_sweep(tmp_path):
     assert process.returncode == 2 and "no sweep named 'nope'" in err
 
 
+# Trials that last seconds on any machine (tests/plugins/paced.py): a test that signals or kills a sweep
+# mid-run finds trials running when it acts, without sizing their work for the fastest host.
+PACED = {"RNNBENCH_PLUGINS": str(TEST_PLUGINS / "paced.py")}
+
+
 def wait_for_a_finished_trial(uri: str, sweep: str, timeout: float = 300) -> None:
     """Poll the store (which the sweep may still be creating) until one trial run has finished."""
     deadline = time.monotonic() + timeout
@@ -392,10 +399,12 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     import signal as signals
 
     # Without --json: the live table's last frame, off a terminal, then the resume command on its own line.
-    args = ["sweep", "--cells", "gru", "--trials", "4", "--epochs", "4", "--length", "16", "--name", "ctrlc",
-            "-o", "train_size=1024", "-o", "validation_size=64", "-o", "test_size=128"]  # fmt: skip
+    args = ["sweep", "--cells", "paced-gru", "--trials", "4", "--epochs", "3", "--length", "12", "--name", "ctrlc",
+            "-o", "train_size=64", "-o", "validation_size=32", "-o", "test_size=32"]  # fmt: skip
     # A Ctrl-C in a terminal: SIGINT with its default handling (a background shell job would ignore it).
-    process = cli(tmp_path, *args, preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))
+    process = cli(
+        tmp_path, *args, extra_env=PACED, preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL)
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     wait_for_a_finished_trial(uri, "ctrlc")
     process.send_signal(signals.SIGINT)
@@ -408,7 +417,7 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
         "nothing left RUNNING"
     )
-    resumed = cli(tmp_path, "sweep", "--resume", "ctrlc", "--json")
+    resumed = cli(tmp_path, "sweep", "--resume", "ctrlc", "--json", extra_env=PACED)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     runs = trial_runs(uri, "ctrlc")

@@ -47,25 +47,6 @@ def trial_config(sampled: dict[str, Any], spec: TrialSpec) -> TrainConfig:
     )
 
 
-WARM_MODULES = (
-    "torch",
-    "ray.tune",
-    "rnnbench.training.loop",
-    "rnnbench.tracking.models",
-    "rnnbench.core.plugin_manager",
-)
-
-
-def warm_up() -> None:
-    """Ray's ``worker_process_setup_hook`` for a sweep's workers: a worker Ray starts ahead of time (it
-    prestarts some when the driver connects) imports what a trial needs while Tune is still setting up,
-    so the first trial does not wait seconds for torch."""
-    import importlib
-
-    for name in WARM_MODULES:
-        importlib.import_module(name)
-
-
 def trial_entry(config: dict[str, Any], spec: TrialSpec) -> None:
     """Ray Tune's entry point: load the driver's plugins in this worker, then run the trial."""
     from rnnbench.util.timings import mark
