@@ -608,7 +608,7 @@ def test_ctrl_c_while_starting_up_stops_the_sweep(tmp_path, after):
         assert all(r.info.status != "RUNNING" for r in runs)
 
 
-def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
+def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path, ray_address):
     import signal as signals
 
     args = ["sweep", "--cells", "paced-gru", "--trials", "4", "--epochs", "3", "--length", "12", "--name", "term",
@@ -624,7 +624,8 @@ def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path):
     assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
         "nothing left RUNNING"
     )
-    resumed = cli(tmp_path, "sweep", "--resume", "term", "--json", extra_env=PACED)
+    # The stop is what runs on a Ray of the sweep's own; the resume joins the session's (its counts are the point).
+    resumed = cli(tmp_path, "sweep", "--resume", "term", "--json", "--address", ray_address, extra_env=PACED)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
     runs = trial_runs(uri, "term")

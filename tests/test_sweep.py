@@ -395,7 +395,7 @@ def wait_for_a_finished_trial(uri: str, sweep: str, timeout: float = 300) -> Non
             continue
 
 
-def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
+def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path, ray_address):
     import signal as signals
 
     # Without --json: the live table's last frame, off a terminal, then the resume command on its own line.
@@ -417,7 +417,8 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path):
     assert runs and all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs), (
         "nothing left RUNNING"
     )
-    resumed = cli(tmp_path, "sweep", "--resume", "ctrlc", "--json", extra_env=PACED)
+    # The stop is what runs on a Ray of the sweep's own; the resume joins the session's (its counts are the point).
+    resumed = cli(tmp_path, "sweep", "--resume", "ctrlc", "--json", "--address", ray_address, extra_env=PACED)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     runs = trial_runs(uri, "ctrlc")
