@@ -96,8 +96,9 @@ def connect(settings: SweepSettings) -> bool:
             configure_logging=True,
             # No runtime_env (such as a worker_process_setup_hook to import torch early): a trial is an actor,
             # and Ray gives every actor a new worker process, never a prestarted one, so a hook warms nothing
-            # ahead; it only routes each worker through Ray's runtime-env set-up, +0.8-1.5 s per actor start
-            # (measured: two actors up in 3.9-4.5 s without, 4.4-5.7 s with; see docs/development.md).
+            # ahead. It ran in the workers Ray prestarts (two torch imports during Ray's start) and routed each
+            # worker through Ray's runtime-env set-up: two actors came up in a median 4.9 s with it, 4.3 s
+            # without (9 rounds a side; the one-trial sweep's figures are in docs/benchmarks.md).
         )
     except ConnectionError as exc:
         raise _refused(settings.address, exc) from None
