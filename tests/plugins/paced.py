@@ -41,9 +41,6 @@ def build_rnn(input_size, hidden_size, num_layers, dropout):
 
 @rnnbench.hookimpl
 def register_cells(register):
-    register(
-        "paced-gru", build_gru, description="GRU; each epoch after the first waits 2 s", reference="test"
-    )
-    register(
-        "paced-rnn", build_rnn, description="tanh RNN; each epoch after the first waits 2 s", reference="test"
-    )
+    waits = f"each epoch after the first waits {PACE_S:g} s"
+    register("paced-gru", build_gru, description=f"GRU; {waits}", reference="test")
+    register("paced-rnn", build_rnn, description=f"tanh RNN; {waits}", reference="test")
