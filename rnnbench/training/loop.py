@@ -19,6 +19,7 @@ from rnnbench.core.plugin_manager import get_cell, get_task
 from rnnbench.errors import TrainingConfigError
 from rnnbench.tasks.base import Task
 from rnnbench.training.config import TrainConfig
+from rnnbench.training.eager_optim import eager
 from rnnbench.training.lrd import LRDResult, lrd_score
 from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS, pick
 from rnnbench.training.model import SequenceModel, parameter_count
@@ -175,15 +176,15 @@ def _tensors(split: Any, device: torch.device) -> dict[str, torch.Tensor]:
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer in ("sgd", "nesterov"):
-        return torch.optim.SGD(
+        return eager(torch.optim.SGD)(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
             nesterov=config.optimizer == "nesterov" and config.momentum > 0,
         )  # fmt: skip
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(
+        return eager(torch.optim.RMSprop)(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return eager(torch.optim.Adam)(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 @torch.no_grad()
