@@ -98,6 +98,10 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session, monkeypatc
         assert sum(result.counts[cell].values()) == 3
         assert cell in result.best and result.best[cell]["test_accuracy"] is not None
         _assert_best_model_reproduces_its_test_accuracy(client, result.best[cell]["run_id"], tmp_path)
+    # One trial at a time, all cells in one Tune run: Tune reused the first trial's worker process for
+    # every later trial, of either cell (a trial whose worker died would have needed another).
+    pids = {r.data.tags["pid"] for r in trial_runs(result.tracking_uri, "s1")}
+    assert len(pids) == 1, f"the cells' trials ran in {len(pids)} worker processes: {pids}"
     # Once a cell is done, a trial keeps one checkpoint, its tested weights, or none (pruned: never resumed).
     finals = 0
     for trial_dir in (result.folder / "ray").glob("*/trial_entry_*"):

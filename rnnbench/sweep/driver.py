@@ -83,8 +83,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
         try:
             sweep.start(state.get("parent_run_id"), listener)
             mark("sweep run started")
-            for cell in settings.cells:
-                sweep.run_cell(cell)
+            sweep.run_cells()
             mark("trials done")
             result = _finish_beside_shutdown(sweep, started_ray)
             started_ray = False
@@ -164,7 +163,7 @@ def _claim_folder(settings: SweepSettings, resume: bool) -> Path:
 
 
 class _Sweep:
-    """One run of a sweep: its parent MLflow run, its Optuna journal, its progress, one Tuner per cell."""
+    """One run of a sweep: its parent MLflow run, its Optuna journal, its progress, one Tuner for its cells."""
 
     def __init__(self, plan: SweepPlan, recorder: RunRecorder, folder: Path, resume: bool) -> None:
         self.plan, self.settings, self.folder, self.resume = plan, plan.settings, folder, resume
@@ -210,34 +209,41 @@ class _Sweep:
         if listener is not None:
             self.progress.listeners.append(listener)
 
-    def run_cell(self, cell: str) -> None:
-        """Run the trials ``cell`` still lacks; raises when the sweep stopped before all finished."""
+    def run_cells(self) -> None:
+        """Run the trials each cell still lacks, all in one Tune run; raises when the sweep stopped before
+        every cell had its trials."""
         from rnnbench.sweep.search import finished_trials
 
         assert self.progress is not None
-        study = f"{self.name}:{cell}"
-        if self.resume:
-            from rnnbench.sweep.recorder import adopt_recorded_trials
+        budget: dict[str, tuple[int, int]] = {}  # cell -> (trials still to run, trials finished)
+        for cell in self.settings.cells:
+            if self.resume:
+                from rnnbench.sweep.recorder import adopt_recorded_trials
 
-            adopted = adopt_recorded_trials(
-                self.storage, study, self.client, self._record(cell), self.settings.metric
-            )
-            if adopted:
-                logging.getLogger("rnnbench").info(
-                    "%s: trials %s were recorded before the stop; kept", cell, adopted
+                adopted = adopt_recorded_trials(
+                    self.storage, self._study(cell), self.client, self._record(cell), self.settings.metric
                 )
-        finished = len(finished_trials(self.storage, study))
-        remaining = self.settings.trials - finished
-        self._count_earlier_trials(cell)
+                if adopted:
+                    logging.getLogger("rnnbench").info(
+                        "%s: trials %s were recorded before the stop; kept", cell, adopted
+                    )
+            finished = len(finished_trials(self.storage, self._study(cell)))
+            self._count_earlier_trials(cell)
+            if self.settings.trials > finished:
+                budget[cell] = (self.settings.trials - finished, finished)
         self.progress.update()
-        if remaining <= 0:
+        if not budget:
             return
-        recorder = self._fit(cell, study, remaining, finished)
-        if recorder.errors:
-            self._stopped_by_store(recorder)
-        if len(finished_trials(self.storage, study)) < self.settings.trials:
+        recorders = self._fit(budget)
+        for recorder in recorders:
+            if recorder.errors:
+                self._stopped_by_store(recorder)
+        if any(len(finished_trials(self.storage, self._study(c))) < self.settings.trials for c in budget):
             self.mark_interrupted()
             raise SweepInterrupted(self.name, self.settings.sweeps_dir)
+
+    def _study(self, cell: str) -> str:
+        return f"{self.name}:{cell}"
 
     def _count_earlier_trials(self, cell: str) -> None:
         """Counts and the best value of trials a previous (interrupted or grown) run of this sweep finished."""
@@ -252,13 +258,18 @@ class _Sweep:
         if best is not None:  # a trial's final report carries its tested epoch's value: the best_ metric
             self.progress.record_best(cell, best.data.metrics[selection_metric(self.settings.metric)[0]])
 
-    def _fit(self, cell: str, study: str, remaining: int, finished: int) -> TrialRecorder:
-        """One Tuner over the cell's study, recorded by a TrialRecorder; returns the recorder."""
+    def _fit(self, budget: dict[str, tuple[int, int]]) -> list[TrialRecorder]:
+        """One Tuner over the cells' studies, each trial recorded by its cell's TrialRecorder; returns them.
+
+        One Tuner, not one per cell: Tune reuses a trial's actor (its worker process, about 4 s of CPU to
+        start) only within a run (``rnnbench.sweep.routing``)."""
         from ray import tune
+        from ray.tune.stopper import CombinedStopper
 
         from rnnbench.search_spaces.overrides import for_task
         from rnnbench.sweep.models import drop_unfinished_checkpoints
         from rnnbench.sweep.recorder import StopOnTrackingError, TrialRecorder
+        from rnnbench.sweep.routing import CellSchedulers, CellSearches
         from rnnbench.sweep.scheduler import make_scheduler
         from rnnbench.sweep.search import SweepSearch, enqueue_shared, make_sampler, shared_configurations
         from rnnbench.sweep.worker import trial_entry
@@ -266,26 +277,34 @@ class _Sweep:
         s, plan = self.settings, self.plan
         assert self.progress is not None and self.parent_run_id is not None
         space = for_task(plan.space, s.space_overrides, plan.task.encoding)
-        search = SweepSearch(space=space, metric=s.metric, mode=s.mode,
-                             sampler=make_sampler(s, finished), study_name=study, storage=self.storage)  # fmt: skip
-        if s.is_paired:
-            enqueue_shared(search, shared_configurations(space, s))
-        recorder = TrialRecorder(self.client, self._record(cell), search, self.progress)
+        searches: dict[str, SweepSearch] = {}
+        recorders: list[TrialRecorder] = []
+        for cell, (_, finished) in budget.items():
+            search = SweepSearch(space=space, metric=s.metric, mode=s.mode, sampler=make_sampler(s, finished),
+                                 study_name=self._study(cell), storage=self.storage)  # fmt: skip
+            if s.is_paired:
+                enqueue_shared(search, shared_configurations(space, s))
+            searches[cell] = search
+            recorders.append(TrialRecorder(self.client, self._record(cell), search, self.progress))
         trainable = tune.with_resources(
-            tune.with_parameters(trial_entry, spec=plan.trial_spec(cell)),
+            tune.with_parameters(trial_entry, specs={cell: plan.trial_spec(cell) for cell in budget}),
             {"cpu": s.cpus_per_trial, "gpu": self.gpus},
         )
         ray_dir = self.folder / "ray"
-        attempt = len(list(ray_dir.glob(f"{cell}-*"))) if ray_dir.is_dir() else 0
+        attempt = len(list(ray_dir.glob("cells-*"))) if ray_dir.is_dir() else 0
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                metric=s.metric, mode=s.mode, search_alg=search, scheduler=make_scheduler(s),
-                num_samples=remaining, max_concurrent_trials=self.progress.concurrency, reuse_actors=True,
+                metric=s.metric, mode=s.mode,
+                search_alg=CellSearches(searches, {c: left for c, (left, _) in budget.items()}, s.metric, s.mode),
+                scheduler=CellSchedulers({cell: make_scheduler(s) for cell in budget}),
+                num_samples=sum(left for left, _ in budget.values()), max_concurrent_trials=self.progress.concurrency,
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=f"{cell}-{attempt}", storage_path=str(ray_dir.resolve()), callbacks=[recorder], verbose=0,
-                failure_config=tune.FailureConfig(max_failures=s.max_failures), stop=StopOnTrackingError(recorder),
+                name=f"cells-{attempt}", storage_path=str(ray_dir.resolve()), callbacks=list(recorders), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                stop=CombinedStopper(*(StopOnTrackingError(r) for r in recorders)),
                 # One per trial: the latest epoch's state, which holds the best weights so far too.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
@@ -300,10 +319,11 @@ class _Sweep:
                 self.mark_interrupted()
             raise SweepStopped(self.name, self.settings.sweeps_dir, root_cause(exc)) from exc
         finally:
-            drop_unfinished_checkpoints(ray_dir / f"{cell}-{attempt}")
-            for failure in recorder.wait_for_plots():
-                logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
-        return recorder
+            drop_unfinished_checkpoints(ray_dir / f"cells-{attempt}")
+            for recorder in recorders:
+                for failure in recorder.wait_for_plots():
+                    logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
+        return recorders
 
     def _record(self, cell: str) -> CellRecord:
         """What every trial run of ``cell`` in this sweep carries."""

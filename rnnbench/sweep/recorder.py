@@ -21,6 +21,7 @@ from ray import tune
 
 from rnnbench.errors import root_cause
 from rnnbench.sweep.progress import SweepProgress
+from rnnbench.sweep.routing import CELL, sampled_values
 from rnnbench.sweep.search import SweepSearch
 from rnnbench.sweep.warm import warm_the_tail
 from rnnbench.tracking.recorder import write_lrd_plot, write_lrd_table
@@ -92,9 +93,15 @@ class TrialRecorder(tune.Callback):
             self.search.leave_untold(trial.trial_id)
             return False
 
+    def _mine(self, trial: Any) -> bool:
+        """Whether ``trial`` is of this recorder's cell: one Tune run holds every cell's trials."""
+        return trial.config.get(CELL, self.cell) == self.cell
+
     # --- Tune's hooks -----------------------------------------------------------------------------
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self._mine(trial):
+            return
         if trial.trial_id in self.finished:  # rerun after its result was recorded: keep the record
             return
         warm_the_tail()
@@ -104,6 +111,8 @@ class TrialRecorder(tune.Callback):
         self._guard("on_trial_start", trial, lambda: self._start(trial))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self._mine(trial):
+            return
         # The worker died and Ray will run the trial again (FailureConfig): it is not running now.
         if trial.trial_id in self.finished:
             return
@@ -114,6 +123,8 @@ class TrialRecorder(tune.Callback):
             self._guard("on_trial_recover", trial, lambda: self.client.log_batch(run_id, tags=tags))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if not self._mine(trial):
+            return
         if trial.trial_id in self.finished:
             return
         if result.get("final"):
@@ -136,6 +147,8 @@ class TrialRecorder(tune.Callback):
             self._finish(trial, "pruned", result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self._mine(trial):
+            return
         # Completed and pruned trials were recorded from their last result; this catches the rest.
         if trial.trial_id in self.finished:
             return
@@ -146,6 +159,8 @@ class TrialRecorder(tune.Callback):
         self._finish(trial, "pruned", trial.last_result or {})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self._mine(trial):
+            return
         # Reached only when a worker died more often than FailureConfig allows.
         reason = trial_error(trial)
         error = f"worker failed {self.attempts.get(trial.trial_id, 1)} time(s): {reason}"
@@ -179,7 +194,7 @@ class TrialRecorder(tune.Callback):
         }
         run = self.client.create_run(record.experiment_id, tags=tags, run_name=f"{record.cell}-t{number}")
         self.runs[trial.trial_id] = run.info.run_id
-        sampled = {k: ("none" if v is None else v) for k, v in trial.config.items()}
+        sampled = {k: ("none" if v is None else v) for k, v in sampled_values(trial.config).items()}
         params = {**record.params, **sampled}
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 

@@ -47,16 +47,19 @@ def trial_config(sampled: dict[str, Any], spec: TrialSpec) -> TrainConfig:
     )
 
 
-def trial_entry(config: dict[str, Any], spec: TrialSpec) -> None:
-    """Ray Tune's entry point: load the driver's plugins in this worker, then run the trial."""
+def trial_entry(config: dict[str, Any], specs: dict[str, TrialSpec]) -> None:
+    """Ray Tune's entry point: load the driver's plugins in this worker, then run the trial with its
+    cell's spec (the config names the cell: ``rnnbench.sweep.routing``)."""
+    from rnnbench.sweep.routing import cell_of, sampled_values
     from rnnbench.util.timings import mark
 
     mark("worker entered")
     from rnnbench.core.plugin_manager import load_plugins
 
+    spec = specs[cell_of(config)]
     # Built-ins, entry points and RNNBENCH_PLUGINS, as on the driver, and its one-file plugins.
     load_plugins(list(spec.plugin_paths))
-    run_trial(config, spec)
+    run_trial(sampled_values(config), spec)
 
 
 STATE_FILE = "state.pt"  # an epoch checkpoint: rnnbench.training.loop.TrainState

@@ -22,7 +22,7 @@ FINAL_METRICS = (
 # The ``status`` tag of a finished trial run.
 STATUSES = ("completed", "pruned", "diverged", "failed")
 # Where a trial ran (a worker's report), kept as tags of its run.
-PLACEMENT_TAGS = ("gpu_ids", "cuda_visible_devices", "node_ip", "node_id", "device")
+PLACEMENT_TAGS = ("gpu_ids", "cuda_visible_devices", "node_ip", "node_id", "pid", "device")
 # The hyperparameters a summary shows for a configuration, when the run has them.
 CONFIG_PARAMS = ("depth", "width", "clip", "lr", "momentum", "input_noise")
 

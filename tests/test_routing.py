@@ -1,0 +1,84 @@
+"""One Tune run for all cells: each trial goes to its own cell's searcher and scheduler."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from rnnbench.sweep.routing import CELL, CellSchedulers, CellSearches, cell_of, sampled_values
+from rnnbench.sweep.scheduler import EpochASHA
+
+
+class Counting(Searcher):
+    """Suggests {"x": 0}, {"x": 1}, ... and remembers what it was told."""
+
+    def __init__(self) -> None:
+        super().__init__(metric="val_loss", mode="min")
+        self.given, self.results, self.completed = 0, [], []
+
+    def suggest(self, trial_id: str) -> dict:
+        self.given += 1
+        return {"x": self.given - 1}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.results.append(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.completed.append((trial_id, error))
+
+
+def test_each_cell_gets_its_budget_in_order_and_hears_only_of_its_own_trials():
+    lstm, gru = Counting(), Counting()
+    search = CellSearches({"lstm": lstm, "gru": gru}, {"lstm": 2, "gru": 1}, "val_loss", "min")
+    configs = [search.suggest(f"t{i}") for i in range(4)]
+    assert configs[:3] == [{"x": 0, CELL: "lstm"}, {"x": 1, CELL: "lstm"}, {"x": 0, CELL: "gru"}]
+    assert configs[3] == Searcher.FINISHED and (lstm.given, gru.given) == (2, 1)
+    assert [cell_of(c) for c in configs[:3]] == ["lstm", "lstm", "gru"]
+    assert sampled_values(configs[2]) == {"x": 0}, "the routing key is no sampled value"
+    search.on_trial_result("t2", {"val_loss": 1.0})
+    search.on_trial_complete("t0", {"val_loss": 0.5})
+    search.on_trial_complete("t2", error=True)
+    search.on_trial_complete("unknown", {})  # not one of its trials: ignored
+    assert lstm.results == [] and gru.results == ["t2"]
+    assert lstm.completed == [("t0", False)] and gru.completed == [("t2", True)]
+
+
+def test_a_cell_whose_searcher_is_finished_early_hands_on_to_the_next():
+    class Done(Counting):
+        def suggest(self, trial_id: str):
+            return Searcher.FINISHED
+
+    gru = Counting()
+    search = CellSearches({"lstm": Done(), "gru": gru}, {"lstm": 3, "gru": 1}, "val_loss", "min")
+    assert search.suggest("a") == {"x": 0, CELL: "gru"} and search.suggest("b") == Searcher.FINISHED
+
+
+def _trial(trial_id: str, cell: str) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, config={"lr": 0.1, CELL: cell})
+
+
+def test_asha_rungs_never_mix_cells():
+    """A trial far worse than another cell's is not pruned for it: it is compared with its own cell's."""
+    schedulers = CellSchedulers(
+        {c: EpochASHA(4, grace_period=1, reduction_factor=2) for c in ("lstm", "gru")}
+    )
+    assert schedulers.set_search_properties("val_loss", "min")
+    good = [_trial(f"lstm{i}", "lstm") for i in range(2)]
+    bad = [_trial(f"gru{i}", "gru") for i in range(2)]
+    for trial in good + bad:
+        schedulers.on_trial_add(None, trial)
+
+    def report(trial, loss: float) -> str:
+        return schedulers.on_trial_result(None, trial, {"training_iteration": 1, "val_loss": loss})
+
+    assert [report(t, loss) for t, loss in zip(good, (0.1, 0.2), strict=True)] == [
+        TrialScheduler.CONTINUE,
+        TrialScheduler.STOP,
+    ]
+    # Mixed into lstm's rung, a loss of 5.0 would be cut; in its own cell's rung it is the first, and stays.
+    assert report(bad[0], 5.0) == TrialScheduler.CONTINUE
+    # ASHA still prunes within the cell: a worse gru trial at the same rung is stopped.
+    assert report(bad[1], 9.0) == TrialScheduler.STOP
+    assert "lstm" in schedulers.debug_string() and "gru" in schedulers.debug_string()
