@@ -40,6 +40,7 @@ from rnnbench.util.timings import mark
 if TYPE_CHECKING:
     from rnnbench.sweep.plan import SweepPlan
     from rnnbench.sweep.recorder import CellRecord, TrialRecorder
+    from rnnbench.sweep.search import SweepSearch
     from rnnbench.tracking.recorder import RunRecorder
 
 Listener = Callable[[SweepProgress], None]
@@ -266,26 +267,15 @@ class _Sweep:
         from ray import tune
         from ray.tune.stopper import CombinedStopper
 
-        from rnnbench.search_spaces.overrides import for_task
         from rnnbench.sweep.models import drop_unfinished_checkpoints
-        from rnnbench.sweep.recorder import StopOnTrackingError, TrialRecorder
+        from rnnbench.sweep.recorder import StopOnTrackingError
         from rnnbench.sweep.routing import CellSchedulers, CellSearches
         from rnnbench.sweep.scheduler import make_scheduler
-        from rnnbench.sweep.search import SweepSearch, enqueue_shared, make_sampler, shared_configurations
         from rnnbench.sweep.worker import trial_entry
 
         s, plan = self.settings, self.plan
-        assert self.progress is not None and self.parent_run_id is not None
-        space = for_task(plan.space, s.space_overrides, plan.task.encoding)
-        searches: dict[str, SweepSearch] = {}
-        recorders: list[TrialRecorder] = []
-        for cell, (_, finished) in budget.items():
-            search = SweepSearch(space=space, metric=s.metric, mode=s.mode, sampler=make_sampler(s, finished),
-                                 study_name=self._study(cell), storage=self.storage)  # fmt: skip
-            if s.is_paired:
-                enqueue_shared(search, shared_configurations(space, s))
-            searches[cell] = search
-            recorders.append(TrialRecorder(self.client, self._record(cell), search, self.progress))
+        assert self.progress is not None
+        searches, recorders = self._searches_and_recorders(budget)
         trainable = tune.with_resources(
             tune.with_parameters(trial_entry, specs={cell: plan.trial_spec(cell) for cell in budget}),
             {"cpu": s.cpus_per_trial, "gpu": self.gpus},
@@ -324,6 +314,28 @@ class _Sweep:
                 for failure in recorder.wait_for_plots():
                     logging.getLogger("rnnbench").warning("warning: an LRD plot was not saved: %s", failure)
         return recorders
+
+    def _searches_and_recorders(
+        self, budget: dict[str, tuple[int, int]]
+    ) -> tuple[dict[str, SweepSearch], list[TrialRecorder]]:
+        """Each cell's searcher over its own Optuna study, and its recorder."""
+        from rnnbench.search_spaces.overrides import for_task
+        from rnnbench.sweep.recorder import TrialRecorder
+        from rnnbench.sweep.search import SweepSearch, enqueue_shared, make_sampler, shared_configurations
+
+        s, plan = self.settings, self.plan
+        assert self.progress is not None and self.parent_run_id is not None
+        space = for_task(plan.space, s.space_overrides, plan.task.encoding)
+        searches: dict[str, SweepSearch] = {}
+        recorders: list[TrialRecorder] = []
+        for cell, (_, finished) in budget.items():
+            search = SweepSearch(space=space, metric=s.metric, mode=s.mode, sampler=make_sampler(s, finished),
+                                 study_name=self._study(cell), storage=self.storage)  # fmt: skip
+            if s.is_paired:
+                enqueue_shared(search, shared_configurations(space, s))
+            searches[cell] = search
+            recorders.append(TrialRecorder(self.client, self._record(cell), search, self.progress))
+        return searches, recorders
 
     def _record(self, cell: str) -> CellRecord:
         """What every trial run of ``cell`` in this sweep carries."""
