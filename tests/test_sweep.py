@@ -477,3 +477,25 @@ def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tm
         r.data.tags.get("error") for r in runs
     ]
     assert {r.data.params["task.path"] for r in runs} == {"data.csv"}
+
+
+@pytest.mark.parametrize(("before", "during"), [(None, "false"), ("true", "true")])
+def test_an_embedded_ray_prestarts_no_idle_workers_unless_told_and_gives_the_environment_back(
+    monkeypatch, before, during
+):
+    """A sweep runs no Ray tasks, only actors (each a new process), so the workers Ray prestarts for a
+    first driver only slowed its start; a user's own setting is kept, and Ray's shutdown restores all."""
+    import ray
+
+    from rnnbench.sweep import cluster
+
+    key = "RAY_prestart_worker_first_driver"
+    if before is None:
+        monkeypatch.delenv(key, raising=False)
+    else:
+        monkeypatch.setenv(key, before)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)  # the test session's Ray stays up
+    cluster._embedded_environment()
+    assert os.environ.get(key) == during and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    cluster.disconnect(True)
+    assert os.environ.get(key) == before

@@ -18,6 +18,11 @@ from rnnbench.sweep.state import SweepError
 # The embedded Ray is single-node: Ray then registers and binds every process (GCS, raylet, core
 # workers, agents) on 127.0.0.1 instead of every interface.
 EMBEDDED_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Unless set otherwise: Ray prestarts one worker per CPU for the first driver's tasks, but a sweep runs
+# none (every trial is an actor, and Ray starts a new process for each), so on 2 cores the two idle
+# workers importing Ray only slowed the start. The one-trial sweep ended at 17.1-18.7 s without them,
+# 19.4-21.3 s with them (three interleaved runs a side, docs/benchmarks.md).
+EMBEDDED_DEFAULTS = {"RAY_prestart_worker_first_driver": "false"}
 # Ray >= 2.59 turns token authentication on for a new local cluster and says so on stderr at every
 # start (the README's Security section says it instead).
 TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -183,9 +188,10 @@ def _embedded_environment() -> None:
     process's already imported Ray reads the constant it derived from it."""
     from ray._private import ray_constants
 
-    for key, value in EMBEDDED_ENV.items():
+    for key, value in {**EMBEDDED_DEFAULTS, **EMBEDDED_ENV}.items():
         _saved_env.setdefault(key, os.environ.get(key))
-        os.environ[key] = value
+        if key in EMBEDDED_ENV or key not in os.environ:
+            os.environ[key] = value
     _saved_cluster.append(ray_constants.ENABLE_RAY_CLUSTER)
     ray_constants.ENABLE_RAY_CLUSTER = False
     logging.getLogger(TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
