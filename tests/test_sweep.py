@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def settings(tmp_path: Path, **overrides) -> SweepSettings:
     # One trial at a time unless a test says otherwise: each concurrent trial is one more Ray worker process
-    # per cell (Tune's actor), about 4 s of CPU to start and import torch, for trials well under a second.
+    # per sweep (Tune's actor), about 4 s of CPU to start and import torch, for trials well under a second.
     values = dict(
         task="adding", cells=["lstm", "gru"], trials=3, epochs=3, task_options=dict(TINY_TASK),
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", sweeps_dir=str(tmp_path / "sweeps"),
