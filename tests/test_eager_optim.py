@@ -35,11 +35,23 @@ SCRIPT = textwrap.dedent(
         (torch.optim.RMSprop, dict(lr=0.01, momentum=0.5)),
     ]
     # Every eager run first: torch's own classes import Dynamo on their first step.
+    # Once the marking is done, a plain Adam may be built without Dynamo, and torch then wraps Adam.step
+    # in its profiling hook too: eager(Adam) must still reach torch's own step beneath both wrappers.
+    eager(torch.optim.SGD)
+    torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
+    assert getattr(torch.optim.Adam.step, "hooked", False) and "torch._dynamo" not in sys.modules
     fast = {}
     for cls, kwargs in cases:
         assert eager(cls) is not cls and issubclass(eager(cls), cls), cls
         fast[cls, str(kwargs)] = run(eager(cls), kwargs)
     assert "torch._dynamo" not in sys.modules, "an eager optimizer imported Dynamo"
+    import pickle
+    model = torch.nn.GRU(2, 3)
+    optimizer = eager(torch.optim.Adam)(model.parameters(), lr=0.1)
+    model(torch.ones(2, 1, 2))[0].sum().backward()
+    optimizer.step()
+    again = pickle.loads(pickle.dumps(optimizer))  # by its name, EagerAdam, in rnnbench.training.eager_optim
+    assert type(again) is eager(torch.optim.Adam) and str(again.state_dict()) == str(optimizer.state_dict())
 
     from rnnbench.training.loop import TrainConfig, train
     for optimizer in ("adam", "nesterov", "rmsprop"):

@@ -82,3 +82,21 @@ def test_asha_rungs_never_mix_cells():
     # ASHA still prunes within the cell: a worse gru trial at the same rung is stopped.
     assert report(bad[1], 9.0) == TrialScheduler.STOP
     assert "lstm" in schedulers.debug_string() and "gru" in schedulers.debug_string()
+
+
+def test_a_trial_that_ends_without_a_final_checkpoint_loses_its_epoch_checkpoint_at_once(tmp_path):
+    """With every cell in one Tune run, the sweep-end clean-up comes too late for a big sweep's disk."""
+    from rnnbench.sweep.models import CheckpointDropper
+    from rnnbench.training.recipe import FINAL_CHECKPOINT
+
+    pruned, completed = tmp_path / "trial_entry_a_00000", tmp_path / "trial_entry_b_00001"
+    (pruned / "checkpoint_000001").mkdir(parents=True)
+    (pruned / "checkpoint_000001" / "state.pt").write_bytes(b"epoch state")
+    (completed / "checkpoint_000003").mkdir(parents=True)
+    (completed / "checkpoint_000003" / FINAL_CHECKPOINT).write_bytes(b"tested weights")
+    dropper = CheckpointDropper()
+    dropper.on_trial_complete(0, [], SimpleNamespace(path=str(pruned)))
+    dropper.on_trial_error(0, [], SimpleNamespace(path=str(completed)))
+    dropper.on_trial_complete(0, [], SimpleNamespace(path=None))  # a trial that never got a folder
+    assert not (pruned / "checkpoint_000001").exists(), "a pruned trial's epoch state is never resumed"
+    assert (completed / "checkpoint_000003" / FINAL_CHECKPOINT).is_file(), "the tested weights are kept"

@@ -267,7 +267,7 @@ class _Sweep:
         from ray import tune
         from ray.tune.stopper import CombinedStopper
 
-        from rnnbench.sweep.models import drop_unfinished_checkpoints
+        from rnnbench.sweep.models import CheckpointDropper, drop_unfinished_checkpoints
         from rnnbench.sweep.recorder import StopOnTrackingError
         from rnnbench.sweep.routing import CellSchedulers, CellSearches
         from rnnbench.sweep.scheduler import make_scheduler
@@ -292,7 +292,8 @@ class _Sweep:
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=f"cells-{attempt}", storage_path=str(ray_dir.resolve()), callbacks=list(recorders), verbose=0,
+                name=f"cells-{attempt}", storage_path=str(ray_dir.resolve()), verbose=0,
+                callbacks=[*recorders, CheckpointDropper()],
                 failure_config=tune.FailureConfig(max_failures=s.max_failures),
                 stop=CombinedStopper(*(StopOnTrackingError(r) for r in recorders)),
                 # One per trial: the latest epoch's state, which holds the best weights so far too.

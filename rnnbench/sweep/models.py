@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+
 from rnnbench.tracking.models import MODEL_URI_TAG, log_model
 from rnnbench.tracking.store import Store
 from rnnbench.training.recipe import FINAL_CHECKPOINT, read_final_checkpoint
@@ -20,13 +22,33 @@ def final_checkpoint_of(folder: Path, tune_trial_id: str) -> Path | None:
     return found[-1] if found else None
 
 
-def drop_unfinished_checkpoints(tuner_dir: Path) -> None:
+def drop_unfinished_checkpoints(tuner_dir: Path, pattern: str = "*/checkpoint_*") -> None:
     """Remove the epoch checkpoints of trials that ended without a final one (pruned, failed, or cut
     short by Ctrl-C): once Tune is done with them no trial resumes from them (``--resume`` reruns an
     unfinished trial afresh), and each holds 4x its model's size (weights, Adam's moments, the best)."""
-    for checkpoint in tuner_dir.glob("*/checkpoint_*"):
+    for checkpoint in tuner_dir.glob(pattern):
         if checkpoint.is_dir() and not (checkpoint / FINAL_CHECKPOINT).is_file():
             shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+class CheckpointDropper(tune.Callback):
+    """Drops a trial's epoch checkpoint as soon as the trial ends without a final one, not when the sweep
+    ends: all of a sweep's cells share one Tune run, and a Greff-sized sweep prunes hundreds of trials.
+
+    Tune calls these hooks only for a trial that will not run again (a worker that died and is retried
+    goes through ``on_trial_recover``, and resumes from its checkpoint); a pruned trial's last
+    checkpoint was written before the result that stopped it reached the driver."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._drop(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._drop(trial)
+
+    @staticmethod
+    def _drop(trial: Any) -> None:
+        if trial.path:
+            drop_unfinished_checkpoints(Path(trial.path), "checkpoint_*")
 
 
 def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]]) -> None:

@@ -7,12 +7,14 @@ every Ray trial, each a fresh process. rnnbench never compiles its training step
 runs torch's own update without that: ``step`` is torch's step under ``torch.no_grad()`` (what its
 decorator does for a non-differentiable optimizer, less the graph breaks), and the marked methods are
 told that their compile-exempt version is themselves, through the cache attribute the marker itself
-reads. A process that has already imported Dynamo (it compiles something) keeps torch's classes.
+reads. A process that has already imported Dynamo (it compiles something) keeps torch's classes; one
+that imports it later and compiles code calling those methods would have Dynamo trace into them.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import types
 from collections.abc import Iterable, Iterator
@@ -24,20 +26,34 @@ _CACHE = "__dynamo_disable"  # where torch._compile._disable_dynamo caches the e
 
 @functools.cache
 def eager(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
-    """``cls`` with the same update and state dict, usable without importing Dynamo."""
+    """``cls`` with the same update and state dict, usable without importing Dynamo; named
+    ``Eager<cls>`` in this module (an optimizer pickles and unpickles by that name)."""
     if "torch._dynamo" in sys.modules or not hasattr(cls.step, "__wrapped__"):
         return cls
     _mark_optim_functions()
-    torch_step = cls.step.__wrapped__
+    # Unwrapped to torch's own step: once an instance of ``cls`` exists, torch has also wrapped its
+    # class's step in the profiling hook, around the decorator that imports Dynamo.
+    torch_step = inspect.unwrap(cls.step)
+    decorated = cls.step.__wrapped__ if getattr(cls.step, "hooked", False) else cls.step
 
     def step(self, closure=None):
-        if self.defaults.get("differentiable"):
-            return cls.step(self, closure)
+        if self.defaults.get("differentiable"):  # never rnnbench's: torch's way, graph breaks and all
+            return decorated(self, closure)
         with torch.no_grad():
             return torch_step(self, closure)
 
     step.__doc__ = cls.step.__doc__
-    return type(cls.__name__, (cls,), {"step": step, "__module__": __name__, "__doc__": cls.__doc__})
+    name = f"Eager{cls.__name__}"
+    namespace = {"step": step, "__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__}
+    return type(name, (cls,), namespace)
+
+
+def __getattr__(name: str) -> type[torch.optim.Optimizer]:
+    """``EagerAdam`` and the like, for unpickling in a process that has not built them yet."""
+    base = getattr(torch.optim, name.removeprefix("Eager"), None) if name.startswith("Eager") else None
+    if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
+        return eager(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache
