@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.sweep.state import JOURNAL_FILE, check_journal, load_state, sweep_folder
+from rnnbench.sweep.state import JOURNAL_FILE, check_journal, load_state, study_name, sweep_folder
 
 INSTALL = "pip install 'rnnbench[dashboard]'"
 READS = ("GET", "HEAD")
@@ -52,7 +52,7 @@ def dashboard_app(
 
     app = optuna_dashboard.wsgi(journal_storage(str(journal.resolve())))
     cells = state.get("settings", {}).get("cells", [])
-    return (app if allow_writes else read_only(app)), [f"{name}:{c}" for c in cells]
+    return (app if allow_writes else read_only(app)), [study_name(name, c) for c in cells]
 
 
 def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Callable[[str], None], *,

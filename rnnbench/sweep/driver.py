@@ -32,6 +32,7 @@ from rnnbench.sweep.state import (
     load_state,
     repair_journal,
     resume_command,
+    study_name,
     sweep_folder,
     write_state,
 )
@@ -218,17 +219,18 @@ class _Sweep:
         assert self.progress is not None
         budget: dict[str, tuple[int, int]] = {}  # cell -> (trials still to run, trials finished)
         for cell in self.settings.cells:
+            study = study_name(self.name, cell)
             if self.resume:
                 from rnnbench.sweep.recorder import adopt_recorded_trials
 
                 adopted = adopt_recorded_trials(
-                    self.storage, self._study(cell), self.client, self._record(cell), self.settings.metric
+                    self.storage, study, self.client, self._record(cell), self.settings.metric
                 )
                 if adopted:
                     logging.getLogger("rnnbench").info(
                         "%s: trials %s were recorded before the stop; kept", cell, adopted
                     )
-            finished = len(finished_trials(self.storage, self._study(cell)))
+            finished = len(finished_trials(self.storage, study))
             self._count_earlier_trials(cell)
             if self.settings.trials > finished:
                 budget[cell] = (self.settings.trials - finished, finished)
@@ -239,12 +241,12 @@ class _Sweep:
         for recorder in recorders:
             if recorder.errors:
                 self._stopped_by_store(recorder)
-        if any(len(finished_trials(self.storage, self._study(c))) < self.settings.trials for c in budget):
+        if any(
+            len(finished_trials(self.storage, study_name(self.name, c))) < self.settings.trials
+            for c in budget
+        ):
             self.mark_interrupted()
             raise SweepInterrupted(self.name, self.settings.sweeps_dir)
-
-    def _study(self, cell: str) -> str:
-        return f"{self.name}:{cell}"
 
     def _count_earlier_trials(self, cell: str) -> None:
         """Counts and the best value of trials a previous (interrupted or grown) run of this sweep finished."""
@@ -331,7 +333,7 @@ class _Sweep:
         recorders: list[TrialRecorder] = []
         for cell, (_, finished) in budget.items():
             search = SweepSearch(space=space, metric=s.metric, mode=s.mode, sampler=make_sampler(s, finished),
-                                 study_name=self._study(cell), storage=self.storage)  # fmt: skip
+                                 study_name=study_name(self.name, cell), storage=self.storage)  # fmt: skip
             if s.is_paired:
                 enqueue_shared(search, shared_configurations(space, s))
             searches[cell] = search
@@ -373,7 +375,7 @@ class _Sweep:
         if s.is_paired:
             self.client.set_tag(self.parent_run_id, "paired", str(self._configurations_shared()).lower())
         self.client.set_terminated(self.parent_run_id, "FINISHED")
-        optuna_counts = {c: len(finished_trials(self.storage, f"{self.name}:{c}")) for c in s.cells}
+        optuna_counts = {c: len(finished_trials(self.storage, study_name(self.name, c))) for c in s.cells}
         return SweepResult(self.name, self.folder, s.tracking_uri or "", self.experiment_id, self.parent_run_id,
                            best, counts, optuna_counts)  # fmt: skip
 
@@ -384,7 +386,7 @@ class _Sweep:
 
         seen = []
         for cell in self.settings.cells:
-            study = optuna.load_study(study_name=f"{self.name}:{cell}", storage=self.storage)
+            study = optuna.load_study(study_name=study_name(self.name, cell), storage=self.storage)
             seen.append({t.number: t.params for t in study.get_trials(deepcopy=False)})
         shared = all(found == seen[0] for found in seen[1:])
         if not shared:

@@ -16,6 +16,11 @@ JOURNAL_FILE = "optuna.journal"
 LOCK_FILE = "driver.lock"
 
 
+def study_name(sweep: str, cell: str) -> str:
+    """The name of a cell's Optuna study in its sweep's journal."""
+    return f"{sweep}:{cell}"
+
+
 class SweepError(RnnbenchError):
     """The sweep cannot start or continue: the message says why and what to do."""
 

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rnnbench.sweep.state import JOURNAL_FILE, load_state, sweep_folder
+from rnnbench.sweep.state import JOURNAL_FILE, load_state, study_name, sweep_folder
 
 
 @dataclass
@@ -104,7 +104,7 @@ def sweep_status(name: str, sweeps_dir: str) -> SweepStatus:
     journal = sweep_folder(sweeps_dir, name) / JOURNAL_FILE
     storage = journal_storage(str(journal.resolve())) if journal.is_file() else None
     cells = list(settings.get("cells", []))
-    finished = {c: len(finished_trials(storage, f"{name}:{c}")) if storage else 0 for c in cells}
+    finished = {c: len(finished_trials(storage, study_name(name, c))) if storage else 0 for c in cells}
     client, experiment = open_client(settings["tracking_uri"]), state.get("experiment_id")
     runs = trial_runs(client, experiment, sweep=name) if experiment else []
     reseeded = search(client, [experiment], {"kind": "reseed", "sweep": name}) if experiment else []
