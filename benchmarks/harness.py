@@ -47,8 +47,9 @@ TAIL_TARGET = 1.0  # seconds from the last trial's end to the exit
 PIECES = (
     ("command imported", "imports (Python, typer, rnnbench's command line)"),
     ("settings checked", "settings read and checked (plugins, task, space)"),
-    ("ray started", "Ray started (the store opens meanwhile, in a thread)"),
-    ("store opened", "MLflow store opened or created (left after Ray)"),
+    ("cells checked", "task data built and cells checked (Ray starts meanwhile, in a thread)"),
+    ("store opened", "the sweep's lock taken, the MLflow store opened or created (Ray still starting)"),
+    ("ray started", "the rest of Ray's start"),
     ("sweep run started", "the sweep's MLflow run, its state, the Optuna journal"),
     ("tune set up", "Tune's searcher, scheduler and trainable"),
     ("first trial", "Tune starts the first trial (a new worker process for its actor; its run in MLflow)"),

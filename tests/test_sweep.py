@@ -239,6 +239,30 @@ def test_the_tail_is_imported_once_in_the_background_while_trials_train():
     assert done.stdout.split("\n")[-2] == "[] False"
 
 
+def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
+    """In a fresh process, as the command is: Ray starts in a thread while the main thread works; its
+    processes (started from that thread with a parent-death signal) stay up after the start, SIGTERM then
+    stops the sweep as Ctrl-C does, and stopping twice shuts Ray down once and gives the environment back."""
+    code = (
+        "import os, signal, threading, time, ray\n"
+        "from rnnbench.sweep.cluster import RayStart, stop_as_on_ctrl_c\n"
+        "from rnnbench.sweep.settings import SweepSettings\n"
+        "os.environ.pop('RAY_prestart_worker_first_driver', None)\n"
+        "start = RayStart(SweepSettings())\n"
+        "assert [t for t in threading.enumerate() if t.name.startswith('rnnbench-ray')]\n"
+        "assert start.wait() is True and signal.getsignal(signal.SIGTERM) is stop_as_on_ctrl_c\n"
+        "time.sleep(1)\n"
+        "assert ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7, 'Ray is still up'\n"
+        "start.stop(); start.stop()\n"
+        "assert not ray.is_initialized() and 'RAY_prestart_worker_first_driver' not in os.environ\n"
+        "assert signal.getsignal(signal.SIGTERM) is not stop_as_on_ctrl_c\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "ok"
+
+
 def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
     """Both arrive during the block and are handed back after it, not raised inside: raised while the
     store's thread imports, a KeyboardInterrupt can leave CPython's import lock held (a hang in CI)."""

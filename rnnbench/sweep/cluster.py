@@ -107,10 +107,62 @@ def connect(settings: SweepSettings) -> bool:
         )
     except ConnectionError as exc:
         raise _refused(settings.address, exc) from None
-    # After ray.init: Ray's core installs its own SIGTERM handler (a stack dump, then abort).
+    stop_on_sigterm()
+    return True
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the sweep as Ctrl-C does. Set after ray.init, whose core installs its own handler
+    (a stack dump, then abort); Python sets handlers from the main thread only."""
     if threading.current_thread() is threading.main_thread():
         _saved_sigterm.append(signal.signal(signal.SIGTERM, stop_as_on_ctrl_c))
-    return True
+
+
+class RayStart:
+    """``connect`` in a thread, so that the driver checks the task's data and the cells, and opens the
+    store, while Ray's processes start: seconds each (docs/sweeps.md, "Start-up").
+
+    ``wait`` (from the main thread) gives ``connect``'s answer; ``stop`` shuts down a Ray started here,
+    once, waiting for the start first. Ctrl-C must be held while the thread runs (``held_interrupts``): it
+    imports Ray, and an interrupt raised in the main thread during an import can leave CPython's import
+    lock held (see ``driver._start_beside_ray``)."""
+
+    def __init__(self, settings: SweepSettings) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Ray warns that it set no SIGTERM handler outside the main thread: stop_on_sigterm sets rnnbench's.
+        logging.getLogger("ray._private.worker").addFilter(
+            lambda record: "SIGTERM handler is not set" not in record.getMessage()
+        )
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rnnbench-ray")
+        self._starting = self._pool.submit(connect, settings)
+        self._stopped = False
+
+    def wait(self) -> bool:
+        """Whether this process started (or joined) Ray; Ray's own error if it could not."""
+        started = self._starting.result()
+        if started:
+            stop_on_sigterm()
+        return started
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            started = self._starting.result()
+        except BaseException:  # nothing started; the error that stopped the sweep is the one to show
+            started = False
+        disconnect(started)
+        # Only now may the thread end: Ray's processes were started from it with a parent-death signal,
+        # which Linux sends when that thread exits, not the process (the GCS and raylet were killed).
+        self._pool.shutdown()
+
+    def __enter__(self) -> RayStart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _refused(address: str | None, exc: ConnectionError) -> Exception:

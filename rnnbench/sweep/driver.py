@@ -39,6 +39,7 @@ from rnnbench.sweep.state import (
 from rnnbench.util.timings import mark
 
 if TYPE_CHECKING:
+    from rnnbench.sweep.cluster import RayStart
     from rnnbench.sweep.plan import SweepPlan
     from rnnbench.sweep.recorder import CellRecord, TrialRecorder
     from rnnbench.sweep.search import SweepSearch
@@ -62,47 +63,35 @@ class SweepResult:
 def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener | None = None) -> SweepResult:
     """Run (or resume) a sweep to exactly ``trials`` finished trials per cell."""
     # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
-    from rnnbench.sweep.cluster import disconnect
+    from rnnbench.sweep.cluster import RayStart
     from rnnbench.sweep.plan import prepare
 
     folder = _claim_folder(settings, resume)
     plan = prepare(settings)
-    lock = SweepLock(folder, settings.name or "")
-    lock.acquire()  # one driver per sweep: a second one stops here, naming the first's pid
-    try:
-        _claim_folder(settings, resume)  # again, under the lock: two new sweeps of one name, started together
-        state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
-        if resume:
-            backup = repair_journal(folder / JOURNAL_FILE)
-            if backup is not None:
-                logging.getLogger("rnnbench").warning(
-                    "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as %s); "
-                    "the trial it recorded is told from its MLflow record, or runs again without one",
-                    folder / JOURNAL_FILE, backup.name)  # fmt: skip
-        recorder, started_ray = _start(settings)
-        mark("store opened")
-        sweep = _Sweep(plan, recorder, folder, resume)
+    with RayStart(settings) as ray:  # Ray starts in a thread from here; leaving the block shuts it down
+        lock = SweepLock(folder, settings.name or "")
+        recorder = _start_beside_ray(plan, lock, resume, ray)
         try:
-            sweep.start(state.get("parent_run_id"), listener)
-            mark("sweep run started")
-            sweep.run_cells()
-            mark("trials done")
-            result = _finish_beside_shutdown(sweep, started_ray)
-            started_ray = False
-            mark("sweep finished")
-            return result
-        except KeyboardInterrupt:
-            sweep.mark_interrupted()
-            raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
+            state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
+            sweep = _Sweep(plan, recorder, folder, resume)
+            try:
+                sweep.start(state.get("parent_run_id"), listener)
+                mark("sweep run started")
+                sweep.run_cells()
+                mark("trials done")
+                result = _finish_beside_shutdown(sweep, ray)
+                mark("sweep finished")
+                return result
+            except KeyboardInterrupt:
+                sweep.mark_interrupted()
+                raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
         finally:
-            disconnect(started_ray)
-    finally:
-        lock.release()
+            lock.release()
 
 
-def _finish_beside_shutdown(sweep: _Sweep, started_ray: bool) -> SweepResult:
+def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:
     """Write the summary, models and plots (they need no Ray) while Ray shuts down."""
-    from rnnbench.sweep.cluster import disconnect, held_interrupts
+    from rnnbench.sweep.cluster import held_interrupts
 
     # Tune's leftover cycles hold Ray object refs and actor handles: finalised by a collection in the
     # finishing thread during the shutdown, they ended the process with exit code 1 ("The core worker has
@@ -115,7 +104,7 @@ def _finish_beside_shutdown(sweep: _Sweep, started_ray: bool) -> SweepResult:
             ThreadPoolExecutor(1, thread_name_prefix="rnnbench-finish") as pool,
         ):
             finishing = pool.submit(sweep.finish)
-            disconnect(started_ray)
+            ray.stop()
             mark("ray stopped")
             result = finishing.result()
     finally:
@@ -125,30 +114,49 @@ def _finish_beside_shutdown(sweep: _Sweep, started_ray: bool) -> SweepResult:
     return result
 
 
-def _start(settings: SweepSettings) -> tuple[RunRecorder, bool]:
-    """Open the store and start (or join) Ray at once; whether this process started Ray comes back."""
-    from rnnbench.sweep.cluster import connect, disconnect, held_interrupts
+def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RayStart) -> RunRecorder:
+    """While Ray starts: check the task's data and the cells (seconds of torch and datasets), take the
+    sweep's lock, repair its journal and open (or create) the store; then wait for Ray. The lock is held
+    when this returns, and the store is only created once the checks passed."""
+    from rnnbench.sweep.cluster import held_interrupts
     from rnnbench.tracking.recorder import RunRecorder
     from rnnbench.tracking.store import Store
 
-    # MLflow opens (or creates) the store in a thread while Ray's processes start: both take seconds.
-    # Ctrl-C is held meanwhile: raised in the main thread while both import, it can stop CPython's import
-    # machinery holding its global lock (3.11's module-lock callback), and the store's thread then never
-    # ends (seen in CI: the command hung instead of exiting 130).
-    with held_interrupts() as held, ThreadPoolExecutor(1, thread_name_prefix="rnnbench-store") as pool:
-        # The plan resolved and checked the URI before any work: the store is opened once, here.
-        opening = pool.submit(Store.open, settings.tracking_uri, settings.experiment, checked=True)
-        started_ray = connect(settings)
-        mark("ray started")
+    settings = plan.settings
+    # Ctrl-C is held meanwhile: raised in the main thread while Ray's thread imports, it can stop CPython's
+    # import machinery holding its global lock (3.11's module-lock callback), and that thread then never
+    # ends (seen in CI: the command hung instead of exiting 130). It is acted on once Ray is up.
+    with held_interrupts() as held:
+        plan.check_data_and_cells()
+        mark("cells checked")
+        lock.acquire()  # one driver per sweep: a second one stops here, naming the first's pid
         try:
-            recorder = RunRecorder(store=opening.result())
+            _claim_folder(
+                settings, resume
+            )  # again, under the lock: two new sweeps of one name, started together
+            if resume:
+                _repair_journal(lock.path.parent)
+            # The plan resolved and checked the URI before any work: the store is opened once, here.
+            recorder = RunRecorder(store=Store.open(settings.tracking_uri, settings.experiment, checked=True))
+            mark("store opened")
+            ray.wait()
+            mark("ray started")
         except BaseException:
-            disconnect(started_ray)
+            lock.release()
             raise
     if held:
-        disconnect(started_ray)
+        lock.release()
         raise KeyboardInterrupt
-    return recorder, started_ray
+    return recorder
+
+
+def _repair_journal(folder: Path) -> None:
+    backup = repair_journal(folder / JOURNAL_FILE)
+    if backup is not None:
+        logging.getLogger("rnnbench").warning(
+            "warning: the last line of %s was cut by a crash; it was removed (the whole file is kept as %s); "
+            "the trial it recorded is told from its MLflow record, or runs again without one",
+            folder / JOURNAL_FILE, backup.name)  # fmt: skip
 
 
 def _claim_folder(settings: SweepSettings, resume: bool) -> Path:

@@ -62,6 +62,13 @@ class SweepPlan:
         }  # fmt: skip
         return {k: v for k, v in params.items() if v is not None}
 
+    def check_data_and_cells(self) -> None:
+        """Build the task's data (cached for the workers) and try every cell on it: the seconds of torch and
+        datasets that the driver spends while Ray starts beside it (``cluster.RayStart``)."""
+        self.task.load(seed=self.data_seed, cache_dir=self.settings.cache_dir)
+        for cell in self.settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
+            get_cell(cell).preflight(self.task.input_size)
+
     @property
     def data_seed(self) -> int:
         return int(self.settings.train.get("data_seed", 0))
@@ -103,7 +110,8 @@ def absolute_paths(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare(settings: SweepSettings) -> SweepPlan:
-    """Check everything that needs no cluster; the store's URI is resolved in ``settings``."""
+    """Check everything that needs neither torch nor a cluster (the data and the cells are checked by
+    ``SweepPlan.check_data_and_cells``); the store's URI is resolved in ``settings``."""
     validate(settings)
     try:
         TrainConfig(cell=settings.cells[0], task=settings.task, **settings.train).validate()
@@ -123,9 +131,6 @@ def prepare(settings: SweepSettings) -> SweepPlan:
         given["length"] = settings.length
     options = absolute_paths(given)  # the workers run in Ray's folders, not in the one the command ran in
     task = get_task(settings.task).build(**options)
-    task.load(seed=int(settings.train.get("data_seed", 0)), cache_dir=settings.cache_dir)  # cache for workers
-    for cell in settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
-        get_cell(cell).preflight(task.input_size)
     settings.tracking_uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(settings.tracking_uri)
     infos = {info.name: info for info in plugin_infos()}
