@@ -120,49 +120,75 @@ def stop_on_sigterm() -> None:
 
 class RayStart:
     """``connect`` in a thread, so that the driver checks the task's data and the cells, and opens the
-    store, while Ray's processes start: seconds each (docs/sweeps.md, "Start-up").
+    store, while Ray's processes start: seconds each (docs/sweeps.md).
 
-    ``wait`` (from the main thread) gives ``connect``'s answer; ``stop`` shuts down a Ray started here,
-    once, waiting for the start first. Ctrl-C must be held while the thread runs (``held_interrupts``): it
-    imports Ray, and an interrupt raised in the main thread during an import can leave CPython's import
-    lock held (see ``driver._start_beside_ray``)."""
+    ``begin`` starts it, ``wait`` (from the main thread) gives ``connect``'s answer, ``stop`` shuts down a
+    Ray started here, once, waiting for the start first. Ctrl-C must be held while the thread runs
+    (``held_interrupts``): it imports Ray, and an interrupt raised in the main thread during an import can
+    leave CPython's import lock held (see ``driver._start_beside_ray``)."""
 
-    def __init__(self, settings: SweepSettings) -> None:
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._starting: Any = None
+        self._sigterm_before: Any = None
+        self._sigterm_set = False
+        self._stopped = False
+
+    def begin(self, settings: SweepSettings) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         # Ray warns that it set no SIGTERM handler outside the main thread: stop_on_sigterm sets rnnbench's.
         logging.getLogger("ray._private.worker").addFilter(
             lambda record: "SIGTERM handler is not set" not in record.getMessage()
         )
+        self._sigterm_before = signal.getsignal(signal.SIGTERM)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rnnbench-ray")
         self._starting = self._pool.submit(connect, settings)
-        self._stopped = False
+
+    def poll(self) -> None:
+        """Once Ray is up, SIGTERM stops the sweep again: Ray's core replaced the handler as it started."""
+        if self._starting is not None and self._starting.done() and self._starting.exception() is None:
+            self._handle_sigterm(self._starting.result())
 
     def wait(self) -> bool:
         """Whether this process started (or joined) Ray; Ray's own error if it could not."""
         started = self._starting.result()
-        if started:
-            stop_on_sigterm()
+        self._handle_sigterm(started)
         return started
 
-    def stop(self) -> None:
-        if self._stopped:
+    def _handle_sigterm(self, started: bool) -> None:
+        if started and not self._sigterm_set:
+            self._sigterm_set = True
+            stop_on_sigterm()
+
+    def stop(self, hand_on: bool = True) -> None:
+        """Shut down the Ray started here (once); a Ctrl-C held meanwhile is handed on unless
+        ``hand_on`` is false (an error already stops the sweep: it is the one to report)."""
+        if self._starting is None or self._stopped:
             return
         self._stopped = True
-        try:
-            started = self._starting.result()
-        except BaseException:  # nothing started; the error that stopped the sweep is the one to show
-            started = False
-        disconnect(started)
-        # Only now may the thread end: Ray's processes were started from it with a parent-death signal,
-        # which Linux sends when that thread exits, not the process (the GCS and raylet were killed).
-        self._pool.shutdown()
+        with held_interrupts() as held:  # the thread may still be importing Ray
+            try:
+                started = self._starting.result()
+            except BaseException:  # nothing started; the error that stopped the sweep is the one to show
+                started = False
+            disconnect(started)
+            if started and not self._sigterm_set and threading.current_thread() is threading.main_thread():
+                # Stopped before rnnbench's handler came back: the one before Ray's start, not Ray's abort.
+                before = self._sigterm_before
+                signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+            # Only now may the thread end: Ray's processes were started from it with a parent-death signal,
+            # which Linux sends when that thread exits, not the process (the GCS and raylet were killed).
+            self._pool.shutdown()
+        handler = signal.getsignal(signal.SIGINT)
+        if held and hand_on and callable(handler):  # to a hold around this one, or raised as Ctrl-C
+            handler(signal.SIGINT, None)
 
     def __enter__(self) -> RayStart:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.stop(hand_on=kind is None)
 
 
 def _refused(address: str | None, exc: ConnectionError) -> Exception:

@@ -68,7 +68,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
 
     folder = _claim_folder(settings, resume)
     plan = prepare(settings)
-    with RayStart(settings) as ray:  # Ray starts in a thread from here; leaving the block shuts it down
+    with RayStart() as ray:  # leaving the block shuts down the Ray started in it
         lock = SweepLock(folder, settings.name or "")
         recorder = _start_beside_ray(plan, lock, resume, ray)
         try:
@@ -115,39 +115,54 @@ def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:
 
 
 def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RayStart) -> RunRecorder:
-    """While Ray starts: check the task's data and the cells (seconds of torch and datasets), take the
-    sweep's lock, repair its journal and open (or create) the store; then wait for Ray. The lock is held
-    when this returns, and the store is only created once the checks passed."""
+    """Start Ray in a thread, and meanwhile check the task's data and the cells (seconds of torch and
+    datasets), take the sweep's lock, repair its journal and open (or create) the store; then wait for
+    Ray. The lock is held when this returns, and the store is only created once the checks passed."""
     from rnnbench.sweep.cluster import held_interrupts
-    from rnnbench.tracking.recorder import RunRecorder
-    from rnnbench.tracking.store import Store
 
     settings = plan.settings
-    # Ctrl-C is held meanwhile: raised in the main thread while Ray's thread imports, it can stop CPython's
-    # import machinery holding its global lock (3.11's module-lock callback), and that thread then never
-    # ends (seen in CI: the command hung instead of exiting 130). It is acted on once Ray is up.
-    with held_interrupts() as held:
-        plan.check_data_and_cells()
-        mark("cells checked")
+    # A sweep folder already there (a resume, another driver's sweep) is locked before anything starts, so a
+    # second driver is refused at once; a new sweep's folder is only made once the checks passed.
+    locked_first = lock.path.parent.is_dir()
+    if locked_first:
         lock.acquire()  # one driver per sweep: a second one stops here, naming the first's pid
-        try:
-            _claim_folder(
-                settings, resume
-            )  # again, under the lock: two new sweeps of one name, started together
+    try:
+        # Ctrl-C is held meanwhile: raised in the main thread while Ray's thread imports, it can stop
+        # CPython's import machinery holding its global lock (3.11's module-lock callback), and that thread
+        # then never ends (seen in CI: the command hung instead of exiting 130). It is acted on between steps.
+        with held_interrupts() as held:
+            ray.begin(settings)
+            from rnnbench.tracking.recorder import RunRecorder
+            from rnnbench.tracking.store import Store
+
+            plan.check_data_and_cells()
+            mark("cells checked")
+            ray.poll()
+            _stop_if(held)
+            if not locked_first:
+                lock.acquire()
+            _claim_folder(settings, resume)  # again, under the lock: two new sweeps of one name at once
             if resume:
                 _repair_journal(lock.path.parent)
+            ray.poll()
+            _stop_if(held)
             # The plan resolved and checked the URI before any work: the store is opened once, here.
             recorder = RunRecorder(store=Store.open(settings.tracking_uri, settings.experiment, checked=True))
             mark("store opened")
             ray.wait()
             mark("ray started")
-        except BaseException:
-            lock.release()
-            raise
-    if held:
+            _stop_if(held)
+        _stop_if(held)  # arrived as the block ended
+    except BaseException:
         lock.release()
-        raise KeyboardInterrupt
+        raise
     return recorder
+
+
+def _stop_if(held: list[int]) -> None:
+    """Act on a Ctrl-C (or SIGTERM) held during the step just done, before the next one starts."""
+    if held:
+        raise KeyboardInterrupt
 
 
 def _repair_journal(folder: Path) -> None:
