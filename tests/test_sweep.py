@@ -234,9 +234,14 @@ def test_the_tail_is_imported_once_in_the_background_while_trials_train():
         "from mlflow.utils import requirements_utils\n"
         "print([m for m in TAIL_MODULES if m not in sys.modules], requirements_utils._MODULES_TO_PACKAGES is None)\n"
     )
+    assert _last_line_of_fresh_python(code) == "[] False"
+
+
+def _last_line_of_fresh_python(code: str) -> str:
+    """What ``code`` printed last, run in a fresh interpreter as a command would be (exit 0 checked)."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == "[] False"
+    return done.stdout.split("\n")[-2]
 
 
 def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
@@ -263,9 +268,7 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "assert signal.getsignal(signal.SIGTERM) is not stop_as_on_ctrl_c\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == "ok"
+    assert _last_line_of_fresh_python(code) == "ok"
 
 
 def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
