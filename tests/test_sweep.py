@@ -271,6 +271,21 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     assert _last_line_of_fresh_python(code) == "ok"
 
 
+def test_a_ray_notice_is_silenced_by_one_filter_however_many_sweeps_a_process_runs(caplog):
+    import logging
+
+    from rnnbench.sweep.cluster import silence
+
+    logger = logging.getLogger("rnnbench.test.silenced")
+    for _ in range(3):
+        silence("rnnbench.test.silenced", "noisy notice")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="rnnbench.test.silenced"):
+        logger.warning("a noisy notice from Ray")
+        logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
 def test_ctrl_c_and_sigterm_are_held_while_the_store_and_ray_start():
     """Both arrive during the block and are handed back after it, not raised inside: raised while the
     store's thread imports, a KeyboardInterrupt can leave CPython's import lock held (a hang in CI)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -84,13 +85,11 @@ def connect(settings: SweepSettings) -> bool:
         _embedded_environment()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # On Ctrl-C Tune suggests Tuner.restore(...); rnnbench prints its own resume command instead.
-    logging.getLogger("ray.tune.tune").addFilter(lambda record: "Tuner.restore" not in record.getMessage())
+    silence("ray.tune.tune", "Tuner.restore")
     # The recorder writes each trial's MLflow record on the driver before Optuna is told (by design):
     # under load that takes over Tune's 0.5 s warning threshold, which then printed over the live
     # table and broke `--json`'s clean stderr.
-    logging.getLogger("ray.tune.utils.util").addFilter(
-        lambda record: "may be a performance bottleneck" not in record.getMessage()
-    )
+    silence("ray.tune.utils.util", "may be a performance bottleneck")
     try:
         ray.init(
             # "local" starts a new Ray here; without it ray.init joins any cluster already running on the host.
@@ -109,6 +108,13 @@ def connect(settings: SweepSettings) -> bool:
         raise _refused(settings.address, exc) from None
     stop_on_sigterm()
     return True
+
+
+@functools.cache
+def silence(logger: str, text: str) -> None:
+    """Drop ``logger``'s records whose message contains ``text``: one filter per process, however many
+    sweeps it runs (a filter added per sweep piled up in a process running many)."""
+    logging.getLogger(logger).addFilter(lambda record: text not in record.getMessage())
 
 
 def stop_on_sigterm() -> None:
@@ -138,9 +144,7 @@ class RayStart:
         from concurrent.futures import ThreadPoolExecutor
 
         # Ray warns that it set no SIGTERM handler outside the main thread: stop_on_sigterm sets rnnbench's.
-        logging.getLogger("ray._private.worker").addFilter(
-            lambda record: "SIGTERM handler is not set" not in record.getMessage()
-        )
+        silence("ray._private.worker", "SIGTERM handler is not set")
         self._sigterm_before = signal.getsignal(signal.SIGTERM)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rnnbench-ray")
         self._starting = self._pool.submit(connect, settings)
