@@ -31,8 +31,7 @@ from rnnbench.sweep.settings import SweepSettings
 from tests.conftest import TINY_TASK
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
-# One process builds the module's store (scripts/test: --dist loadgroup), not one per process.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaderboard-store")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
