@@ -93,6 +93,9 @@ def ray_session() -> Iterator[None]:
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)  # fmt: skip
     yield
+    from rnnbench.sweep.cluster import end_autoscaler_monitor
+
+    end_autoscaler_monitor()  # the shutdown then takes 0.4 s, not 1.2-1.4 s
     ray.shutdown()
 
 

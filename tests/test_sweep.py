@@ -247,7 +247,9 @@ def _last_line_of_fresh_python(code: str) -> str:
 def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     """In a fresh process, as the command is: Ray starts in a thread while the main thread works; its
     processes (started from that thread with a parent-death signal) stay up after the start, SIGTERM then
-    stops the sweep as Ctrl-C does, and stopping twice shuts Ray down once and gives the environment back."""
+    stops the sweep as Ctrl-C does, and stopping twice shuts Ray down once and gives the environment back.
+    Ray's autoscaler monitor is already ended when ``ray.shutdown`` starts (which kills the GCS first, and
+    then waited a second for the monitor, blocked on the GCS), and no process of Ray's is left."""
     code = (
         "import os, signal, threading, time, ray\n"
         "from rnnbench.sweep import cluster\n"
@@ -255,6 +257,11 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "from rnnbench.sweep.settings import SweepSettings\n"
         "stops, real = [], cluster.disconnect\n"
         "cluster.disconnect = lambda started: (stops.append(started), real(started))\n"
+        "monitor_at_shutdown, real_shutdown = [], ray.shutdown\n"
+        "def shutdown(**kwargs):\n"
+        "    monitor_at_shutdown.append(processes['monitor'][0].poll())\n"
+        "    real_shutdown(**kwargs)\n"
+        "ray.shutdown = shutdown\n"
         "os.environ.pop('RAY_prestart_worker_first_driver', None)\n"
         "start = RayStart()\n"
         "start.begin(SweepSettings())\n"
@@ -262,8 +269,13 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "assert start.wait() is True and signal.getsignal(signal.SIGTERM) is stop_as_on_ctrl_c\n"
         "time.sleep(1)\n"
         "assert ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7, 'Ray is still up'\n"
+        "processes = {kind: [i.process for i in infos]\n"
+        "             for kind, infos in ray._private.worker._global_node.all_processes.items()}\n"
         "start.stop(); start.stop()\n"
         "assert stops == [True], stops\n"
+        "assert monitor_at_shutdown == [-signal.SIGKILL], monitor_at_shutdown\n"
+        "left = [kind for kind, found in processes.items() for p in found if p.poll() is None]\n"
+        "assert {'raylet', 'gcs_server', 'monitor'} <= set(processes) and not left, (processes, left)\n"
         "assert not ray.is_initialized() and 'RAY_prestart_worker_first_driver' not in os.environ\n"
         "assert signal.getsignal(signal.SIGTERM) is not stop_as_on_ctrl_c\n"
         "print('ok')\n"
