@@ -248,8 +248,9 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     """In a fresh process, as the command is: Ray starts in a thread while the main thread works; its
     processes (started from that thread with a parent-death signal) stay up after the start, SIGTERM then
     stops the sweep as Ctrl-C does, and stopping twice shuts Ray down once and gives the environment back.
-    Ray's autoscaler monitor is already ended when ``ray.shutdown`` starts (which kills the GCS first, and
-    then waited a second for the monitor, blocked on the GCS), and no process of Ray's is left."""
+    Ray's autoscaler monitor is already ended when ``ray.shutdown`` starts (which kills the raylet and the
+    GCS first, and then waited a second for the monitor, blocked on the GCS), and none of the processes
+    ``ray.init`` started is left."""
     code = (
         "import os, signal, threading, time, ray\n"
         "from rnnbench.sweep import cluster\n"
@@ -554,6 +555,7 @@ def test_an_embedded_ray_prestarts_no_idle_workers_unless_told_and_gives_the_env
     else:
         monkeypatch.setenv(key, before)
     monkeypatch.setattr(ray, "shutdown", lambda: None)  # the test session's Ray stays up
+    monkeypatch.setattr(cluster, "end_autoscaler_monitor", lambda: None)  # with its monitor
     cluster._embedded_environment()
     assert os.environ.get(key) == during and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
     cluster.disconnect(True)
