@@ -303,6 +303,53 @@ def test_dashboard_serves_one_study_per_cell_with_the_trials_states(store, tmp_p
     assert "GET /api" not in said and "DELETE" not in said, "no access log unless --verbose"
 
 
+def test_ctrl_c_while_the_dashboard_answers_a_request_stops_it():
+    """wsgiref's request handler catches everything: a Ctrl-C that arrived while a response was being
+    written was printed and swallowed, and the dashboard went on serving (CI, 2026-11-30). A request that
+    takes seconds to answer is interrupted here; the command must stop once it is answered."""
+    import signal
+    import threading
+
+    port = _free_port()
+    code = (
+        "import time\n"
+        "from rnnbench.serve import dashboard\n"
+        "def slow(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    print('answering', flush=True)\n"
+        "    time.sleep(3)\n"
+        "    return [b'answered']\n"
+        "dashboard.dashboard_app = lambda name, sweeps_dir, allow_writes: (slow, ['s:cell'])\n"
+        f"dashboard.serve_dashboard('s', '.', '127.0.0.1', {port}, lambda text: print(text, flush=True))\n"
+        "print('stopped', flush=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)  # fmt: skip
+    answers: list[bytes] = []
+    watchdog = threading.Timer(
+        60, lambda: os.killpg(process.pid, signal.SIGKILL)
+    )  # a hang fails, never blocks
+    watchdog.start()
+    try:
+        assert "Ctrl-C to stop" in process.stdout.readline() and "PED-ANOVA" in process.stdout.readline()
+        asking = threading.Thread(
+            target=lambda: answers.append(
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read()
+            )
+        )
+        asking.start()
+        assert process.stdout.readline().strip() == "answering"
+        os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: mid-request
+        rest = process.communicate(timeout=20)[0]
+        asking.join(30)
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0 and rest.strip().endswith("stopped"), rest
+    assert answers == [b"answered"], "the request being answered when Ctrl-C came is answered"
+
+
 def test_dashboard_errors_name_the_sweep_or_the_missing_extra(store, tmp_path, monkeypatch):
     import builtins
 

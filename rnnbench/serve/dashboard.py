@@ -7,6 +7,7 @@ reaches optuna-dashboard. The server's access log is off unless ``--verbose``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -72,9 +73,25 @@ def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Calla
     say(f"optuna-dashboard for sweep {name} ({', '.join(studies)}), {mode}, on http://{host}:{port}/dashboard "
         "(Ctrl-C to stop)")  # fmt: skip
     say("Its hyperparameter importances are PED-ANOVA over the study's trials; the leaderboard's are fANOVA.")
+    # Served from a thread, Ctrl-C waited for in this one: wsgiref's request handler catches everything
+    # (a bare except), so a Ctrl-C raised while it wrote a response was printed and swallowed, and the
+    # dashboard went on serving (seen in CI). Here it lands in the wait, never inside a request.
+    failed: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.serve_forever()
+        except BaseException as exc:  # handed to the main thread, which reports it
+            failed.append(exc)
+
+    serving = threading.Thread(target=serve, name="rnnbench-dashboard", daemon=True)
+    serving.start()
     try:
-        server.serve_forever()
+        while serving.is_alive():
+            serving.join(0.5)
     except KeyboardInterrupt:
-        pass
+        server.shutdown()  # the request being answered ends first
     finally:
         server.server_close()
+    if failed:
+        raise failed[0]
