@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +19,38 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 TEST_PLUGINS = Path(__file__).parent / "plugins"
 REPO = Path(__file__).parent.parent
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, which names each item's group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with the most ``slow`` tests run first, each module's tests kept together and in order.
+
+    pytest-xdist hands out tests in this order: when a minute-long fault test came last, one process
+    ran it while the other sat idle (one of two CPUs unused over the suite's last two minutes).
+    Long tests first and quick ones last lets both processes finish together."""
+    if config.getoption("loadgroup", False):
+        lost = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+        if lost:  # each process would build the group's module fixture again (seconds each), silently
+            warnings.warn(
+                f"pytest-xdist did not group {lost[0]} (and {len(lost) - 1} more) under --dist loadgroup "
+                f"on pytest {pytest.__version__}: see pytest-xdist#1386 and the pin in pyproject.toml",
+                pytest.PytestWarning,
+                stacklevel=1,
+            )
+    slow_modules_first(items)
+
+
+def slow_modules_first(items: list[pytest.Item]) -> None:
+    """Sort ``items`` in place: modules by their count of ``slow`` tests, most first; a module's tests
+    stay together and in their order, and so do modules with equal counts."""
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[module(item)] = slow.get(module(item), 0) + int(item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[module(item)])  # a stable sort
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,10 @@ from benchmarks.cells import (
 SIZES = "3,5,2,4;2,4,3,6"
 
 
+# One process builds the module's fixture (scripts/test: --dist loadgroup), not one per process.
+pytestmark = pytest.mark.xdist_group("cells-report")
+
+
 @pytest.fixture(scope="module")
 def cells_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")

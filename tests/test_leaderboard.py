@@ -31,7 +31,8 @@ from rnnbench.sweep.settings import SweepSettings
 from tests.conftest import TINY_TASK
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
-pytestmark = pytest.mark.slow
+# One process builds the module's store (scripts/test: --dist loadgroup), not one per process.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaderboard-store")]
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,10 @@ def make_sweep(uri: str, name: str, task: str, trials: int = 30, *, unfinished: 
             )
 
 
+# One process builds the module's fixture (scripts/test: --dist loadgroup), not one per process.
+pytestmark = pytest.mark.xdist_group("study-store")
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
     uri = f"sqlite:///{tmp_path_factory.mktemp('study') / 'mlflow.db'}"
