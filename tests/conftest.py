@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Modules with the most ``slow`` tests run first, each module's tests kept together and in order.
 
     pytest-xdist hands out tests in this order: when a minute-long fault test came last, one process
-    ran it while the other sat idle (one of two CPUs unused over the suite's last two minutes).
+    ran it while the other sat idle (one of two CPUs unused over the last two minutes of one run).
     Long tests first and quick ones last lets both processes finish together."""
     if config.getoption("loadgroup", False):
         lost = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
@@ -47,9 +48,7 @@ def slow_modules_first(items: list[pytest.Item]) -> None:
     def module(item: pytest.Item) -> str:
         return item.nodeid.split("::")[0]
 
-    slow: dict[str, int] = {}
-    for item in items:
-        slow[module(item)] = slow.get(module(item), 0) + int(item.get_closest_marker("slow") is not None)
+    slow = Counter(module(item) for item in items if item.get_closest_marker("slow") is not None)
     items.sort(key=lambda item: -slow[module(item)])  # a stable sort
 
 
