@@ -24,7 +24,8 @@ from rnnbench.sweep.progress import SweepProgress
 from rnnbench.sweep.routing import CELL, sampled_values
 from rnnbench.sweep.search import SweepSearch
 from rnnbench.sweep.warm import warm_the_tail
-from rnnbench.tracking.recorder import write_lrd_plot, write_lrd_table
+from rnnbench.tracking.lrd_plot import write_lrd_plot
+from rnnbench.tracking.recorder import write_lrd_table
 from rnnbench.tracking.run_search import trial_runs
 from rnnbench.training.lrd import Bucket, LRDResult
 from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS, PLACEMENT_TAGS, pick, selection_metric

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rnnbench.errors import RnnbenchError, root_cause
+from rnnbench.tracking.lrd_plot import write_lrd_plot
 from rnnbench.tracking.store import DEFAULT_EXPERIMENT, Store, TrackingError
-from rnnbench.training.lrd import SkillBand
 
 if TYPE_CHECKING:
     from rnnbench.training.config import TrainConfig
@@ -167,49 +167,6 @@ def write_lrd_table(lrd: LRDResult, folder: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return table
-
-
-def write_lrd_plot(lrd: LRDResult, folder: Path, title: str) -> Path:
-    """lrd_curve.png, drawn without pyplot's global state (safe from a background thread)."""
-    from matplotlib import ticker
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 4), dpi=100)
-    FigureCanvasAgg(figure)
-    axis = figure.add_subplot()
-    centres = [max(b.low, 1) for b in lrd.buckets]
-    skill = [b.skill for b in lrd.buckets]
-    bands = [SkillBand.of(b.skill, b.skill_low, b.skill_high) for b in lrd.buckets]  # 95 % binomial intervals
-    below, above = [band.below for band in bands], [band.above for band in bands]
-    axis.errorbar(
-        centres, skill, yerr=[below, above], marker="o", capsize=3, label="normalised skill (95 % CI)"
-    )
-    axis.plot(centres, [b.accuracy for b in lrd.buckets], marker=".", linestyle=":", label="accuracy")
-    for centre, bucket in zip(centres, lrd.buckets, strict=True):
-        axis.annotate(f"n={bucket.count}", (centre, bucket.skill), textcoords="offset points", xytext=(0, 8),
-                      fontsize=7, ha="center")  # fmt: skip
-    axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--", label="horizon threshold (0.9)")
-    axis.set_xscale("log", base=2)
-    # Distances as plain numbers: mathtext's 2^k labels took a third of a plot's time.
-    axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.xaxis.set_minor_locator(ticker.NullLocator())
-    axis.set_ylim(-0.02, 1.02)
-    axis.set_xlabel("distance (steps, log2 buckets: lower edge)")
-    axis.set_ylabel("normalised skill, accuracy")
-    measured = (
-        f"LRD score {lrd.score:.3f}, horizon {lrd.horizon}"
-        if lrd.measured
-        else "one distance bucket: no LRD measure"
-    )
-    axis.set_title(f"{title}\n{measured}", fontsize=9)
-    axis.legend(fontsize=8)
-    # Fixed margins, not tight_layout: every label here is fixed text or a number, and tight_layout lays the
-    # figure out once more to measure it (a plot took 0.25 s with it, 0.19 s without, on the driver, per trial).
-    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.87)
-    plot = folder / "lrd_curve.png"
-    figure.savefig(plot)
-    return plot
 
 
 def replace_table(client: Any, run_id: str, table: dict[str, list[Any]], artifact_file: str) -> None:

@@ -1,0 +1,87 @@
+"""The trial's LRD plot drawn over a kept frame: each plot shows its own trial only, from any thread."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rnnbench.tracking import lrd_plot
+from rnnbench.training.lrd import LRDResult, lrd_score
+
+DISTANCES = np.arange(1, 129).repeat(4)
+
+
+def curve(fails_beyond: int, seed: int = 0, distances: np.ndarray = DISTANCES) -> LRDResult:
+    guesses = np.random.default_rng(seed).random(distances.size) < 0.5
+    return lrd_score(distances, np.where(distances < fails_beyond, 1.0, guesses), chance=0.5, min_count=30)
+
+
+def pixels(lrd: LRDResult, title: str, folder: Path) -> np.ndarray:
+    folder.mkdir(parents=True, exist_ok=True)
+    return np.asarray(Image.open(lrd_plot.write_lrd_plot(lrd, folder, title)).convert("RGB"))
+
+
+@pytest.fixture
+def fresh_frames():
+    """No frame kept from another test: the first plot here draws its frame."""
+    kept = dict(lrd_plot._frames)
+    lrd_plot._frames.clear()
+    yield
+    lrd_plot._frames.clear()
+    lrd_plot._frames.update(kept)
+
+
+def test_a_plot_over_a_kept_frame_is_the_plot_drawn_on_a_new_one(tmp_path, fresh_frames):
+    short, long = curve(8), curve(100, seed=1)
+    alone = pixels(long, "gru on adding, trial 1", tmp_path / "alone")
+    lrd_plot._frames.clear()
+    pixels(short, "gru on adding, trial 0", tmp_path / "first")
+    assert len(lrd_plot._frames) == 1, "one frame for the trials' one set of buckets"
+    (frame,) = lrd_plot._frames.values()
+    kept = frame.axis.get_children()
+    after = pixels(long, "gru on adding, trial 1", tmp_path / "after")
+    assert frame.axis.get_children() == kept, "no trial's artists pile up in the kept frame"
+    assert np.array_equal(after, alone), "nothing of the first trial (curves, counts, title) is left"
+    assert not np.array_equal(pixels(short, "gru on adding, trial 0", tmp_path / "again"), alone)
+
+
+def test_the_title_counts_and_measure_are_the_trials(tmp_path, fresh_frames):
+    lrd = curve(40)
+    base = pixels(lrd, "gru on adding, trial 3", tmp_path / "a")
+    assert not np.array_equal(base, pixels(lrd, "gru on adding, trial 4", tmp_path / "b")), "the title"
+    fewer = LRDResult(lrd.score, lrd.horizon, (lrd.buckets[0].__class__(**{**vars(lrd.buckets[0]), "count": 9}),
+                                               *lrd.buckets[1:]))  # fmt: skip
+    assert not np.array_equal(base, pixels(fewer, "gru on adding, trial 3", tmp_path / "c")), "a bucket's count"
+    unmeasured = LRDResult(None, None, lrd.buckets)
+    assert not np.array_equal(base, pixels(unmeasured, "gru on adding, trial 3", tmp_path / "d"))
+
+
+def test_each_set_of_buckets_gets_its_frame_and_the_oldest_goes(tmp_path, fresh_frames):
+    sets = [curve(8, distances=np.arange(1, 2**k + 1).repeat(40)) for k in range(2, 4 + lrd_plot.FRAMES_KEPT)]
+    assert len({tuple(b.low for b in s.buckets) for s in sets}) == len(sets)
+    first = pixels(sets[0], "t", tmp_path / "0")
+    for k, lrd in enumerate(sets[1:], start=1):
+        pixels(lrd, "t", tmp_path / str(k))
+    assert len(lrd_plot._frames) == lrd_plot.FRAMES_KEPT
+    assert np.array_equal(pixels(sets[0], "t", tmp_path / "again"), first), "redrawn the same after eviction"
+
+
+def test_one_bucket_and_unmeasured_intervals_plot(tmp_path, fresh_frames):
+    one = lrd_score(np.full(64, 5), np.ones(64), chance=0.5, min_count=30)
+    assert not one.measured and len(one.buckets) == 1
+    assert pixels(one, "rnn on parity", tmp_path / "one").shape == (430, 600, 3)
+    old = one.buckets[0].__class__(**{**vars(one.buckets[0]), "skill_low": math.nan, "skill_high": math.nan})
+    assert pixels(LRDResult(None, None, (old,)), "rnn on parity", tmp_path / "old").shape == (430, 600, 3)
+
+
+def test_plots_from_several_threads_are_each_their_own(tmp_path, fresh_frames):
+    curves = [curve(2**k, seed=k) for k in range(2, 8)]
+    alone = [pixels(c, f"trial {k}", tmp_path / f"alone{k}") for k, c in enumerate(curves)]
+    with ThreadPoolExecutor(4) as pool:
+        drawn = list(pool.map(lambda k: pixels(curves[k % 6], f"trial {k % 6}", tmp_path / f"t{k}"), range(24)))
+    assert all(np.array_equal(image, alone[k % 6]) for k, image in enumerate(drawn))
