@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from ray import tune
 
 from rnnbench.errors import root_cause
@@ -71,6 +72,7 @@ class TrialRecorder(tune.Callback):
         self.client, self.record, self.search, self.progress = client, record, search, progress
         self.cell = record.cell
         self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self.artifact_uris: dict[str, str] = {}  # MLflow run id -> its artifact URI, for runs created here
         self.started: dict[str, float] = {}
         self.attempts: dict[str, int] = {}
         self.finished: set[str] = set()
@@ -195,6 +197,7 @@ class TrialRecorder(tune.Callback):
         }
         run = self.client.create_run(record.experiment_id, tags=tags, run_name=f"{record.cell}-t{number}")
         self.runs[trial.trial_id] = run.info.run_id
+        self.artifact_uris[run.info.run_id] = run.info.artifact_uri
         sampled = {k: ("none" if v is None else v) for k, v in sampled_values(trial.config).items()}
         params = {**record.params, **sampled}
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -269,7 +272,7 @@ class TrialRecorder(tune.Callback):
             buckets=tuple(Bucket(**row) for row in rows),
         )
         with tempfile.TemporaryDirectory() as folder:
-            self.client.log_artifact(run_id, str(write_lrd_table(lrd, Path(folder))))
+            self._log_artifact(run_id, write_lrd_table(lrd, Path(folder)))
         title = f"{self.cell} on {self.record.task}, trial {self.search.optuna_number(trial.trial_id)}"
         if self.plot_pool is None:
             self.plot_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnbench-plots")
@@ -277,7 +280,16 @@ class TrialRecorder(tune.Callback):
 
     def _plot(self, run_id: str, lrd: LRDResult, title: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            self.client.log_artifact(run_id, str(write_lrd_plot(lrd, Path(folder), title)))
+            self._log_artifact(run_id, write_lrd_plot(lrd, Path(folder), title))
+
+    def _log_artifact(self, run_id: str, path: Path) -> None:
+        """``client.log_artifact`` without the query of the whole run it makes first to find where the
+        run's artifacts go (8 ms of CPU per trial on sqlite): the run's creation said where."""
+        uri = self.artifact_uris.get(run_id)
+        if uri is None:  # a run created by an earlier driver of a resumed sweep
+            self.client.log_artifact(run_id, str(path))
+            return
+        get_artifact_repository(uri, tracking_uri=self.client.tracking_uri).log_artifact(str(path))
 
     def wait_for_plots(self) -> list[str]:
         """Wait for the LRD plots still being drawn; returns the failures (a plot is not a result)."""
