@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,8 @@ def test_the_title_counts_and_measure_are_the_trials(tmp_path, fresh_frames):
     lrd = curve(40)
     base = pixels(lrd, "gru on adding, trial 3", tmp_path / "a")
     assert not np.array_equal(base, pixels(lrd, "gru on adding, trial 4", tmp_path / "b")), "the title"
-    fewer = LRDResult(lrd.score, lrd.horizon, (lrd.buckets[0].__class__(**{**vars(lrd.buckets[0]), "count": 9}),
-                                               *lrd.buckets[1:]))  # fmt: skip
-    assert not np.array_equal(base, pixels(fewer, "gru on adding, trial 3", tmp_path / "c")), "a bucket's count"
+    fewer = LRDResult(lrd.score, lrd.horizon, (replace(lrd.buckets[0], count=9), *lrd.buckets[1:]))
+    assert not np.array_equal(base, pixels(fewer, "gru on adding, trial 3", tmp_path / "c")), "a count"
     unmeasured = LRDResult(None, None, lrd.buckets)
     assert not np.array_equal(base, pixels(unmeasured, "gru on adding, trial 3", tmp_path / "d"))
 
@@ -75,7 +75,7 @@ def test_one_bucket_and_unmeasured_intervals_plot(tmp_path, fresh_frames):
     one = lrd_score(np.full(64, 5), np.ones(64), chance=0.5, min_count=30)
     assert not one.measured and len(one.buckets) == 1
     assert pixels(one, "rnn on parity", tmp_path / "one").shape == (430, 600, 3)
-    old = one.buckets[0].__class__(**{**vars(one.buckets[0]), "skill_low": math.nan, "skill_high": math.nan})
+    old = replace(one.buckets[0], skill_low=math.nan, skill_high=math.nan)
     assert pixels(LRDResult(None, None, (old,)), "rnn on parity", tmp_path / "old").shape == (430, 600, 3)
 
 
@@ -83,5 +83,7 @@ def test_plots_from_several_threads_are_each_their_own(tmp_path, fresh_frames):
     curves = [curve(2**k, seed=k) for k in range(2, 8)]
     alone = [pixels(c, f"trial {k}", tmp_path / f"alone{k}") for k, c in enumerate(curves)]
     with ThreadPoolExecutor(4) as pool:
-        drawn = list(pool.map(lambda k: pixels(curves[k % 6], f"trial {k % 6}", tmp_path / f"t{k}"), range(24)))
+        drawn = list(
+            pool.map(lambda k: pixels(curves[k % 6], f"trial {k % 6}", tmp_path / f"t{k}"), range(24))
+        )
     assert all(np.array_equal(image, alone[k % 6]) for k, image in enumerate(drawn))

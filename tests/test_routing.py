@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from ray.tune.schedulers import TrialScheduler
@@ -100,3 +101,21 @@ def test_a_trial_that_ends_without_a_final_checkpoint_loses_its_epoch_checkpoint
     dropper.on_trial_complete(0, [], SimpleNamespace(path=None))  # a trial that never got a folder
     assert not (pruned / "checkpoint_000001").exists(), "a pruned trial's epoch state is never resumed"
     assert (completed / "checkpoint_000003" / FINAL_CHECKPOINT).is_file(), "the tested weights are kept"
+
+
+def test_a_trial_keeps_only_its_newest_epoch_checkpoint(tmp_path):
+    """Tune keeps every checkpoint (num_to_keep=None: no rewrite of its state at each); the dropper keeps one."""
+    from rnnbench.sweep.models import CheckpointDropper
+
+    trial = SimpleNamespace(path=str(tmp_path / "trial_entry_a_00000"))
+    dropper = CheckpointDropper()
+    for epoch in range(3):
+        new = Path(trial.path) / f"checkpoint_00000{epoch}"
+        new.mkdir(parents=True)
+        (new / "state.pt").write_bytes(b"epoch state")
+        dropper.on_checkpoint(epoch, [], trial, SimpleNamespace(path=str(new)))
+        assert sorted(p.name for p in Path(trial.path).iterdir()) == [new.name], f"after epoch {epoch}"
+    (Path(trial.path) / "result.json").write_text("{}")  # Tune's own files stay
+    dropper.on_checkpoint(3, [], trial, SimpleNamespace(path=str(new)))
+    assert (new / "state.pt").is_file() and (Path(trial.path) / "result.json").is_file()
+    dropper.on_checkpoint(4, [], SimpleNamespace(path=None), SimpleNamespace(path=str(new)))

@@ -74,9 +74,6 @@ def connect(settings: SweepSettings) -> bool:
     import ray
 
     oom_kills_as_worker_deaths()
-    # Each trial keeps one checkpoint (num_to_keep=1), so every checkpoint forces a snapshot of Tune's
-    # small experiment state, and Tune warned about it several times a second over the live table.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return False
     if settings.address:

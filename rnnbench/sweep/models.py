@@ -39,6 +39,16 @@ class CheckpointDropper(tune.Callback):
     goes through ``on_trial_recover``, and resumes from its checkpoint); a pruned trial's last
     checkpoint was written before the result that stopped it reached the driver."""
 
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        """Keep only the trial's newest epoch checkpoint: Tune's ``num_to_keep=1`` would do it too, but it
+        then rewrites its whole experiment state (every trial's) at every checkpoint, which rnnbench never
+        reads (``--resume`` reruns unfinished trials in a new Tune run)."""
+        if trial.path:
+            newest = Path(checkpoint.path).name
+            for older in Path(trial.path).glob("checkpoint_*"):
+                if older.name != newest and older.is_dir():
+                    shutil.rmtree(older, ignore_errors=True)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._drop(trial)
 
