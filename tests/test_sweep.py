@@ -203,6 +203,37 @@ def test_joining_a_cluster_that_wants_a_token_without_one_is_a_clear_error(tmp_p
     assert "RAY_AUTH_MODE=token" in err
 
 
+class RuntimeEnvProbe:
+    def runtime_env(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_runtime_env_string()
+
+
+def test_trial_workers_start_without_tunes_runtime_env(tmp_path, ray_session):
+    """Tune gives every trainable's actor a runtime env (``PL_DISABLE_FORK``), which sets each new worker up
+    through Ray's runtime-env agent and a second Python process (0.8 s more per worker): connect drops it."""
+    import ray
+    from ray.tune.execution.class_cache import _ActorClassCache
+
+    from rnnbench.sweep.cluster import connect
+
+    def env_of_a_tune_actor() -> str:
+        actor = _ActorClassCache().get(RuntimeEnvProbe).remote()
+        try:
+            return ray.get(actor.runtime_env.remote(), timeout=120)
+        finally:
+            ray.kill(actor)
+
+    assert connect(settings(tmp_path)) is False, "the session's Ray is joined, not started"
+    assert env_of_a_tune_actor() == "{}"
+    os.environ["AWS_ACCESS_KEY_ID"] = "propagated"  # Tune still propagates what the driver must pass on
+    try:
+        assert "propagated" in env_of_a_tune_actor()
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"]
+
+
 def test_the_cache_folder_of_the_command_is_the_workers_one(tmp_path, monkeypatch):
     """Workers of a cluster the sweep joins inherit the environment of whoever started that cluster:
     $RNNBENCH_CACHE_DIR is read where the command runs and handed to each trial."""
