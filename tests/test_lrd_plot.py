@@ -44,9 +44,10 @@ def test_a_plot_over_a_kept_frame_is_the_plot_drawn_on_a_new_one(tmp_path, fresh
     pixels(short, "gru on adding, trial 0", tmp_path / "first")
     assert len(lrd_plot._frames) == 1, "one frame for the trials' one set of buckets"
     (frame,) = lrd_plot._frames.values()
-    kept = frame.axis.get_children()
+    kept, containers = frame.axis.get_children(), list(frame.axis.containers)
     after = pixels(long, "gru on adding, trial 1", tmp_path / "after")
     assert frame.axis.get_children() == kept, "no trial's artists pile up in the kept frame"
+    assert frame.axis.containers == containers, "nor their error bars' containers"
     assert np.array_equal(after, alone), "nothing of the first trial (curves, counts, title) is left"
     assert not np.array_equal(pixels(short, "gru on adding, trial 0", tmp_path / "again"), alone)
 
@@ -61,14 +62,41 @@ def test_the_title_counts_and_measure_are_the_trials(tmp_path, fresh_frames):
     assert not np.array_equal(base, pixels(unmeasured, "gru on adding, trial 3", tmp_path / "d"))
 
 
-def test_each_set_of_buckets_gets_its_frame_and_the_oldest_goes(tmp_path, fresh_frames):
+def test_each_set_of_buckets_gets_its_frame_and_the_least_recently_used_goes(tmp_path, fresh_frames):
     sets = [curve(8, distances=np.arange(1, 2**k + 1).repeat(40)) for k in range(2, 4 + lrd_plot.FRAMES_KEPT)]
-    assert len({tuple(b.low for b in s.buckets) for s in sets}) == len(sets)
+    keys = [tuple(float(max(b.low, 1)) for b in s.buckets) for s in sets]
+    assert len(set(keys)) == len(sets) == lrd_plot.FRAMES_KEPT + 2
     first = pixels(sets[0], "t", tmp_path / "0")
-    for k, lrd in enumerate(sets[1:], start=1):
+    for k, lrd in enumerate(sets[1 : lrd_plot.FRAMES_KEPT], start=1):
         pixels(lrd, "t", tmp_path / str(k))
+    oldest = lrd_plot._frames[keys[0]]
+    pixels(sets[0], "t", tmp_path / "used")  # the oldest is used again: the second oldest goes next
+    for k in (lrd_plot.FRAMES_KEPT, lrd_plot.FRAMES_KEPT + 1):
+        pixels(sets[k], "t", tmp_path / str(k))
     assert len(lrd_plot._frames) == lrd_plot.FRAMES_KEPT
-    assert np.array_equal(pixels(sets[0], "t", tmp_path / "again"), first), "redrawn the same after eviction"
+    assert lrd_plot._frames.get(keys[0]) is oldest, "the frame used last is kept"
+    assert keys[1] not in lrd_plot._frames and keys[2] not in lrd_plot._frames
+    assert np.array_equal(pixels(sets[1], "t", tmp_path / "again"), pixels(sets[1], "t", tmp_path / "1b"))
+    assert np.array_equal(pixels(sets[0], "t", tmp_path / "same"), first)
+
+
+def test_a_plot_that_fails_half_way_leaves_nothing_in_the_kept_frame(tmp_path, fresh_frames, monkeypatch):
+    from matplotlib.axes import Axes
+
+    short, long = curve(8), curve(100, seed=1)
+    alone = pixels(long, "trial 1", tmp_path / "alone")
+    (frame,) = lrd_plot._frames.values()
+    kept, containers = frame.axis.get_children(), list(frame.axis.containers)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a font went missing")
+
+    monkeypatch.setattr(Axes, "annotate", broken)  # after the error bars and the accuracy line
+    with pytest.raises(RuntimeError, match="a font went missing"):
+        lrd_plot.write_lrd_plot(short, tmp_path, "trial 0")
+    monkeypatch.undo()
+    assert frame.axis.get_children() == kept and frame.axis.containers == containers
+    assert np.array_equal(pixels(long, "trial 1", tmp_path / "after"), alone)
 
 
 def test_one_bucket_and_unmeasured_intervals_plot(tmp_path, fresh_frames):

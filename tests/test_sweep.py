@@ -210,7 +210,7 @@ class RuntimeEnvProbe:
         return ray.get_runtime_context().get_runtime_env_string()
 
 
-def test_trial_workers_start_without_tunes_runtime_env(tmp_path, ray_session):
+def test_trial_workers_start_without_tunes_runtime_env(tmp_path, ray_session, monkeypatch):
     """Tune gives every trainable's actor a runtime env (``PL_DISABLE_FORK``), which sets each new worker up
     through Ray's runtime-env agent and a second Python process (0.8 s more per worker): connect drops it."""
     import ray
@@ -225,13 +225,14 @@ def test_trial_workers_start_without_tunes_runtime_env(tmp_path, ray_session):
         finally:
             ray.kill(actor)
 
+    from ray.tune.execution.class_cache import ENV_VARS_TO_PROPAGATE
+
+    for name in ENV_VARS_TO_PROPAGATE:  # none passed on from the driver: the runtime env can be empty
+        monkeypatch.delenv(name, raising=False)
     assert connect(settings(tmp_path)) is False, "the session's Ray is joined, not started"
     assert env_of_a_tune_actor() == "{}"
-    os.environ["AWS_ACCESS_KEY_ID"] = "propagated"  # Tune still propagates what the driver must pass on
-    try:
-        assert "propagated" in env_of_a_tune_actor()
-    finally:
-        del os.environ["AWS_ACCESS_KEY_ID"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "propagated")  # Tune still passes on what it must
+    assert "propagated" in env_of_a_tune_actor()
 
 
 def test_the_cache_folder_of_the_command_is_the_workers_one(tmp_path, monkeypatch):

@@ -75,6 +75,9 @@ def connect(settings: SweepSettings) -> bool:
 
     oom_kills_as_worker_deaths()
     trial_workers_without_runtime_env()
+    # Tune keeps every checkpoint it is told of (num_to_keep=None: rnnbench's CheckpointDropper deletes the
+    # older ones); its record of each then holds the checkpoint alone, not a copy of the epoch's metrics.
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
     if ray.is_initialized():
         return False
     if settings.address:

@@ -32,8 +32,9 @@ def drop_unfinished_checkpoints(tuner_dir: Path, pattern: str = "*/checkpoint_*"
 
 
 class CheckpointDropper(tune.Callback):
-    """Drops a trial's epoch checkpoint as soon as the trial ends without a final one, not when the sweep
-    ends: all of a sweep's cells share one Tune run, and a Greff-sized sweep prunes hundreds of trials.
+    """Keeps one checkpoint per trial, its newest, and drops a trial's epoch checkpoint as soon as the
+    trial ends without a final one, not when the sweep ends: all of a sweep's cells share one Tune run,
+    and a Greff-sized sweep prunes hundreds of trials.
 
     Tune calls these hooks only for a trial that will not run again (a worker that died and is retried
     goes through ``on_trial_recover``, and resumes from its checkpoint); a pruned trial's last

@@ -1,4 +1,4 @@
-"""A trial's LRD curve as a PNG (lrd_curve.png), drawn in about a fifth of a full matplotlib draw.
+"""A trial's LRD curve as a PNG (lrd_curve.png), drawn in about a quarter of a full matplotlib draw.
 
 The sweep draws one per trial on the driver, so its cost is paid per trial: a full draw took 0.2 s of CPU
 (most of it the axes' tick labels, axis labels and legend, the same in every plot of a sweep, whose trials
@@ -68,24 +68,28 @@ class _Frame:
         self.canvas.restore_region(self.background)
         centres = [max(b.low, 1) for b in lrd.buckets]
         bands = [SkillBand.of(b.skill, b.skill_low, b.skill_high) for b in lrd.buckets]  # 95 % binomial
-        before = set(axis.get_children())
-        axis.errorbar(
-            centres,
-            [b.skill for b in lrd.buckets],
-            yerr=[[band.below for band in bands], [band.above for band in bands]],
-            **SKILL,
-        )
-        axis.plot(centres, [b.accuracy for b in lrd.buckets], **ACCURACY)
-        for centre, bucket in zip(centres, lrd.buckets, strict=True):
-            axis.annotate(f"n={bucket.count}", (centre, bucket.skill), textcoords="offset points", xytext=(0, 8),
-                          fontsize=7, ha="center")  # fmt: skip
-        trial: list[Any] = [a for a in axis.get_children() if a not in before]
-        axis.set_title(title, fontsize=9)
+        before, containers = set(axis.get_children()), list(axis.containers)
         try:
+            axis.errorbar(
+                centres,
+                [b.skill for b in lrd.buckets],
+                yerr=[[band.below for band in bands], [band.above for band in bands]],
+                **SKILL,
+            )
+            axis.plot(centres, [b.accuracy for b in lrd.buckets], **ACCURACY)
+            for centre, bucket in zip(centres, lrd.buckets, strict=True):
+                axis.annotate(f"n={bucket.count}", (centre, bucket.skill), textcoords="offset points",
+                              xytext=(0, 8), fontsize=7, ha="center")  # fmt: skip
+            trial: list[Any] = [a for a in axis.get_children() if a not in before]
+            axis.set_title(title, fontsize=9)
             for artist in [*sorted(trial, key=lambda a: a.get_zorder()), axis.title]:
                 axis.draw_artist(artist)
         finally:
-            for artist in trial:
+            # The frame is kept: nothing of this trial may stay in it, drawn or not (errorbar's container
+            # holds its lines too), even when drawing failed half-way.
+            for container in [c for c in axis.containers if c not in containers]:
+                container.remove()
+            for artist in [a for a in axis.get_children() if a not in before]:
                 artist.remove()
             axis.set_title("")
         width, height = self.canvas.get_width_height()
