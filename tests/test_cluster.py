@@ -100,6 +100,9 @@ def mlflow_server(tmp_path_factory):
         [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        # Without MLflow's job runner (eight processes of huey consumers, for GenAI jobs no sweep makes):
+        # they took about 35 s of CPU in the suite for nothing this test uses (`rnnbench ui` turns it off too).
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
