@@ -237,6 +237,38 @@ def test_trial_workers_start_without_tunes_runtime_env(tmp_path, ray_session, mo
     assert "propagated" in env_of_a_tune_actor()
 
 
+def test_a_worker_loads_the_task_data_once_for_the_trials_it_runs_in_a_row(tmp_path, monkeypatch):
+    """Tune hands a trial's worker to the next trial: the data are loaded again only when they differ."""
+    from rnnbench.sweep import worker
+    from rnnbench.tasks.base import Task
+
+    loads = []
+    load = Task.load
+
+    def counting(self, seed=0, cache_dir=None):
+        loads.append((self.name, self.options()["length"], seed))
+        return load(self, seed=seed, cache_dir=cache_dir)
+
+    monkeypatch.setattr(Task, "load", counting)
+    monkeypatch.setattr(worker, "_loaded", {})
+    options = {"length": 8, "train_size": 64, "validation_size": 32, "test_size": 32}
+
+    def spec(**changes) -> worker.TrialSpec:
+        fields = {"cell": "gru", "task": "adding", "epochs": 1, "seed": 0, "cpus_per_trial": 1,
+                  "task_options": options, "cache_dir": str(tmp_path)}  # fmt: skip
+        return worker.TrialSpec(**{**fields, **changes})
+
+    first = worker.task_and_data(worker.trial_config({"lr": 0.01, "width": 8}, spec()))
+    again = worker.task_and_data(worker.trial_config({"lr": 0.1, "width": 16}, spec(cell="lstm", seed=3)))
+    assert again[0] is first[0] and again[1] is first[1], "another trial, cell or seed: the same data"
+    assert loads == [("adding", 8, 0)]
+    worker.task_and_data(worker.trial_config({}, spec(train={"data_seed": 1})))
+    worker.task_and_data(worker.trial_config({}, spec(task_options={**options, "length": 12})))
+    worker.task_and_data(worker.trial_config({}, spec()))
+    assert loads == [("adding", 8, 0), ("adding", 8, 1), ("adding", 12, 0), ("adding", 8, 0)]
+    assert len(worker._loaded) == 1, "one task's data at a time"
+
+
 def test_the_cache_folder_of_the_command_is_the_workers_one(tmp_path, monkeypatch):
     """Workers of a cluster the sweep joins inherit the environment of whoever started that cluster:
     $RNNBENCH_CACHE_DIR is read where the command runs and handed to each trial."""
