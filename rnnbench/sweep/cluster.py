@@ -73,16 +73,7 @@ def connect(settings: SweepSettings) -> bool:
     """Start Ray locally or join ``address``; returns True when this call started the session."""
     import ray
 
-    oom_kills_as_worker_deaths()
-    trial_workers_without_runtime_env()
-    # Tune keeps every checkpoint it is told of (num_to_keep=None: rnnbench's CheckpointDropper deletes the
-    # older ones); its record of each then holds the checkpoint alone, not a copy of the epoch's metrics.
-    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
-    # Tune's own JSON and CSV logs of every result, in every trial's folder: nothing reads them (MLflow holds
-    # the record), and writing them took 14 ms of the driver's CPU per trial. Without them, Tune's result
-    # grid at the end finds no per-trial files to read and says so, once, for every trial.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    silence("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics")
+    tune_for_sweeps()
     if ray.is_initialized():
         return False
     if settings.address:
@@ -216,6 +207,21 @@ def _refused(address: str | None, exc: ConnectionError) -> Exception:
             "or $RAY_AUTH_TOKEN (`ray get-auth-token` on the head node prints it)"
         )
     return SweepError(f"Ray address {address or 'local'}: could not connect ({root_cause(exc)})")
+
+
+def tune_for_sweeps() -> None:
+    """Set up this process's Ray Tune for sweeps, whether Ray is started here, joined, or already up (an
+    in-process sweep on a session's Ray). Idempotent."""
+    oom_kills_as_worker_deaths()
+    trial_workers_without_runtime_env()
+    # Tune keeps every checkpoint it is told of (num_to_keep=None: rnnbench's CheckpointDropper deletes the
+    # older ones); its record of each then holds the checkpoint alone, not a copy of the epoch's metrics.
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
+    # Tune's own JSON and CSV logs of every result, in every trial's folder: nothing reads them (MLflow holds
+    # the record), and writing them took 14 ms of the driver's CPU per trial. Without them, Tune's result
+    # grid at the end finds no per-trial files to read and says so, once, for every trial.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    silence("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics")
 
 
 def trial_workers_without_runtime_env() -> None:

@@ -35,6 +35,7 @@ class _Frame:
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
 
+        self.centres = centres
         self.figure = Figure(figsize=(6, 4.3), dpi=100)
         self.canvas = FigureCanvasAgg(self.figure)
         axis = self.axis = self.figure.add_subplot()
@@ -66,7 +67,7 @@ class _Frame:
 
         axis = self.axis
         self.canvas.restore_region(self.background)
-        centres = [max(b.low, 1) for b in lrd.buckets]
+        centres = self.centres  # the trial's: frames are kept per set of bucket centres
         bands = [SkillBand.of(b.skill, b.skill_low, b.skill_high) for b in lrd.buckets]  # 95 % binomial
         before, containers = set(axis.get_children()), list(axis.containers)
         try:
@@ -107,7 +108,7 @@ def write_lrd_plot(lrd: LRDResult, folder: Path, title: str) -> Path:
     measured = f"LRD score {lrd.score:.3f}, horizon {lrd.horizon}" if lrd.measured else (
         "one distance bucket: no LRD measure"
     )  # fmt: skip
-    centres = tuple(float(max(b.low, 1)) for b in lrd.buckets)
+    centres = tuple(float(max(b.low, 1)) for b in lrd.buckets)  # log2 axis: the first bucket starts at 0
     path = folder / "lrd_curve.png"
     with _lock:
         frame = _frames.pop(centres, None) or _Frame(centres)
