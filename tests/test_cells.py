@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -562,3 +563,23 @@ def test_conformance_kit_restores_global_rng():
     torch.manual_seed(123)
     check_cell("gru")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_prebuild_builds_the_named_kernels_or_says_why_not(tmp_path, monkeypatch, capsys):
+    """``python -m rnnbench.cells.prebuild`` (run by scripts/bootstrap beside the install): the kernels
+    ready, or exit 1 naming the kernel and the reason, or exit 2 naming an unknown kernel and the choices."""
+    from rnnbench.cells import prebuild
+
+    assert prebuild.main(["lstm_family", "nope"]) == 2
+    assert "unknown kernel 'nope'; choose from: lstm_family, gru" in capsys.readouterr().err
+    if missing_tools() is None:  # the kernels the suite uses: built, or now built into the usual cache
+        assert prebuild.main([]) == 0
+        out = capsys.readouterr().out
+        assert "kernel lstm_family: ready in" in out and "kernel gru: ready in" in out
+    # A fresh process state and cache directory, and a compiler that does not exist.
+    monkeypatch.setattr(gru_module.KERNEL, "_ops", None)
+    monkeypatch.setattr(gru_module.KERNEL, "_failure", None)
+    monkeypatch.setenv(KERNEL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert prebuild.main(["gru"]) == 1
+    assert re.search(r"kernel gru: not built: .*no C\+\+ compiler", capsys.readouterr().err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -24,6 +25,8 @@ EMBEDDED_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # workers importing Ray only slowed the start. The one-trial sweep ended at 17.1-18.7 s without them,
 # 19.4-21.3 s with them (three interleaved runs a side, docs/benchmarks.md).
 EMBEDDED_DEFAULTS = {"RAY_prestart_worker_first_driver": "false"}
+# RNNBENCH_LEAN_RAY=0 starts an embedded Ray with its autoscaler monitor and API server (``lean_head``).
+LEAN_ENV = "RNNBENCH_LEAN_RAY"
 # Ray >= 2.59 turns token authentication on for a new local cluster and says so on stderr at every
 # start (the README's Security section says it instead).
 TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -88,23 +91,55 @@ def connect(settings: SweepSettings) -> bool:
     # table and broke `--json`'s clean stderr.
     silence("ray.tune.utils.util", "may be a performance bottleneck")
     try:
-        ray.init(
-            # "local" starts a new Ray here; without it ray.init joins any cluster already running on the host.
-            address=settings.address or "local",
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            configure_logging=True,
-            # No runtime_env (such as a worker_process_setup_hook to import torch early): a trial is an actor,
-            # and Ray gives every actor a new worker process, never a prestarted one, so a hook warms nothing
-            # ahead. It ran in the workers Ray prestarts (two torch imports during Ray's start) and routed each
-            # worker through Ray's runtime-env set-up: two actors came up in a median 4.9 s with it, 4.3 s
-            # without (9 rounds a side; the one-trial sweep's figures are in docs/benchmarks.md).
-        )
+        with contextlib.nullcontext() if settings.address else lean_head():
+            ray.init(
+                # "local" starts a new Ray here; without it ray.init joins any cluster already running on the
+                # host.
+                address=settings.address or "local",
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                configure_logging=True,
+                # No runtime_env (such as a worker_process_setup_hook to import torch early): a trial is an
+                # actor, and Ray gives every actor a new worker process, never a prestarted one, so a hook warms
+                # nothing ahead. It ran in the workers Ray prestarts (two torch imports during Ray's start) and
+                # routed each worker through Ray's runtime-env set-up: two actors came up in a median 4.9 s with
+                # it, 4.3 s without (9 rounds a side; the one-trial sweep's figures are in docs/benchmarks.md).
+            )
     except ConnectionError as exc:
         raise _refused(settings.address, exc) from None
     stop_on_sigterm()
     return True
+
+
+@contextmanager
+def lean_head() -> Iterator[None]:
+    """While it lasts, a Ray started in this process leaves out two head processes a sweep never uses:
+    the autoscaler monitor (a local Ray has nothing to scale) and the API server that ``ray.init`` starts
+    even with ``include_dashboard=False`` (jobs, the state API; nothing in a sweep calls them).
+
+    Each is a Python process that imports much of Ray as the driver imports torch and MLflow beside it:
+    on 2 cores, a local Ray with one actor took 5.1-7.1 s of CPU without them, 8.3-9.5 s with them (3
+    interleaved runs a side, ``/proc`` per process), and the command's own start waited on that CPU.
+    ``RNNBENCH_LEAN_RAY=0`` keeps both (for ``ray status`` or Ray's state API on a sweep's own Ray; a Ray
+    started with ``ray start --head`` and joined with ``--address`` always has them). Ray's private node
+    methods: where they change, Ray starts both as before."""
+    if os.environ.get(LEAN_ENV, "1") == "0":
+        yield
+        return
+    from ray._private.node import Node
+
+    saved = {name: Node.__dict__.get(name) for name in ("start_monitor", "start_api_server")}
+    if None in saved.values():  # Ray moved them: start it whole
+        yield
+        return
+    Node.start_monitor = lambda self: None  # type: ignore[method-assign]
+    Node.start_api_server = lambda self, **kwargs: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(Node, name, method)
 
 
 @functools.cache

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.training.model import rebuild
 from rnnbench.training.recipe import RECIPE_FILE, WEIGHTS_FILE, input_example, recipe
 
 if TYPE_CHECKING:
@@ -79,6 +78,8 @@ def log_model(store: Store, run_id: str, model_recipe: dict[str, Any], weights: 
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
+
+    from rnnbench.training.model import rebuild
 
     model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is logged
     with torch.no_grad():
@@ -182,6 +183,8 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> SequenceModel
         except (ValueError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model_uri}: extra_files/{RECIPE_FILE} is not a recipe ({exc})") from None
         weights = _read_weights(weights_path, model_uri)
+    from rnnbench.training.model import rebuild  # torch: imported where a model is rebuilt
+
     try:
         return rebuild(model_recipe, weights)
     except (KeyError, TypeError, RuntimeError) as exc:
