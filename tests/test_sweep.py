@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import re
@@ -59,6 +61,7 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session, monkeypatc
     result = run_sweep(s, listener=lambda p: seen.append(p.as_dict()))
     # One store for the whole sweep: trials, models, importances and the leaderboard share its client.
     assert opened == [result.tracking_uri], opened
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "the collector is given back as it was"
     client = MlflowClient(result.tracking_uri)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "s1"
@@ -301,6 +304,28 @@ def test_the_tail_is_imported_once_in_the_background_while_trials_train():
         "print([m for m in TAIL_MODULES if m not in sys.modules], requirements_utils._MODULES_TO_PACKAGES is None)\n"
     )
     assert _last_line_of_fresh_python(code) == "[] False"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_sweeps_start_runs_without_the_collector_which_then_skips_what_the_start_made(collecting, fails):
+    """The start's imports (half a million objects) are neither scanned by each full collection among them
+    nor by every later one: the collector is off until the start is done, then blind to what it made; it
+    is given back as it was when the sweep ends, or fails."""
+    from rnnbench.sweep.driver import _collector_for_a_sweep
+
+    (gc.enable if collecting else gc.disable)()
+    try:
+        with contextlib.suppress(RuntimeError), _collector_for_a_sweep() as started:
+            assert not gc.isenabled() and gc.get_freeze_count() == 0
+            made_at_start = [[] for _ in range(100)]
+            started()
+            assert gc.isenabled() == collecting and gc.get_freeze_count() >= len(made_at_start)
+            if fails:
+                raise RuntimeError("a trial's error")
+        assert gc.isenabled() == collecting and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 def _last_line_of_fresh_python(code: str) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,27 +66,56 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
     from rnnbench.sweep.cluster import RayStart
     from rnnbench.sweep.plan import prepare
 
-    folder = _claim_folder(settings, resume)
-    plan = prepare(settings)
-    with RayStart() as ray:  # leaving the block shuts down the Ray started in it
-        lock = SweepLock(folder, settings.name or "")
-        recorder = _start_beside_ray(plan, lock, resume, ray)
-        try:
-            state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
-            sweep = _Sweep(plan, recorder, folder, resume)
+    with _collector_for_a_sweep() as started:
+        folder = _claim_folder(settings, resume)
+        plan = prepare(settings)
+        with RayStart() as ray:  # leaving the block shuts down the Ray started in it
+            lock = SweepLock(folder, settings.name or "")
+            recorder = _start_beside_ray(plan, lock, resume, ray)
+            started()
             try:
-                sweep.start(state.get("parent_run_id"), listener)
-                mark("sweep run started")
-                sweep.run_cells()
-                mark("trials done")
-                result = _finish_beside_shutdown(sweep, ray)
-                mark("sweep finished")
-                return result
-            except KeyboardInterrupt:
-                sweep.mark_interrupted()
-                raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
-        finally:
-            lock.release()
+                state = load_state(settings.name or "", settings.sweeps_dir) if resume else {}
+                sweep = _Sweep(plan, recorder, folder, resume)
+                try:
+                    sweep.start(state.get("parent_run_id"), listener)
+                    mark("sweep run started")
+                    sweep.run_cells()
+                    mark("trials done")
+                    result = _finish_beside_shutdown(sweep, ray)
+                    mark("sweep finished")
+                    return result
+                except KeyboardInterrupt:
+                    sweep.mark_interrupted()
+                    raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
+            finally:
+                lock.release()
+
+
+@contextlib.contextmanager
+def _collector_for_a_sweep() -> Iterator[Callable[[], None]]:
+    """Python's cyclic garbage collector off while a sweep starts, and then blind to what the start put in
+    memory, until the sweep ends. It yields the function to call once the start is done.
+
+    The start imports torch, MLflow, datasets and Ray (half a million objects that live as long as the
+    process): each full collection among the imports scanned them all again, and each later one did too.
+    In the one-trial sweep's driver, full collections took 3.9 s of CPU (10 of them, 0.70 s the one before
+    Ray's shutdown); with the collector off during the start and then frozen, 0.21 s (3; 0.06 s), counted
+    with ``gc.callbacks``. The little garbage the start leaves is kept until the sweep
+    ends; then the collector is as it was."""
+    collecting = gc.isenabled()
+    gc.disable()
+
+    def started() -> None:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+    try:
+        yield started
+    finally:
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
 
 
 def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:
