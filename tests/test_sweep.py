@@ -328,6 +328,25 @@ def test_a_sweeps_start_runs_without_the_collector_which_then_skips_what_the_sta
         gc.enable()
 
 
+def test_a_workers_first_trial_imports_without_the_collector_and_freezes_it_once(monkeypatch):
+    import threading
+
+    from rnnbench.sweep import worker
+
+    monkeypatch.setattr(worker, "_imported", threading.Event())
+    try:
+        with worker._first_imports():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.unfreeze()
+        with worker._first_imports():  # a later trial of the same process: nothing to do
+            assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
 def _last_line_of_fresh_python(code: str) -> str:
     """What ``code`` printed last, run in a fresh interpreter as a command would be (exit 0 checked)."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import tempfile
+import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,12 +58,39 @@ def trial_entry(config: dict[str, Any], specs: dict[str, TrialSpec]) -> None:
     from rnnbench.util.timings import mark
 
     mark("worker entered")
-    from rnnbench.core.plugin_manager import load_plugins
-
     spec = specs[cell_of(config)]
-    # Built-ins, entry points and RNNBENCH_PLUGINS, as on the driver, and its one-file plugins.
-    load_plugins(list(spec.plugin_paths))
+    with _first_imports():
+        from rnnbench.core.plugin_manager import load_plugins
+
+        # Built-ins, entry points and RNNBENCH_PLUGINS, as on the driver, and its one-file plugins.
+        load_plugins(list(spec.plugin_paths))
+        import datasets  # noqa: F401  (the task's data)
+
+        import rnnbench.training.loop  # noqa: F401  (torch)
     run_trial(sampled_values(config), spec)
+
+
+_imported = threading.Event()  # set once this worker process imported what its trials run on
+
+
+@contextlib.contextmanager
+def _first_imports() -> Iterator[None]:
+    """The first trial of a worker process imports torch and datasets with Python's cyclic garbage collector
+    off, and then freezes it over all this process holds: each full collection among the imports scanned
+    every object imported so far, and each one during the trials would scan them all again (the sweep's
+    driver does the same: ``rnnbench.sweep.driver``). Later trials of the process find them imported."""
+    if _imported.is_set():
+        yield
+        return
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # a worker's lifetime: what it imported stays, and so does the start's little garbage
+        _imported.set()
+        if collecting:
+            gc.enable()
 
 
 STATE_FILE = "state.pt"  # an epoch checkpoint: rnnbench.training.loop.TrainState
