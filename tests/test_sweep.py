@@ -324,7 +324,15 @@ def test_a_sweeps_start_runs_without_the_collector_which_then_skips_what_the_sta
             if fails:
                 raise RuntimeError("a trial's error")
         assert gc.isenabled() == collecting and gc.get_freeze_count() == 0
+        gc.freeze()  # a process that froze its own objects keeps them frozen
+        frozen = gc.get_freeze_count()
+        with _collector_for_a_sweep() as started:
+            made_later = [[] for _ in range(100)]
+            started()  # neither thawed (0) nor frozen again with the start's objects (100 more); a few freed
+            assert frozen - 50 < gc.get_freeze_count() <= frozen < frozen + len(made_later)
+        assert frozen - 50 < gc.get_freeze_count() <= frozen and gc.isenabled() == collecting
     finally:
+        gc.unfreeze()
         gc.enable()
 
 
@@ -677,7 +685,7 @@ def test_an_embedded_ray_prestarts_no_idle_workers_unless_told_and_gives_the_env
     else:
         monkeypatch.setenv(key, before)
     monkeypatch.setattr(ray, "shutdown", lambda: None)  # the test session's Ray stays up
-    monkeypatch.setattr(cluster, "end_autoscaler_monitor", lambda: None)  # with its monitor
+    monkeypatch.setattr(cluster, "end_autoscaler_monitor", lambda: None)  # the test session's Ray stays up
     cluster._embedded_environment()
     assert os.environ.get(key) == during and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
     cluster.disconnect(True)

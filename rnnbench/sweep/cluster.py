@@ -123,7 +123,7 @@ def lean_head() -> Iterator[None]:
     interleaved runs a side, ``/proc`` per process), and the command's own start waited on that CPU.
     ``RNNBENCH_LEAN_RAY=0`` keeps both (for ``ray status`` or Ray's state API on a sweep's own Ray; a Ray
     started with ``ray start --head`` and joined with ``--address`` always has them). Ray's private node
-    methods: where they change, Ray starts both as before."""
+    methods: where Ray renames or removes them, it starts both as before."""
     if os.environ.get(LEAN_ENV, "1") == "0":
         yield
         return
@@ -133,8 +133,8 @@ def lean_head() -> Iterator[None]:
     if None in saved.values():  # Ray moved them: start it whole
         yield
         return
-    Node.start_monitor = lambda self: None  # type: ignore[method-assign]
-    Node.start_api_server = lambda self, **kwargs: None  # type: ignore[method-assign]
+    Node.start_monitor = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    Node.start_api_server = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
     try:
         yield
     finally:

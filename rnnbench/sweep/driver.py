@@ -100,22 +100,24 @@ def _collector_for_a_sweep() -> Iterator[Callable[[], None]]:
     process): each full collection among the imports scanned them all again, and each later one did too.
     In the one-trial sweep's driver, full collections took 3.9 s of CPU (10 of them, 0.70 s the one before
     Ray's shutdown); with the collector off during the start and then frozen, 0.21 s (3; 0.06 s), counted
-    with ``gc.callbacks``. The little garbage the start leaves is kept until the sweep
-    ends; then the collector is as it was."""
+    with ``gc.callbacks``. The little garbage the start leaves is kept until the sweep ends; then the
+    collector is as it was (on or off; a process that had frozen objects itself keeps them frozen)."""
     collecting = gc.isenabled()
-    gc.disable()
+    freezing = gc.get_freeze_count() == 0  # else the caller's frozen objects are not ours to thaw
 
     def started() -> None:
-        gc.freeze()
+        if freezing:
+            gc.freeze()
         if collecting:
             gc.enable()
 
     try:
+        gc.disable()
         yield started
     finally:
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
+        if freezing:
+            gc.unfreeze()
+        (gc.enable if collecting else gc.disable)()
 
 
 def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:
@@ -126,6 +128,7 @@ def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:
     # finishing thread during the shutdown, they ended the process with exit code 1 ("The core worker has
     # already been shutdown"); they are finalised now, while Ray is up, and no collection runs meanwhile.
     gc.collect()
+    collecting = gc.isenabled()
     gc.disable()
     try:
         with (
@@ -137,7 +140,7 @@ def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:
             mark("ray stopped")
             result = finishing.result()
     finally:
-        gc.enable()
+        (gc.enable if collecting else gc.disable)()
     if held:  # too late to stop anything: every trial, the summary and the models are written
         logging.getLogger("rnnbench").warning("interrupted after the sweep had finished: nothing was lost")
     return result

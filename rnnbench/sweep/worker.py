@@ -83,8 +83,8 @@ def _first_imports() -> Iterator[None]:
         yield
         return
     collecting = gc.isenabled()
-    gc.disable()
     try:
+        gc.disable()
         yield
     finally:
         gc.freeze()  # a worker's lifetime: what it imported stays, and so does the start's little garbage
