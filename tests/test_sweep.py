@@ -312,11 +312,11 @@ def test_a_sweeps_start_runs_without_the_collector_which_then_skips_what_the_sta
     """The start's imports (half a million objects) are neither scanned by each full collection among them
     nor by every later one: the collector is off until the start is done, then blind to what it made; it
     is given back as it was when the sweep ends, or fails."""
-    from rnnbench.sweep.driver import _collector_for_a_sweep
+    from rnnbench.util.collector import uncollected_start
 
     (gc.enable if collecting else gc.disable)()
     try:
-        with contextlib.suppress(RuntimeError), _collector_for_a_sweep() as started:
+        with contextlib.suppress(RuntimeError), uncollected_start() as started:
             assert not gc.isenabled() and gc.get_freeze_count() == 0
             made_at_start = [[] for _ in range(100)]
             started()
@@ -326,7 +326,7 @@ def test_a_sweeps_start_runs_without_the_collector_which_then_skips_what_the_sta
         assert gc.isenabled() == collecting and gc.get_freeze_count() == 0
         gc.freeze()  # a process that froze its own objects keeps them frozen
         frozen = gc.get_freeze_count()
-        with _collector_for_a_sweep() as started:
+        with uncollected_start() as started:
             made_later = [[] for _ in range(100)]
             started()  # neither thawed (0) nor frozen again with the start's objects (100 more); a few freed
             assert frozen - 50 < gc.get_freeze_count() <= frozen < frozen + len(made_later)

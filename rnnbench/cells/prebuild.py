@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rnnbench.cells.kernels import CompiledKernel
 
 
-def kernels() -> dict[str, object]:
+def kernels() -> dict[str, CompiledKernel]:
     """The built-in compiled kernels, by cell."""
     from rnnbench.cells import gru, lstm_family
 
@@ -20,7 +24,7 @@ def kernels() -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    from rnnbench.cells.kernels import CompiledKernel, KernelError
+    from rnnbench.cells.kernels import KernelError
 
     known = kernels()
     unknown = [name for name in argv if name not in known]
@@ -30,7 +34,6 @@ def main(argv: list[str]) -> int:
     status = 0
     for name in argv or known:
         kernel = known[name]
-        assert isinstance(kernel, CompiledKernel)
         started = time.monotonic()
         try:
             kernel.load()

@@ -14,7 +14,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +65,10 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
     # Ray, Tune and the plan's task code are imported when a sweep runs: importing rnnbench.sweep stays cheap.
     from rnnbench.sweep.cluster import RayStart
     from rnnbench.sweep.plan import prepare
+    from rnnbench.util.collector import uncollected_start
 
-    with _collector_for_a_sweep() as started:
+    # The collector skips what the start imports until the sweep ends (rnnbench.util.collector).
+    with uncollected_start() as started:
         folder = _claim_folder(settings, resume)
         plan = prepare(settings)
         with RayStart() as ray:  # leaving the block shuts down the Ray started in it
@@ -89,35 +91,6 @@ def run_sweep(settings: SweepSettings, resume: bool = False, listener: Listener 
                     raise SweepInterrupted(sweep.name, settings.sweeps_dir) from None
             finally:
                 lock.release()
-
-
-@contextlib.contextmanager
-def _collector_for_a_sweep() -> Iterator[Callable[[], None]]:
-    """Python's cyclic garbage collector off while a sweep starts, and then blind to what the start put in
-    memory, until the sweep ends. It yields the function to call once the start is done.
-
-    The start imports torch, MLflow, datasets and Ray (half a million objects that live as long as the
-    process): each full collection among the imports scanned them all again, and each later one did too.
-    In the one-trial sweep's driver, full collections took 3.9 s of CPU (10 of them, 0.70 s the one before
-    Ray's shutdown); with the collector off during the start and then frozen, 0.21 s (3; 0.06 s), counted
-    with ``gc.callbacks``. The little garbage the start leaves is kept until the sweep ends; then the
-    collector is as it was (on or off; a process that had frozen objects itself keeps them frozen)."""
-    collecting = gc.isenabled()
-    freezing = gc.get_freeze_count() == 0  # else the caller's frozen objects are not ours to thaw
-
-    def started() -> None:
-        if freezing:
-            gc.freeze()
-        if collecting:
-            gc.enable()
-
-    try:
-        gc.disable()
-        yield started
-    finally:
-        if freezing:
-            gc.unfreeze()
-        (gc.enable if collecting else gc.disable)()
 
 
 def _finish_beside_shutdown(sweep: _Sweep, ray: RayStart) -> SweepResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import tempfile
@@ -75,22 +74,18 @@ _imported = threading.Event()  # set once this worker process imported what its 
 
 @contextlib.contextmanager
 def _first_imports() -> Iterator[None]:
-    """The first trial of a worker process imports torch and datasets with Python's cyclic garbage collector
-    off, and then freezes it over all this process holds: each full collection among the imports scanned
-    every object imported so far, and each one during the trials would scan them all again (the sweep's
-    driver does the same: ``rnnbench.sweep.driver``). Later trials of the process find them imported."""
+    """The first trial of a worker process imports torch and datasets with Python's garbage collector off, then
+    freezes it over them for the worker's lifetime (``rnnbench.util.collector``: each full collection scanned
+    every object imported so far). Later trials of the process find them imported."""
     if _imported.is_set():
         yield
         return
-    collecting = gc.isenabled()
-    try:
-        gc.disable()
+    from rnnbench.util.collector import uncollected_start
+
+    with uncollected_start(thaw=False) as imported:
         yield
-    finally:
-        gc.freeze()  # a worker's lifetime: what it imported stays, and so does the start's little garbage
-        _imported.set()
-        if collecting:
-            gc.enable()
+        imported()
+    _imported.set()
 
 
 STATE_FILE = "state.pt"  # an epoch checkpoint: rnnbench.training.loop.TrainState
