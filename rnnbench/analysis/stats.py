@@ -394,10 +394,21 @@ def iqm(values: Sequence[float]) -> float:
     return float(_scipy_stats().trim_mean(values, 0.25))
 
 
-def _stratified(scores: Mapping[str, Sequence[float]], rng: Any) -> dict[str, Any]:
+def _stratified(groups: Sequence[Mapping[str, Sequence[float]]], rng: Any, rounds: int) -> list[list[Any]]:
+    """``rounds`` stratified resamples of each group's set-ups (runs resampled within each set-up): per group,
+    one array a set-up, rounds x runs.
+
+    The draws are those a resample at a time made, in its order (each round, group after group, set-up after
+    set-up), so the intervals are the same numbers; the statistics over them then run once over all rounds
+    rather than in a Python loop (2,000 scipy calls a cell were a third of a leaderboard test's time, py-spy)."""
     import numpy as np
 
-    return {k: np.asarray(v)[rng.integers(0, len(v), len(v))] for k, v in scores.items()}
+    arrays = [[np.asarray(v) for v in group.values()] for group in groups]
+    draws = [[[rng.integers(0, len(a), len(a)) for a in group] for group in arrays] for _ in range(rounds)]
+    return [
+        [a[np.stack([round_[g][k] for round_ in draws])] for k, a in enumerate(group)]
+        for g, group in enumerate(arrays)
+    ]
 
 
 def iqm_ci(scores: Mapping[str, Sequence[float]], seed: int = 0) -> tuple[float, float, float]:
@@ -406,8 +417,8 @@ def iqm_ci(scores: Mapping[str, Sequence[float]], seed: int = 0) -> tuple[float,
     import numpy as np
 
     flat = [v for values in scores.values() for v in values]
-    rng = np.random.default_rng(seed)
-    boot = [iqm(np.concatenate(list(_stratified(scores, rng).values()))) for _ in range(BOOTSTRAP)]
+    (resampled,) = _stratified([scores], np.random.default_rng(seed), BOOTSTRAP)
+    boot = _scipy_stats().trim_mean(np.concatenate(resampled, axis=1), 0.25, axis=1)  # one IQM a round
     low, high = np.percentile(boot, [2.5, 97.5])
     return iqm(flat), float(low), float(high)
 
@@ -430,11 +441,12 @@ def probability_of_improvement(
     if not shared:
         raise ValueError("no set-up in common")
 
-    def mean_over(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]]) -> float:
-        return float(np.mean([improvement_probability(a[s], b[s]) for s in shared]))
-
-    rng = np.random.default_rng(seed)
     xs, ys = {s: x[s] for s in shared}, {s: y[s] for s in shared}
-    boot = [mean_over(_stratified(xs, rng), _stratified(ys, rng)) for _ in range(BOOTSTRAP // 2)]
+    point = float(np.mean([improvement_probability(xs[s], ys[s]) for s in shared]))
+    rx, ry = _stratified([xs, ys], np.random.default_rng(seed), BOOTSTRAP // 2)
+    # Per set-up, each round's P(X > Y) over all pairs (rounds x runs of x x runs of y), then their mean a round.
+    per_setup = [((a[:, :, None] > b[:, None, :]) + 0.5 * (a[:, :, None] == b[:, None, :])).mean(axis=(1, 2))
+                 for a, b in zip(rx, ry, strict=True)]  # fmt: skip
+    boot = np.mean(np.stack(per_setup, axis=1), axis=1)
     low, high = np.percentile(boot, [2.5, 97.5])
-    return mean_over(xs, ys), float(low), float(high)
+    return point, float(low), float(high)
