@@ -366,8 +366,8 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     """In a fresh process, as the command is: Ray starts in a thread while the main thread works; its
     processes (started from that thread with a parent-death signal) stay up after the start, SIGTERM then
     stops the sweep as Ctrl-C does, and stopping twice shuts Ray down once and gives the environment back.
-    A sweep's own Ray starts without its autoscaler monitor and API server (``lean_head``); with
-    ``RNNBENCH_LEAN_RAY=0`` it has both, and the monitor is already ended when ``ray.shutdown`` starts (which
+    A sweep's own Ray starts without its autoscaler monitor, API server and log monitor (``lean_head``);
+    with ``RNNBENCH_LEAN_RAY=0`` it has all three, and the monitor is already ended when ``ray.shutdown`` starts (which
     kills the raylet and the GCS first, and then waited a second for the monitor, blocked on the GCS).
     Either way none of the processes ``ray.init`` started is left."""
     code = (
@@ -400,15 +400,15 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "    assert signal.getsignal(signal.SIGTERM) is not stop_as_on_ctrl_c\n"
         "    return set(processes)\n"
         "lean = one_start()\n"
-        "assert not {'monitor', 'dashboard'} & lean, lean\n"
+        "assert not {'monitor', 'dashboard', 'log_monitor'} & lean, lean\n"
         "assert monitor_at_shutdown == [[]], monitor_at_shutdown\n"
         "os.environ['RNNBENCH_LEAN_RAY'] = '0'\n"
         "whole = one_start()\n"
-        "assert {'monitor', 'dashboard'} <= whole, whole\n"
+        "assert {'monitor', 'dashboard', 'log_monitor'} <= whole, whole\n"
         "assert monitor_at_shutdown[1] == [-signal.SIGKILL], monitor_at_shutdown\n"
         "assert stops == [True, True], stops\n"
         "from ray._private.node import Node\n"
-        "assert Node.start_monitor.__name__ == 'start_monitor', 'the lean start gave the methods back'\n"
+        "assert [getattr(Node, m).__name__ for m in cluster.LEFT_OUT] == list(cluster.LEFT_OUT), 'given back'\n"
         "print('ok')\n"
     )
     assert _last_line_of_fresh_python(code) == "ok"
@@ -477,7 +477,9 @@ def test_sweep_file_and_flags(tmp_path, ray_address):
         "[task_options]\nlength = 16\ntrain_size = 128\nvalidation_size = 32\ntest_size = 64\n"
         "[space_overrides]\ndepth = 1\nwidth = { low = 8, high = 12 }\n[train]\nbatch_size = 32\n"
     )
-    process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--json", "--address", ray_address)
+    # One trial at a time (settings() says why): each concurrent trial is one more worker process to start.
+    process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--max-concurrent", "1", "--json", "--address",
+                  ray_address)  # fmt: skip
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     summary = json.loads(out)  # stdout is JSON only

@@ -112,29 +112,37 @@ def connect(settings: SweepSettings) -> bool:
     return True
 
 
+# The Ray Node methods that lean_head makes no-ops.
+LEFT_OUT = ("start_monitor", "start_api_server", "start_log_monitor")
+
+
 @contextmanager
 def lean_head() -> Iterator[None]:
-    """While it lasts, a Ray started in this process leaves out two head processes a sweep never uses:
-    the autoscaler monitor (a local Ray has nothing to scale) and the API server that ``ray.init`` starts
-    even with ``include_dashboard=False`` (jobs, the state API; nothing in a sweep calls them).
+    """While it lasts, a Ray started in this process leaves out three processes a sweep never uses: the
+    autoscaler monitor (a local Ray has nothing to scale), the API server that ``ray.init`` starts even with
+    ``include_dashboard=False`` (jobs, the state API; nothing in a sweep calls them), and the log monitor,
+    which sends the workers' output to drivers that ask for it (a sweep's driver starts Ray with
+    ``log_to_driver=False``; each worker's output stays in its files under the session's ``logs/``).
 
     Each is a Python process that imports much of Ray as the driver imports torch and MLflow beside it:
-    on 2 cores, a local Ray with one actor took 5.1-7.1 s of CPU without them, 8.3-9.5 s with them (3
-    interleaved runs a side, ``/proc`` per process), and the command's own start waited on that CPU.
-    ``RNNBENCH_LEAN_RAY=0`` keeps both (for ``ray status`` or Ray's state API on a sweep's own Ray; a Ray
-    started with ``ray start --head`` and joined with ``--address`` always has them). Ray's private node
-    methods: where Ray renames or removes them, it starts both as before."""
+    on 2 cores, a local Ray with one actor took 5.1-7.1 s of CPU without the first two, 8.3-9.5 s with them
+    (3 interleaved runs a side, ``/proc`` per process), and the command's own start waited on that CPU. The
+    log monitor rescans every worker's log files in a loop for as long as Ray lives: over the test suite,
+    each of the two long-lived test Rays' log monitors took 14-17 s of CPU. ``RNNBENCH_LEAN_RAY=0`` keeps
+    all three (for ``ray status``, Ray's state API or the workers' output on a driver that joins a sweep's
+    own Ray; a Ray started with ``ray start --head`` and joined with ``--address`` always has them). Ray's
+    private node methods: where Ray renames or removes them, it starts all three as before."""
     if os.environ.get(LEAN_ENV, "1") == "0":
         yield
         return
     from ray._private.node import Node
 
-    saved = {name: Node.__dict__.get(name) for name in ("start_monitor", "start_api_server")}
+    saved = {name: Node.__dict__.get(name) for name in LEFT_OUT}
     if None in saved.values():  # Ray moved them: start it whole
         yield
         return
-    Node.start_monitor = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
-    Node.start_api_server = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    for name in LEFT_OUT:
+        setattr(Node, name, lambda self, *args, **kwargs: None)
     try:
         yield
     finally:
