@@ -142,6 +142,35 @@ def test_probability_of_improvement_counts_every_pair():
         stats.probability_of_improvement({"s": [1.0]}, {"t": [0.0]})
 
 
+def test_the_bootstraps_are_the_intervals_of_one_resample_at_a_time():
+    """The bootstraps compute over all their rounds at once: the intervals are exactly those of the plain loop
+    that draws one stratified resample at a time (runs within each set-up, set-up after set-up)."""
+
+    def resample(groups, rng):
+        return [{k: np.asarray(v)[rng.integers(0, len(v), len(v))] for k, v in g.items()} for g in groups]
+
+    def loop_iqm_ci(scores, seed=0):
+        rng = np.random.default_rng(seed)
+        boot = [sp.trim_mean(np.concatenate(list(resample([scores], rng)[0].values())), 0.25)
+                for _ in range(stats.BOOTSTRAP)]  # fmt: skip
+        return tuple(float(v) for v in np.percentile(boot, [2.5, 97.5]))
+
+    def loop_improvement(x, y, seed=0):
+        rng, shared = np.random.default_rng(seed), sorted(set(x) & set(y))
+        boot = []
+        for _ in range(stats.BOOTSTRAP // 2):
+            a, b = resample([{s: x[s] for s in shared}, {s: y[s] for s in shared}], rng)
+            boot.append(np.mean([stats.improvement_probability(a[s], b[s]) for s in shared]))
+        return tuple(float(v) for v in np.percentile(boot, [2.5, 97.5]))
+
+    rng = np.random.default_rng(3)
+    for case in range(4):
+        x = {f"s{k}": list(np.round(rng.random(int(rng.integers(1, 12))), 2)) for k in range(case + 1)}
+        y = {f"s{k}": list(np.round(rng.random(int(rng.integers(1, 12))), 2)) for k in range(case + 1)}
+        assert stats.iqm_ci(x, seed=case)[1:] == loop_iqm_ci(x, seed=case)
+        assert stats.probability_of_improvement(x, y, seed=case)[1:] == loop_improvement(x, y, seed=case)
+
+
 def test_normalised_score_and_left_chance():
     assert stats.normalised(0.25, 0.25) == 0.0 and stats.normalised(1.0, 0.1) == 1.0
     assert stats.left_chance(0.30, 1000, 0.25) and not stats.left_chance(0.251, 1000, 0.25)
