@@ -28,11 +28,16 @@ CLUSTER_SCRIPT = textwrap.dedent(
     import ray
     from ray.cluster_utils import Cluster
     from rnnbench.sweep import run_sweep
+    from rnnbench.sweep.cluster import lean_head
     from rnnbench.sweep.settings import SweepSettings
 
     folder, task = sys.argv[1], json.loads(sys.argv[2])
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=2, num_gpus=2)  # logical GPUs: Ray schedules them, CUDA need not exist
+    # Without the head's autoscaler monitor and API server, as a sweep's own Ray (seconds of CPU on 2 cores).
+    # One CPU a node: the CPU sweep's two concurrent trials must take one node each, and each sweep starts
+    # two trial workers (a new process each, seconds of CPU), reused for its four trials.
+    with lean_head():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1, num_gpus=2)  # logical GPUs: Ray schedules them, CUDA need not exist
     cluster.wait_for_nodes()
     out = {}
     try:
@@ -73,6 +78,7 @@ def test_sweep_on_two_node_cluster_with_fractional_logical_gpus(tmp_path):
     cpu_runs = runs("cpu-sweep")
     assert len(cpu_runs) == 4 and sum(out["cpu-sweep"]["counts"]["gru"].values()) == 4
     assert len({r.data.tags["node_id"] for r in cpu_runs}) == 2, "trials ran on both nodes"
+    assert len({r.data.tags["pid"] for r in cpu_runs}) == 2, "two trial workers, each reused by later trials"
     assert all(r.data.tags["gpu_ids"] == "" for r in cpu_runs)
 
     gpu_runs = runs("gpu-sweep")
@@ -82,6 +88,7 @@ def test_sweep_on_two_node_cluster_with_fractional_logical_gpus(tmp_path):
         assert run.data.tags["gpu_ids"] in ("0", "1"), "each trial got one logical GPU id"
         assert run.data.tags["cuda_visible_devices"] == run.data.tags["gpu_ids"], "and sees only that device"
     assert len({r.data.tags["node_id"] for r in gpu_runs}) == 1, "only the node with GPUs runs GPU trials"
+    assert len({r.data.tags["pid"] for r in gpu_runs}) == 2
 
 
 def _free_port() -> int:

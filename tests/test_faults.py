@@ -792,7 +792,8 @@ def test_two_drivers_on_one_sweep_one_runs_the_other_is_refused(tmp_path, ray_ad
     a one-line exit 2 naming the first's pid (or, where the first had finished, finds nothing to do); MLflow
     and Optuna agree trial for trial after each round."""
     args = ["sweep", "--cells", "rnn", "--epochs", "1", "--length", "12", "-o", "train_size=64", "-o",
-            "validation_size=32", "-o", "test_size=32", "--json", "--address", ray_address]  # fmt: skip
+            "validation_size=32", "-o", "test_size=32", "--max-concurrent", "1", "--json", "--address",
+            ray_address]  # fmt: skip
     for round_args, trials in (
         (["--trials", "2", "--name", "y"], 2),
         (["--resume", "y", "--trials", "3"], 3),

@@ -202,7 +202,7 @@ def test_a_ninth_variant_from_a_plugin_runs_through_the_same_study(run_cli, tmp_
     (tmp_path / "ninth.toml").write_text(study)
     swept = run_cli("--plugin", plugin, "sweep", "ninth.toml", "--trials", "2", "--epochs", "1", "--length", "12",
                     "-o", "train_size=128", "-o", "validation_size=64", "-o", "test_size=64", "--name", "ninth",
-                    "--json", "--address", ray_address)  # fmt: skip
+                    "--max-concurrent", "1", "--json", "--address", ray_address)  # fmt: skip
     assert swept.returncode == 0, swept.stderr[-2000:]
     reported = run_cli("odyssey-report", "--sweep", "ninth", "--out", str(tmp_path / "page"))
     assert reported.returncode == 0, reported.stderr[-2000:]
