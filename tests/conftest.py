@@ -121,13 +121,22 @@ def ray_session() -> Iterator[None]:
 
     import ray
 
-    from rnnbench.sweep.cluster import lean_head
+    from rnnbench.sweep.cluster import EMBEDDED_DEFAULTS, lean_head
 
     # "local": a Ray of its own, never a cluster another test (or another pytest worker) started on this host;
-    # without the autoscaler monitor and API server, as a sweep's own Ray (seconds of CPU on 2 cores).
-    with lean_head():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)  # fmt: skip
+    # as a sweep's own Ray, without the processes lean_head leaves out and without idle workers prestarted for
+    # tasks (trials are actors, each in a new process): seconds of CPU on 2 cores. Its processes read the
+    # environment as they start.
+    saved = {key: os.environ.get(key) for key in EMBEDDED_DEFAULTS}
+    os.environ.update({k: v for k, v in EMBEDDED_DEFAULTS.items() if saved[k] is None})
+    try:
+        with lean_head():
+            ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False)  # fmt: skip
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
     yield
     ray.shutdown()
 
