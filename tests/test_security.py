@@ -58,10 +58,11 @@ def _hostile_store(tmp_path: Path) -> str:
     """A store whose every user-typed field holds markup: the data file's name, the label (also a path
     that climbs), the plugin's file, the sweep's settings."""
     from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
+
+    from rnnbench.tracking.store import open_client
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = open_client(uri)  # a new store from the kept empty one: MLflow's migrations took seconds
     experiment = client.create_experiment("rnnbench")
     parent = client.create_run(experiment, tags={"kind": "sweep", "sweep": "evil"})
     client.log_batch(parent.info.run_id, params=[Param("task", "hf"), Param("trials", "2"),
