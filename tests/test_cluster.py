@@ -32,7 +32,7 @@ CLUSTER_SCRIPT = textwrap.dedent(
     from rnnbench.sweep.settings import SweepSettings
 
     folder, task = sys.argv[1], json.loads(sys.argv[2])
-    # Without the head's autoscaler monitor and API server, as a sweep's own Ray (seconds of CPU on 2 cores).
+    # Without the processes a sweep's own Ray leaves out (lean_head: seconds of CPU on 2 cores).
     # One CPU a node: the CPU sweep's two concurrent trials must take one node each, and each sweep starts
     # two trial workers (a new process each, seconds of CPU), reused for its four trials.
     with lean_head():
@@ -78,7 +78,8 @@ def test_sweep_on_two_node_cluster_with_fractional_logical_gpus(tmp_path):
     cpu_runs = runs("cpu-sweep")
     assert len(cpu_runs) == 4 and sum(out["cpu-sweep"]["counts"]["gru"].values()) == 4
     assert len({r.data.tags["node_id"] for r in cpu_runs}) == 2, "trials ran on both nodes"
-    assert len({r.data.tags["pid"] for r in cpu_runs}) == 2, "two trial workers, each reused by later trials"
+    pids = sorted({r.data.tags["pid"] for r in cpu_runs})
+    assert len(pids) == 2, f"two trial workers, each reused by later trials: {pids}"
     assert all(r.data.tags["gpu_ids"] == "" for r in cpu_runs)
 
     gpu_runs = runs("gpu-sweep")
@@ -88,7 +89,8 @@ def test_sweep_on_two_node_cluster_with_fractional_logical_gpus(tmp_path):
         assert run.data.tags["gpu_ids"] in ("0", "1"), "each trial got one logical GPU id"
         assert run.data.tags["cuda_visible_devices"] == run.data.tags["gpu_ids"], "and sees only that device"
     assert len({r.data.tags["node_id"] for r in gpu_runs}) == 1, "only the node with GPUs runs GPU trials"
-    assert len({r.data.tags["pid"] for r in gpu_runs}) == 2
+    pids = sorted({r.data.tags["pid"] for r in gpu_runs})
+    assert len(pids) == 2, f"two trial workers (a CPU each, half a GPU each): {pids}"
 
 
 def _free_port() -> int:

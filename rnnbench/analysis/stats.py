@@ -431,6 +431,19 @@ def improvement_probability(x: Sequence[float], y: Sequence[float]) -> float:
     return float(((a > b) + 0.5 * (a == b)).mean())
 
 
+def _improvement_by_round(x: Any, y: Any) -> Any:
+    """Each round's P(X > Y) + P(X = Y) / 2 over all pairs, from rounds x runs arrays of one set-up: a chunk
+    of rounds at a time, holding at most about a million pairs (all rounds at once held rounds x n x m)."""
+    import numpy as np
+
+    step = max(1, 2**20 // (x.shape[1] * y.shape[1]))
+    found = []
+    for start in range(0, len(x), step):
+        a, b = x[start : start + step, :, None], y[start : start + step, None, :]
+        found.append(((a > b) + 0.5 * (a == b)).mean(axis=(1, 2)))
+    return np.concatenate(found)
+
+
 def probability_of_improvement(
     x: Mapping[str, Sequence[float]], y: Mapping[str, Sequence[float]], seed: int = 0
 ) -> tuple[float, float, float]:
@@ -444,9 +457,7 @@ def probability_of_improvement(
     xs, ys = {s: x[s] for s in shared}, {s: y[s] for s in shared}
     point = float(np.mean([improvement_probability(xs[s], ys[s]) for s in shared]))
     rx, ry = _stratified([xs, ys], np.random.default_rng(seed), BOOTSTRAP // 2)
-    # Per set-up, each round's P(X > Y) over all pairs (rounds x runs of x x runs of y), then their mean a round.
-    per_setup = [((a[:, :, None] > b[:, None, :]) + 0.5 * (a[:, :, None] == b[:, None, :])).mean(axis=(1, 2))
-                 for a, b in zip(rx, ry, strict=True)]  # fmt: skip
-    boot = np.mean(np.stack(per_setup, axis=1), axis=1)
+    per_setup = [_improvement_by_round(a, b) for a, b in zip(rx, ry, strict=True)]
+    boot = np.mean(np.stack(per_setup, axis=1), axis=1)  # each round's mean over the set-ups
     low, high = np.percentile(boot, [2.5, 97.5])
     return point, float(low), float(high)

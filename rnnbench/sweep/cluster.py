@@ -25,7 +25,7 @@ EMBEDDED_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # workers importing Ray only slowed the start. The one-trial sweep ended at 17.1-18.7 s without them,
 # 19.4-21.3 s with them (three interleaved runs a side, docs/benchmarks.md).
 EMBEDDED_DEFAULTS = {"RAY_prestart_worker_first_driver": "false"}
-# RNNBENCH_LEAN_RAY=0 starts an embedded Ray with its autoscaler monitor and API server (``lean_head``).
+# RNNBENCH_LEAN_RAY=0 starts an embedded Ray with the processes ``lean_head`` leaves out (``LEFT_OUT``).
 LEAN_ENV = "RNNBENCH_LEAN_RAY"
 # Ray >= 2.59 turns token authentication on for a new local cluster and says so on stderr at every
 # start (the README's Security section says it instead).
