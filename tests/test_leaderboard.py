@@ -351,6 +351,27 @@ def test_ctrl_c_while_the_dashboard_answers_a_request_stops_it():
     assert answers == [b"answered"], "the request being answered when Ctrl-C came is answered"
 
 
+def test_ctrl_c_while_the_dashboards_thread_starts_stops_it():
+    """On a busy machine the serving thread answered a request before ``Thread.start()`` returned, and a
+    Ctrl-C raised inside ``start()`` escaped the handler (CI, 2026-11-30). Here Ctrl-C arrives inside
+    ``start()`` every time: the command must still stop cleanly."""
+    port = _free_port()
+    code = (
+        "import os, signal, threading\n"
+        "from rnnbench.serve import dashboard\n"
+        "class Interrupted(threading.Thread):\n"
+        "    def start(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        super().start()\n"
+        "dashboard.threading.Thread = Interrupted\n"
+        "dashboard.dashboard_app = lambda name, sweeps_dir, allow_writes: (None, ['s:cell'])\n"
+        f"dashboard.serve_dashboard('s', '.', '127.0.0.1', {port}, lambda text: None)\n"
+        "print('stopped', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stdout + done.stderr
+
+
 def test_dashboard_errors_name_the_sweep_or_the_missing_extra(store, tmp_path, monkeypatch):
     import builtins
 

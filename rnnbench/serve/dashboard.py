@@ -7,8 +7,10 @@ reaches optuna-dashboard. The server's access log is off unless ``--verbose``.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
@@ -85,8 +87,12 @@ def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Calla
             failed.append(exc)
 
     serving = threading.Thread(target=serve, name="rnnbench-dashboard", daemon=True)
-    serving.start()
     try:
+        # Ctrl-C is held back while the thread starts: on a busy machine the new thread answered a
+        # request before start() returned, and a Ctrl-C then raised inside start() escaped the handler
+        # below (CI, 2026-11-30). Held, it lands once the server runs, where shutdown() is safe.
+        with _ctrl_c_held():
+            serving.start()
         while serving.is_alive():
             serving.join(0.5)
     except KeyboardInterrupt:
@@ -95,3 +101,17 @@ def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Calla
         server.server_close()
     if failed:
         raise failed[0]
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold SIGINT back from this thread (and the threads it starts) for the block; Windows has no mask."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        yield
+        return
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, previous)
