@@ -274,11 +274,24 @@ def test_hf_task_bad_options(options, message, cache):
         rnnbench.get_task("hf").build(**options).load(cache_dir=cache)
 
 
-def test_mnist1d_is_the_standard_split_built_offline(cache):
+def test_mnist1d_is_the_standard_split_built_offline(cache, monkeypatch):
+    import mnist1d.data
     from mnist1d.data import get_dataset_args, make_dataset
 
+    from rnnbench.tasks.mnist1d import standard_dataset
+
+    generated: list[bool] = []  # 6 s each: every split of a variant is cut from one generation
+
+    def counted(args):
+        generated.append(args.shuffle_seq)
+        return make_dataset(args)
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", counted)
+    standard_dataset.cache_clear()
     task = rnnbench.get_task("mnist1d").build()
     data = task.load(seed=0, cache_dir=cache)
+    assert generated == [False], "the three splits come from one generation"
+    assert not standard_dataset(False)["x"].flags.writeable, "the kept arrays cannot be changed by a caller"
     assert {s: len(data[s]) for s in ("train", "validation", "test")} == {
         "train": 3500,
         "validation": 500,
@@ -295,6 +308,8 @@ def test_mnist1d_is_the_standard_split_built_offline(cache):
     )
     assert (test["distance"] == 39).all() and task.chance == 0.1
     shuffled = columns(rnnbench.get_task("mnist1d").build(shuffled=True), "test", cache=cache)
+    columns(rnnbench.get_task("mnist1d").build(validation_size=100), "validation", cache=cache)
+    assert generated == [False, True], "one generation per variant, whatever the sizes"
     assert (
         not np.allclose(shuffled["inputs"], test["inputs"]) and (shuffled["target"] == test["target"]).all()
     )
