@@ -660,8 +660,9 @@ def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tm
         f'"{" ".join(str((k * j) % 7 / 7) for j in range(6))}",{k % 2}' for k in range(80)
     ]
     (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    # One trial at a time: both run in one Ray worker (Ray's working folder), without a second worker's start.
     process = cli(tmp_path, "sweep", "--task", "hf", "-o", "path=data.csv", "--cells", "rnn", "--trials", "2",
-                  "--epochs", "1", "--name", "rel", "--json", "--address", ray_address)  # fmt: skip
+                  "--epochs", "1", "--name", "rel", "--json", "--max-concurrent", "1", "--address", ray_address)  # fmt: skip
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "rel", "rnn")
