@@ -557,3 +557,25 @@ def test_the_same_leaderboard_is_not_drawn_and_uploaded_twice(store):
     other = build(store, sweep="board", metric="test_accuracy")
     assert log_plots(other, client, parent), "another leaderboard is drawn and attached"
     assert client.get_run(parent).data.tags[LOGGED_TAG] != key
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [([0.15, 0.6], {"0.2", "0.5"}), ([17.0, 140.0], {"20", "50", "100"}), ([3e3, 7e5], {"10k", "100k"})],
+)
+def test_a_cost_axis_is_labelled_in_plain_numbers_over_any_range(values, expected):
+    """Decades alone left a training-time axis of 0.15-0.6 s without any label (the cost plot, 2026-11-30)."""
+    from rnnbench.report.page import log_axis, new_figure, plain_number
+
+    figure, axis = new_figure()
+    axis.scatter(values, [0.0, 1.0])
+    log_axis(axis, values=values)
+    figure.canvas.draw()
+    low, high = axis.get_xlim()
+    shown = {
+        label.get_text()
+        for tick, label in zip(axis.get_xticks(), axis.get_xticklabels(), strict=True)
+        if low <= tick <= high and label.get_text()
+    }
+    assert shown >= expected and not any("$" in text for text in shown), shown
+    assert [plain_number(v) for v in (0.25, 40, 1500, 2e6, 3e9)] == ["0.25", "40", "1.5k", "2M", "3G"]

@@ -32,6 +32,7 @@ from rnnbench.report.page import (
     budget_table,
     cell_class,
     html_table,
+    log_axis,
     md_escape,
     md_table,
     new_figure,
@@ -491,7 +492,7 @@ def _lrd_plot(group: Group, curves: dict[str, tuple[str, list[dict[str, float]]]
                          label=f"{cell} ({label})")[0]  # fmt: skip
         if not all(math.isnan(v) for v in low):
             axis.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    axis.set_xscale("log", base=2)
+    log_axis(axis, base=2)
     axis.set_ylim(-0.02, 1.02)
     axis.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
     axis.set_xlabel("distance (steps, log2 bucket lower edge)")
@@ -548,7 +549,6 @@ def cost_plot(title: str, metric: str, entries: list[Entry], path: Path) -> Path
     colour per cell, each cell's Pareto front drawn (higher is better, cheaper is better)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
 
     figure = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(figure)
@@ -561,9 +561,8 @@ def cost_plot(title: str, metric: str, entries: list[Entry], path: Path) -> Path
                          label=f"{entry.cell} (n={len(points)})")  # fmt: skip
             front = pareto_front(points)
             axis.step(*zip(*front, strict=True), where="post", color=colour, linewidth=1.4)
-    for axis, label in ((axes[0], "parameters"), (axes[1], "training time (s)")):
-        axis.set_xscale("log")
-        axis.xaxis.set_minor_formatter(NullFormatter())  # labels at 2, 3, 4, 6 x 10^k overlapped
+    for axis, index, label in ((axes[0], 1, "parameters"), (axes[1], 2, "training time (s)")):
+        log_axis(axis, values=[c[index] for e in entries for c in e.costs])
         axis.set_xlabel(f"{label} (log)")
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel(metric)
