@@ -50,6 +50,13 @@ def rnnbench_command() -> list[str]:
     return [sys.executable, "-c", "from rnnbench.cli import main; main()"]
 
 
+def as_typed(command: list[str]) -> list[str]:
+    """A command as a user types it, for a committed report: ``rnnbench``, and files by their names alone
+    (the script's and the temporary folder's paths belong to the machine that ran it)."""
+    rest = command[3:] if command[1:2] == ["-c"] else command[1:]
+    return ["rnnbench", *(Path(a).name if os.path.isabs(a) else a for a in rest)]
+
+
 @dataclass
 class TrialRecord:
     run_id: str

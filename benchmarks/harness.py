@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SweepRecord, device_env, gpus_per_trial, run_cli_sweep
+from benchmarks.common import SweepRecord, as_typed, device_env, gpus_per_trial, run_cli_sweep
 from benchmarks.report import target
 
 NAME = "harness"
@@ -407,7 +407,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         },
         "plain": plains,
         "sweeps": analysed,
-        "sweep_command": sweeps[0].command if sweeps else None,
+        "sweep_command": as_typed(sweeps[0].command) if sweeps else None,
         "table": {"columns": ["quantity", "seconds (best repeat)", "every repeat"], "rows": rows},
         "one_trial": {"command": ["rnnbench", *ONE_TRIAL], "runs": singles, "joined_runs": joined},
         "targets": build_targets(single, fastest_exit, best),

@@ -136,3 +136,18 @@ def test_sizes_are_checked() -> None:
         parse_sizes("16,100,64")
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
+
+
+def test_a_reports_sweep_command_names_no_path_of_the_machine() -> None:
+    from benchmarks.common import as_typed
+
+    script = ["/home/me/.venv/bin/rnnbench", "sweep", "/tmp/rnnbench-bench-x/harness-0.toml", "--json"]
+    assert as_typed(script) == ["rnnbench", "sweep", "harness-0.toml", "--json"]
+    through_python = [
+        "/usr/bin/python3",
+        "-c",
+        "from rnnbench.cli import main; main()",
+        "sweep",
+        "/tmp/a/b.toml",
+    ]
+    assert as_typed(through_python) == ["rnnbench", "sweep", "b.toml"]
