@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
@@ -49,9 +50,17 @@ def _load_in_a_fresh_process(tmp_path: Path, uri: str, model_uri: str) -> dict:
 
 
 def test_a_trained_model_loads_in_a_fresh_process_and_reproduces_its_test_accuracy(tmp_path, monkeypatch):
+    from mlflow.utils import requirements_utils
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # MLflow's map of every installed distribution (0.8-1.0 s) is built by its requirements check alone,
+    # which rnnbench's pinned requirements skip; the check is MLflow's again once the model is logged.
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    check = requirements_utils._check_requirement_satisfied
     tracked = run_tracked(_config(tmp_path, "lstm"), uri)
+    assert requirements_utils._MODULES_TO_PACKAGES is None
+    assert requirements_utils._check_requirement_satisfied is check
     # Logging the model moved MLflow's fluent URI for a moment; the environment this process's later
     # subprocesses inherit is left as it was (it once sent every later sweep to this process's store).
     assert "MLFLOW_TRACKING_URI" not in os.environ
@@ -77,6 +86,10 @@ def test_a_trained_model_loads_in_a_fresh_process_and_reproduces_its_test_accura
     model_files = Path(logged.artifact_location.removeprefix("file://"))
     mlmodel = (model_files / "MLmodel").read_text()
     assert "signature:" in mlmodel and "inputs:" in mlmodel and (model_files / "input_example.json").is_file()
+    pins = (model_files / "requirements.txt").read_text().split()
+    assert f"torch=={torch.__version__.split('+')[0]}" in pins and any(
+        p.startswith("rnnbench==") for p in pins
+    )
 
 
 def test_a_model_whose_plugin_is_missing_names_the_plugin(tmp_path):
@@ -177,3 +190,20 @@ def test_a_model_pickled_before_the_layered_packages_still_loads():
     again = pickle.dumps(model)
     assert b"rnnbench.training.model" in again and b"rnnbench.saved_model" not in again
     assert torch.equal(pickle.loads(again)(saved["inputs"]).detach(), saved["outputs"])
+
+
+def test_the_requirements_check_is_back_once_the_last_of_overlapping_loggers_ends():
+    """Two threads logging models at once: the check stays aside until both are done, then is MLflow's."""
+    from mlflow.utils import requirements_utils
+
+    from rnnbench.tracking.models import _requirements_taken_as_given
+
+    check = requirements_utils._check_requirement_satisfied
+    first, second = _requirements_taken_as_given(), _requirements_taken_as_given()
+    first.__enter__()
+    second.__enter__()
+    assert requirements_utils._check_requirement_satisfied("torch==0.0.1") is None
+    first.__exit__(None, None, None)  # the first to start ends first
+    assert requirements_utils._check_requirement_satisfied is not check, "the other is still logging"
+    second.__exit__(None, None, None)
+    assert requirements_utils._check_requirement_satisfied is check

@@ -291,7 +291,8 @@ def test_the_cache_folder_of_the_command_is_the_workers_one(tmp_path, monkeypatc
 
 def test_the_tail_is_imported_once_in_the_background_while_trials_train():
     """In a fresh process, as the command is: one daemon thread, whatever the number of trials started,
-    leaves every module of the tail and MLflow's package map loaded."""
+    leaves every module of the tail loaded, and not MLflow's map of every installed package (0.8-1.0 s),
+    which logging a model no longer needs (``rnnbench.tracking.models``)."""
     code = (
         "import sys, threading\n"
         "from rnnbench.sweep.warm import TAIL_MODULES, warm_the_tail\n"
@@ -303,7 +304,7 @@ def test_the_tail_is_imported_once_in_the_background_while_trials_train():
         "from mlflow.utils import requirements_utils\n"
         "print([m for m in TAIL_MODULES if m not in sys.modules], requirements_utils._MODULES_TO_PACKAGES is None)\n"
     )
-    assert _last_line_of_fresh_python(code) == "[] False"
+    assert _last_line_of_fresh_python(code) == "[] True"
 
 
 @pytest.mark.parametrize("collecting", [True, False])

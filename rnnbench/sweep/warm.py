@@ -38,11 +38,3 @@ def _import_the_tail() -> None:
             importlib.import_module(name)
         except Exception as exc:  # a speed-up only: the tail imports it again and reports any error
             logging.getLogger("rnnbench").debug("warming %s failed: %s", name, exc)
-    try:
-        from mlflow.utils import requirements_utils
-
-        # MLflow's map of every installed distribution's modules, built when the first model is logged
-        # (it reads every distribution's file list): private, hence guarded.
-        requirements_utils._init_modules_to_packages_map()
-    except Exception as exc:
-        logging.getLogger("rnnbench").debug("warming MLflow's package map failed: %s", exc)
