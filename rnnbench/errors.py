@@ -67,6 +67,10 @@ class TaskOptionError(RnnbenchError, ValueError):
     """A task was given an invalid option (size, length, file, column)."""
 
 
+class TaskCacheError(RnnbenchError):
+    """A task's data cannot be written to its cache folder (a full disk, a read-only folder)."""
+
+
 class TrainingConfigError(RnnbenchError, ValueError):
     """A training configuration value is out of range."""
 

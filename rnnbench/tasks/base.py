@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from rnnbench.errors import TaskOptionError
+from rnnbench.errors import TaskCacheError, TaskOptionError
 
 SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100  # targets at steps that carry no loss (padding, inputs of a sequence head)
@@ -204,19 +204,31 @@ class Task(ABC):
         if (path / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(path))
         data = datasets.DatasetDict({split: self.build_split(split, seed) for split in SPLITS})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the final place, then rename: a crash never leaves a half-written cache entry.
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write beside the final place, then rename: a crash never leaves a half-written cache entry.
+            staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
+        except OSError as exc:
+            raise self._cache_error(root, exc) from None
         try:
             data.save_to_disk(str(staging))
             try:
                 staging.rename(path)
             except OSError:  # another process won the race: keep its copy
                 shutil.rmtree(staging, ignore_errors=True)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise self._cache_error(root, exc) from None
             raise
         return datasets.load_from_disk(str(path))
+
+    def _cache_error(self, root: Path, exc: OSError) -> TaskCacheError:
+        return TaskCacheError(
+            f"task {self.name!r}: its data could not be written to the cache folder {root} "
+            f"({exc.strerror or exc}); free space there, or give another folder (--cache-dir, cache_dir in a "
+            f"sweep file, or ${CACHE_ENV})"
+        )
 
 
 # The least a step of an example takes in memory (one int64 token, or two float32 channels).
