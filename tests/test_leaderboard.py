@@ -351,18 +351,21 @@ def test_ctrl_c_while_the_dashboard_answers_a_request_stops_it():
     assert answers == [b"answered"], "the request being answered when Ctrl-C came is answered"
 
 
-def test_ctrl_c_while_the_dashboards_thread_starts_stops_it():
+@pytest.mark.parametrize("begins", [True, False])
+def test_ctrl_c_while_the_dashboards_thread_starts_stops_it(begins):
     """On a busy machine the serving thread answered a request before ``Thread.start()`` returned, and a
     Ctrl-C raised inside ``start()`` escaped the handler (CI, 2026-11-30). Here Ctrl-C arrives inside
-    ``start()`` every time: the command must still stop cleanly."""
+    ``start()`` every time, and the thread begins or never does (``shutdown()`` would then wait forever):
+    the command must stop cleanly either way."""
     port = _free_port()
+    begin = "super().start()" if begins else 'raise RuntimeError("can\'t start new thread")'
     code = (
         "import os, signal, threading\n"
         "from rnnbench.serve import dashboard\n"
         "class Interrupted(threading.Thread):\n"
         "    def start(self):\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
-        "        super().start()\n"
+        f"        {begin}\n"
         "dashboard.threading.Thread = Interrupted\n"
         "dashboard.dashboard_app = lambda name, sweeps_dir, allow_writes: (None, ['s:cell'])\n"
         f"dashboard.serve_dashboard('s', '.', '127.0.0.1', {port}, lambda text: None)\n"
@@ -560,16 +563,23 @@ def test_the_same_leaderboard_is_not_drawn_and_uploaded_twice(store):
 
 
 @pytest.mark.parametrize(
-    ("values", "expected"),
-    [([0.15, 0.6], {"0.2", "0.5"}), ([17.0, 140.0], {"20", "50", "100"}), ([3e3, 7e5], {"10k", "100k"})],
+    ("values", "base", "expected"),
+    [
+        ([0.15, 0.6], 10, {"0.2", "0.5"}),
+        ([0.12, 5.0], 10, {"0.2", "0.5", "1", "2"}),
+        ([17.0, 140.0], 10, {"20", "50", "100"}),
+        ([3e3, 7e5], 10, {"10k", "100k"}),
+        ([1.0, 4096.0], 2, {"1", "16", "1024", "4096"}),
+    ],
 )
-def test_a_cost_axis_is_labelled_in_plain_numbers_over_any_range(values, expected):
-    """Decades alone left a training-time axis of 0.15-0.6 s without any label (the cost plot, 2026-11-30)."""
+def test_a_log_axis_is_labelled_in_plain_numbers_over_any_range(values, base, expected):
+    """Decades alone left a training-time axis of 0.15-0.6 s without any label (the cost plot, 2026-11-30); a
+    distance axis (base 2) reads 1024, not 1.024k."""
     from rnnbench.report.page import log_axis, new_figure, plain_number
 
     figure, axis = new_figure()
     axis.scatter(values, [0.0, 1.0])
-    log_axis(axis, values=values)
+    log_axis(axis, base=base, values=values)
     figure.canvas.draw()
     low, high = axis.get_xlim()
     shown = {
@@ -578,4 +588,12 @@ def test_a_cost_axis_is_labelled_in_plain_numbers_over_any_range(values, expecte
         if low <= tick <= high and label.get_text()
     }
     assert shown >= expected and not any("$" in text for text in shown), shown
-    assert [plain_number(v) for v in (0.25, 40, 1500, 2e6, 3e9)] == ["0.25", "40", "1.5k", "2M", "3G"]
+    assert [plain_number(v) for v in (0.25, 40, 1500, 16384, 2e6, 1048576, 3e9)] == [
+        "0.25",
+        "40",
+        "1500",
+        "16.4k",
+        "2M",
+        "1.05M",
+        "3G",
+    ]

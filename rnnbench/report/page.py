@@ -103,24 +103,29 @@ def new_figure() -> tuple[Any, Any]:
 
 
 def log_axis(axis: Any, base: float = 10, values: Iterable[float] = ()) -> None:
-    """A log-scale x axis labelled with plain numbers (0.2, 40, 1k, 2M) at its major ticks only, not
-    matplotlib's mathtext powers (10^5, 2^3). Where ``values`` span less than 1.5 decades the ticks are at
-    1, 2 and 5 times a power of ten: at decades alone, a range such as 0.15-0.6 s had no label at all."""
+    """A log-scale x axis labelled with plain numbers (0.2, 40, 1024, 20k, 2M) at its major ticks only, not
+    matplotlib's mathtext powers (10^5, 2^3). Where ``values`` hold fewer than two powers of ten the ticks
+    are at 1, 2 and 5 times a power of ten: at decades alone, a range such as 0.15-0.6 s had no label."""
+    import math
+
     from matplotlib import ticker
 
     axis.set_xscale("log", base=base)
-    positive = [v for v in values if v > 0]
-    if base == 10 and positive and max(positive) / min(positive) < 10**1.5:
-        axis.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if base == 10 and positive:
+        decades = math.floor(math.log10(max(positive))) - math.ceil(math.log10(min(positive))) + 1
+        if decades < 2:
+            axis.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: plain_number(value)))
     axis.xaxis.set_minor_formatter(ticker.NullFormatter())  # labels at 2, 3, 4, 6 x 10^k overlapped
 
 
 def plain_number(value: float) -> str:
-    """A tick value as a short plain number: 0.5, 40, 1k, 2.5M."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:g}{suffix}"
+    """A tick value as a short plain number: 0.5, 40, 1024, 16.4k, 2M (a suffix from 10,000 on)."""
+    if abs(value) >= 1e4:
+        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g}{suffix}"
     return f"{value:g}"
 
 

@@ -87,16 +87,19 @@ def serve_dashboard(name: str, sweeps_dir: str, host: str, port: int, say: Calla
             failed.append(exc)
 
     serving = threading.Thread(target=serve, name="rnnbench-dashboard", daemon=True)
+    started = False
     try:
         # Ctrl-C is held back while the thread starts: on a busy machine the new thread answered a
         # request before start() returned, and a Ctrl-C then raised inside start() escaped the handler
-        # below (CI, 2026-11-30). Held, it lands once the server runs, where shutdown() is safe.
+        # below (CI, 2026-11-30). Held, it lands once start() has returned, or before the thread began.
         with _ctrl_c_held():
             serving.start()
+            started = True
         while serving.is_alive():
             serving.join(0.5)
     except KeyboardInterrupt:
-        server.shutdown()  # the request being answered ends first
+        if started:  # shutdown() waits for serve_forever: it would wait forever on a thread never started
+            server.shutdown()  # the request being answered ends first
     finally:
         server.server_close()
     if failed:
@@ -110,8 +113,9 @@ def _ctrl_c_held() -> Iterator[None]:
     if mask is None:
         yield
         return
-    previous = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = mask(signal.SIG_BLOCK, ())  # the mask as it is: a Ctrl-C raised here changed nothing
     try:
+        mask(signal.SIG_BLOCK, {signal.SIGINT})  # one raised as this returns is undone by the finally
         yield
     finally:
         mask(signal.SIG_SETMASK, previous)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -224,9 +225,11 @@ class Task(ABC):
         return datasets.load_from_disk(str(path))
 
     def _cache_error(self, root: Path, exc: OSError) -> TaskCacheError:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         return TaskCacheError(
             f"task {self.name!r}: its data could not be written to the cache folder {root} "
-            f"({exc.strerror or exc}); free space there, or give another folder (--cache-dir, cache_dir in a "
+            f"({exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}); "
+            f"{'free space there, or ' if full else ''}give another folder (--cache-dir, cache_dir in a "
             f"sweep file, or ${CACHE_ENV})"
         )
 
