@@ -463,6 +463,12 @@ def test_unwritable_tracking_location_is_refused_before_any_work(tmp_path, comma
     assert not (tmp_path / "rnnbench-sweeps").exists()
 
 
+def _disk_full() -> None:
+    """In the child before it runs: writes beyond 8 KiB fail (EFBIG), as on a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+
 def test_full_tracking_location_gives_a_clear_error_and_keeps_the_store(tmp_path):
     from rnnbench.tracking.tracked_run import run_tracked
     from rnnbench.training.config import TrainConfig
@@ -474,34 +480,24 @@ def test_full_tracking_location_gives_a_clear_error_and_keeps_the_store(tmp_path
     options = {"length": 16, "train_size": 256, "validation_size": 64, "test_size": 128}
     config = TrainConfig(cell="gru", task="adding", epochs=2, width=8, threads=1, task_options=options,
                          cache_dir=str(tmp_path / "cache"))  # fmt: skip
-    first = run_tracked(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    kept = {"run_id": first.run_id, "test_accuracy": first.result.test_accuracy}
+    kept = run_tracked(config, f"sqlite:///{tmp_path / 'mlflow.db'}")
 
-    def disk_full() -> None:  # writes beyond 8 KiB fail, as on a full disk
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
-
-    second = cli(tmp_path, *args, preexec_fn=disk_full)
+    second = cli(tmp_path, *args, preexec_fn=_disk_full)
     _, err = second.communicate(timeout=300)
     assert second.returncode == 2, err[-2000:]
     assert "Traceback" not in err
     assert f"tracking URI sqlite:///{tmp_path / 'mlflow.db'}: could not record" in " ".join(err.split())
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("pragma integrity_check").fetchall() == [("ok",)], "the store is not corrupted"
-    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(kept["run_id"])
-    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == kept["test_accuracy"]
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(kept.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == kept.result.test_accuracy
 
 
 def test_a_full_disk_under_the_task_cache_is_a_clear_error_naming_the_folder(tmp_path):
     """The task's data are written to their cache before anything trains: on a full disk that write fails,
     and the command says where, once, instead of datasets' traceback."""
-
-    def disk_full() -> None:  # writes beyond 8 KiB fail, as on a full disk
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
-
     process = cli(tmp_path, "train", "--cell", "rnn", "--task", "adding", "--length", "16", "--train-size", "256",
-                  "--epochs", "1", "--width", "8", preexec_fn=disk_full)  # fmt: skip
+                  "--epochs", "1", "--width", "8", preexec_fn=_disk_full)  # fmt: skip
     _, err = process.communicate(timeout=300)
     said = " ".join(err.split())
     assert process.returncode == 2 and "Traceback" not in err, err[-2000:]
