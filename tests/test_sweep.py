@@ -246,13 +246,20 @@ def test_a_worker_loads_the_task_data_once_for_the_trials_it_runs_in_a_row(tmp_p
     from rnnbench.tasks.base import Task
 
     loads = []
-    load = Task.load
+    load, load_columns = Task.load, Task.load_columns
 
     def counting(self, seed=0, cache_dir=None):
         loads.append((self.name, self.options()["length"], seed))
         return load(self, seed=seed, cache_dir=cache_dir)
 
+    def counting_columns(self, seed=0, cache_dir=None):
+        found = load_columns(self, seed=seed, cache_dir=cache_dir)
+        if found is not None:  # read from the cache without datasets
+            loads.append((self.name, self.options()["length"], seed))
+        return found
+
     monkeypatch.setattr(Task, "load", counting)
+    monkeypatch.setattr(Task, "load_columns", counting_columns)
     monkeypatch.setattr(worker, "_loaded", {})
     options = {"length": 8, "train_size": 64, "validation_size": 32, "test_size": 32}
 

@@ -369,3 +369,57 @@ def test_hf_task_refuses_padding_that_cannot_fit_in_memory(tmp_path, cache, monk
         task.load(seed=0, cache_dir=cache)
     capped = rnnbench.get_task("hf").build(path=str(tmp_path / "long.csv"), max_length=50)
     assert capped.load(seed=0, cache_dir=cache)["train"].num_rows > 0
+
+
+@pytest.mark.parametrize("name", ["adding", "copy", "temporal_order", "digits", "mnist1d"])
+def test_a_cached_tasks_columns_give_the_tensors_datasets_gives(name, cache):
+    """A trial's worker reads the cached columns without datasets: the same tensors, dtypes and all, and the
+    same input example for its logged model."""
+    import torch
+
+    from rnnbench.tasks.columns import Columns
+    from rnnbench.training.loop import _tensors
+    from rnnbench.training.recipe import input_example
+
+    options = {"train_size": 40, "validation_size": 8, "test_size": 24}
+    if name != "digits":
+        options["length"] = 20 if name != "mnist1d" else None
+    task = rnnbench.get_task(name).build(**{k: v for k, v in options.items() if v is not None})
+    assert task.load_columns(seed=3, cache_dir=cache) is None, "nothing cached yet"
+    splits = task.load(seed=3, cache_dir=cache)
+    kept = task.load_columns(seed=3, cache_dir=cache)
+    assert (
+        kept is not None and set(kept) == set(splits) and all(isinstance(c, Columns) for c in kept.values())
+    )
+    for split in splits:
+        ours, theirs = (
+            _tensors(kept[split], torch.device("cpu")),
+            _tensors(splits[split], torch.device("cpu")),
+        )
+        assert set(ours) == set(theirs)
+        for column in theirs:
+            assert ours[column].dtype == theirs[column].dtype, (split, column)
+            assert torch.equal(ours[column], theirs[column]), (split, column)
+    assert torch.equal(input_example(kept), input_example(splits))
+
+
+def test_an_entry_cached_before_columns_were_kept_gets_them_once(cache):
+    task = rnnbench.get_task("adding").build(length=12, train_size=16, validation_size=8, test_size=8)
+    task.load(seed=0, cache_dir=cache)
+    folder = task.cache_path(seed=0, cache_dir=cache)
+    (folder / "columns.npz").unlink()
+    assert task.load_columns(seed=0, cache_dir=cache) is None
+    task.ensure_cached(seed=0, cache_dir=cache)
+    kept = task.load_columns(seed=0, cache_dir=cache)
+    assert kept is not None
+    np.testing.assert_array_equal(kept["train"]["target"], columns(task, "train", cache=cache)["target"])
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "no staging file left"
+
+
+def test_an_hf_task_is_always_read_with_datasets(csv_files, cache):
+    """Its load learns the encoding and the sizes: the worker must run it, columns or not."""
+    task = rnnbench.get_task("hf").build(
+        path="csv", data_files=f"train={csv_files['train']},test={csv_files['test']}"
+    )
+    task.load(seed=0, cache_dir=cache)
+    assert task.load_columns(seed=0, cache_dir=cache) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from typing import Any
 
@@ -80,9 +81,7 @@ def _run_sweep_live(settings: Any, resume: bool, as_json: bool) -> Any:
     live = None if as_json else Live(console=err_console, refresh_per_second=2, transient=False)
     interrupted = 143 if terminated.is_set() else 130
     try:
-        if live is not None:
-            live.start()
-        listener = None if live is None else (lambda progress: live.update(progress.render()))
+        listener = None if live is None else functools.partial(_show, live)
         return run_sweep(settings, resume=resume, listener=listener)
     except SweepInterrupted as exc:
         _stop_live(live)
@@ -95,6 +94,14 @@ def _run_sweep_live(settings: Any, resume: bool, as_json: bool) -> Any:
         raise typer.Exit(143 if terminated.is_set() else 130) from None
     finally:
         _stop_live(live)
+
+
+def _show(live: Live, progress: Any) -> None:
+    """Show the sweep's progress, starting the table (and its refresh thread) with the first: the driver forks
+    its checks while it starts up, and forks only while it runs no other thread (``sweep.forked_check``)."""
+    live.update(progress.render())
+    if not live.is_started:
+        live.start()
 
 
 def _stop_live(live: Live | None) -> None:

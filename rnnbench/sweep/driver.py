@@ -124,6 +124,7 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
     datasets), take the sweep's lock, repair its journal and open (or create) the store; then wait for
     Ray. The lock is held when this returns, and the store is only created once the checks passed."""
     from rnnbench.sweep.cluster import held_interrupts
+    from rnnbench.sweep.forked_check import ForkedCheck
 
     settings = plan.settings
     # A sweep folder already there (a resume, another driver's sweep) is locked before anything starts, so a
@@ -136,11 +137,21 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
         # CPython's import machinery holding its global lock (3.11's module-lock callback), and that thread
         # then never ends (seen in CI: the command hung instead of exiting 130). It is acted on between steps.
         with held_interrupts() as held:
-            ray.begin(settings)
-            from rnnbench.tracking.recorder import RunRecorder
-            from rnnbench.tracking.store import Store
+            # Forked first, while this process runs no thread: Ray's starts next.
+            check = ForkedCheck.start(plan)
+            try:
+                ray.begin(settings)
+                from rnnbench.tracking.recorder import RunRecorder
+                from rnnbench.tracking.store import Store
 
-            plan.check_data_and_cells()
+                if check is None:
+                    plan.check_data_and_cells()
+                else:
+                    _import_the_store()  # what Store.open needs, imported while the child checks
+                    check.wait()
+            finally:
+                if check is not None:
+                    check.close()
             mark("cells checked")
             ray.poll()
             _stop_if(held)
@@ -162,6 +173,11 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
         lock.release()
         raise
     return recorder
+
+
+def _import_the_store() -> None:
+    import mlflow.store.tracking.sqlalchemy_store
+    import mlflow.tracking  # noqa: F401
 
 
 def _stop_if(held: list[int]) -> None:
@@ -399,9 +415,12 @@ class _Sweep:
         s = self.settings
         assert self.parent_run_id is not None
         best, counts = summarize(self.client, self.experiment_id, self.name, s.cells, s.metric)
+        mark("summarised")
         log_best_models(self.recorder.store, self.folder, best)
+        mark("best models logged")
         log_summary(self.client, self.parent_run_id, best)
         self._log_plots()
+        mark("plots logged")
         if s.is_paired:
             self.client.set_tag(self.parent_run_id, "paired", str(self._configurations_shared()).lower())
         self.client.set_terminated(self.parent_run_id, "FINISHED")

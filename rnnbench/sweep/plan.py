@@ -64,8 +64,8 @@ class SweepPlan:
 
     def check_data_and_cells(self) -> None:
         """Build the task's data (cached for the workers) and try every cell on it: the seconds of torch and
-        datasets that the driver spends while Ray starts beside it (``cluster.RayStart``)."""
-        self.task.load(seed=self.data_seed, cache_dir=self.settings.cache_dir)
+        datasets, in a child process beside the driver's start where it can fork (``forked_check``)."""
+        self.task.ensure_cached(seed=self.data_seed, cache_dir=self.settings.cache_dir)
         for cell in self.settings.cells:  # a broken cell fails here, naming its plugin, before any trial time
             get_cell(cell).preflight(self.task.input_size)
 

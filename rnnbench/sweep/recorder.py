@@ -102,12 +102,17 @@ class TrialRecorder(tune.Callback):
 
     # --- Tune's hooks -----------------------------------------------------------------------------
 
+    def setup(self, **info: Any) -> None:
+        # Tune calls this before it starts the first trial's worker: seconds in which the driver idles (the
+        # worker's process starts and imports torch), and the tail's imports (torch among them, where the
+        # driver's checks ran in a child) then take no CPU from the trial.
+        warm_the_tail()
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if not self._mine(trial):
             return
         if trial.trial_id in self.finished:  # rerun after its result was recorded: keep the record
             return
-        warm_the_tail()
         self.progress.cells[self.cell].running += 1
         self.started[trial.trial_id] = time.monotonic()
         self.progress.update()

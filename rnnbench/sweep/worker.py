@@ -63,9 +63,7 @@ def trial_entry(config: dict[str, Any], specs: dict[str, TrialSpec]) -> None:
 
         # Built-ins, entry points and RNNBENCH_PLUGINS, as on the driver, and its one-file plugins.
         load_plugins(list(spec.plugin_paths))
-        import datasets  # noqa: F401  (the task's data)
-
-        import rnnbench.training.loop  # noqa: F401  (torch)
+        import rnnbench.training.loop  # noqa: F401  (torch; a task's data without datasets: tasks.columns)
     run_trial(sampled_values(config), spec)
 
 
@@ -153,7 +151,8 @@ def task_and_data(config: TrainConfig) -> tuple[Any, Any]:
     if key not in _loaded:
         _loaded.clear()  # one task's data at a time: a worker never holds two
         task = build_task(config)
-        _loaded[key] = (task, task.load(seed=config.data_seed, cache_dir=config.cache_dir))
+        kept = task.load_columns(seed=config.data_seed, cache_dir=config.cache_dir)
+        _loaded[key] = (task, kept or task.load(seed=config.data_seed, cache_dir=config.cache_dir))
     return _loaded[key]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from rnnbench.errors import TaskCacheError, TaskOptionError
+from rnnbench.tasks.columns import COLUMNS_FILE, Columns, read_columns, write_columns
 
 SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100  # targets at steps that carry no loss (padding, inputs of a sequence head)
@@ -195,13 +197,40 @@ class Task(ABC):
         blob = json.dumps([self.name, self.data_version, self.options(), seed], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def cache_path(self, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+        """The folder that holds the data of ``seed`` once built."""
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        return root / "tasks" / self.name / self.data_version / self.cache_key(seed)
+
+    def ensure_cached(self, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        """Build and cache the data unless they are: a sweep's driver checks them for its workers. Data already
+        cached are not read again (nor datasets imported: a second of the driver's start) unless the task's
+        ``load`` does more than read them (``hf`` learns its encoding and sizes there)."""
+        path = self.cache_path(seed, cache_dir)
+        if type(self).load is not Task.load or not (path / "dataset_dict.json").is_file():
+            self.load(seed=seed, cache_dir=cache_dir)
+        elif not (path / COLUMNS_FILE).is_file():  # an entry cached before columns were kept beside it
+            import datasets
+
+            with contextlib.suppress(OSError):  # a read-only cache: the workers read it with datasets
+                write_columns(path, datasets.load_from_disk(str(path)))
+
+    def load_columns(
+        self, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None
+    ) -> dict[str, Columns] | None:
+        """The cached splits as column arrays, without datasets (``rnnbench.tasks.columns``), or None where
+        this task's data are not kept so (not cached yet, ragged, or a task whose ``load`` does more)."""
+        if type(self).load is not Task.load:
+            return None
+        return read_columns(self.cache_path(seed, cache_dir))
+
     def load(self, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Any:
         """The train / validation / test ``datasets.DatasetDict``, generated once and cached on disk."""
         import datasets
 
         datasets.disable_progress_bars()
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = root / "tasks" / self.name / self.data_version / self.cache_key(seed)
+        path = self.cache_path(seed, cache_dir)
         if (path / "dataset_dict.json").is_file():
             return datasets.load_from_disk(str(path))
         data = datasets.DatasetDict({split: self.build_split(split, seed) for split in SPLITS})
@@ -213,6 +242,7 @@ class Task(ABC):
             raise self._cache_error(root, exc) from None
         try:
             data.save_to_disk(str(staging))
+            write_columns(staging, data)
             try:
                 staging.rename(path)
             except OSError:  # another process won the race: keep its copy

@@ -18,6 +18,7 @@ import torch
 from rnnbench.core.plugin_manager import get_cell, get_task
 from rnnbench.errors import TrainingConfigError
 from rnnbench.tasks.base import Task
+from rnnbench.tasks.columns import Columns
 from rnnbench.training.config import TrainConfig
 from rnnbench.training.eager_optim import eager
 from rnnbench.training.lrd import LRDResult, lrd_score
@@ -170,6 +171,8 @@ def build_task(config: TrainConfig) -> Task:
 
 
 def _tensors(split: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    if isinstance(split, Columns):
+        return split.tensors(device=device)
     return {k: v.to(device) for k, v in split.with_format("torch")[:].items()}
 
 
@@ -235,7 +238,9 @@ def train(
     result = TrainResult(
         status="completed", config=config, data_version=task.data_version, param_count=parameter_count(model)
     )
-    result.baseline_loss = task.baseline_loss(splits["test"].with_format("numpy")["length"])
+    test = splits["test"]
+    result.baseline_loss = task.baseline_loss(test["length"] if isinstance(test, Columns) else
+                                              test.with_format("numpy")["length"])  # fmt: skip
     run = _Run(config, task, model, _make_optimizer(config, model), torch.Generator().manual_seed(config.seed),
                data, result, on_epoch, on_step)  # fmt: skip
     if resume is not None:
