@@ -47,14 +47,17 @@ TAIL_TARGET = 1.0  # seconds from the last trial's end to the exit
 PIECES = (
     ("command imported", "imports (Python, typer, rnnbench's command line)"),
     ("settings checked", "settings read and checked (plugins, task, space)"),
-    ("cells checked", "task data built and cells checked (Ray starts meanwhile, in a thread)"),
+    (
+        "cells checked",
+        "task data and cells checked in a forked child (the driver imports MLflow, Ray starts)",
+    ),
     ("store opened", "the sweep's lock taken, the MLflow store opened or created (Ray still starting)"),
     ("ray started", "the rest of Ray's start"),
     ("sweep run started", "the sweep's MLflow run, its state, the Optuna journal"),
     ("tune set up", "Tune's searcher, scheduler and trainable"),
     ("first trial", "Tune starts the first trial (a new worker process for its actor; its run in MLflow)"),
     ("worker entered", "the trial's worker process entered"),
-    ("worker imported", "the worker's imports (torch, Tune, the training loop)"),
+    ("worker imported", "the worker's imports (torch, the training loop; its data read without datasets)"),
 )
 TAIL = (
     ("last trial end", "the trial's training and its record"),
