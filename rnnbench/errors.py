@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class RnnbenchError(Exception):
     """Base class of every error rnnbench raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as it is, not rebuilt through __init__ (whose arguments several subclasses change): a sweep's
+        # checks raise them in a forked child (rnnbench.sweep.forked_check) and the driver raises the copy.
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls: type[RnnbenchError], args: tuple[Any, ...], state: dict[str, Any]) -> RnnbenchError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class PluginError(RnnbenchError):

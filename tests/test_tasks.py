@@ -11,6 +11,7 @@ import pytest
 import rnnbench
 from rnnbench.errors import TaskOptionError
 from rnnbench.tasks.adding import Adding
+from rnnbench.tasks.columns import write_columns
 from rnnbench.tasks.copy import BLANK, DELIMITER, RECALL, Copy
 from rnnbench.tasks.temporal_order import END, START, TemporalOrder, X, Y
 
@@ -403,17 +404,51 @@ def test_a_cached_tasks_columns_give_the_tensors_datasets_gives(name, cache):
     assert torch.equal(input_example(kept), input_example(splits))
 
 
-def test_an_entry_cached_before_columns_were_kept_gets_them_once(cache):
+def test_an_entry_cached_before_columns_were_kept_gets_them_once(cache, monkeypatch):
+    import shutil
+
+    from rnnbench.tasks import base
+
     task = rnnbench.get_task("adding").build(length=12, train_size=16, validation_size=8, test_size=8)
     task.load(seed=0, cache_dir=cache)
     folder = task.cache_path(seed=0, cache_dir=cache)
-    (folder / "columns.npz").unlink()
+    shutil.rmtree(folder / "columns")
     assert task.load_columns(seed=0, cache_dir=cache) is None
+    writes = []
+    monkeypatch.setattr(base, "write_columns", lambda *args: writes.append(args) or write_columns(*args))
     task.ensure_cached(seed=0, cache_dir=cache)
+    task.ensure_cached(seed=0, cache_dir=cache)
+    assert len(writes) == 1, "written once, then found"
     kept = task.load_columns(seed=0, cache_dir=cache)
     assert kept is not None
     np.testing.assert_array_equal(kept["train"]["target"], columns(task, "train", cache=cache)["target"])
-    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "no staging file left"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "no staging folder left"
+
+
+def test_columns_that_cannot_be_kept_or_read_leave_the_worker_to_datasets(cache):
+    """Text columns are not kept; a damaged or unreadable columns folder reads as none (datasets' files are
+    then read); a read-only cache keeps working without them."""
+    import datasets
+
+    from rnnbench.tasks.columns import read_columns
+
+    text = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"inputs": ["ab", "c"], "target": [0, 1]})}
+    )
+    write_columns(cache, text)
+    assert not (cache / "columns").exists()
+    task = rnnbench.get_task("adding").build(length=12, train_size=16, validation_size=8, test_size=8)
+    task.load(seed=0, cache_dir=cache)
+    folder = task.cache_path(seed=0, cache_dir=cache)
+    (folder / "columns" / "train.target.npy").write_bytes(b"not numpy")
+    assert read_columns(folder) is None
+    import shutil
+
+    shutil.rmtree(folder / "columns")
+    # A write that fails, as in a read-only cache (root writes anywhere: a file where the folder would go).
+    (folder / "columns").write_text("in the way")
+    task.ensure_cached(seed=0, cache_dir=cache)  # no error: the columns are an aid
+    assert read_columns(folder) is None and task.load_columns(seed=0, cache_dir=cache) is None
 
 
 def test_an_hf_task_is_always_read_with_datasets(csv_files, cache):

@@ -165,8 +165,9 @@ def stop_on_sigterm() -> None:
 
 
 class RayStart:
-    """``connect`` in a thread, so that the driver checks the task's data and the cells, and opens the
-    store, while Ray's processes start: seconds each (docs/sweeps.md).
+    """``connect`` in a thread, so that the task's data and the cells are checked (in a forked child where
+    the driver can fork: ``forked_check``) and the store opened while Ray's processes start: seconds each
+    (docs/sweeps.md).
 
     ``begin`` starts it, ``wait`` (from the main thread) gives ``connect``'s answer, ``stop`` shuts down a
     Ray started here, once, waiting for the start first. Ctrl-C must be held while the thread runs

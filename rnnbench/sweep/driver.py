@@ -138,7 +138,7 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
         # then never ends (seen in CI: the command hung instead of exiting 130). It is acted on between steps.
         with held_interrupts() as held:
             # Forked first, while this process runs no thread: Ray's starts next.
-            check = ForkedCheck.start(plan)
+            check = ForkedCheck.start(plan, close_in_child=(lock.handle.fileno(),) if locked_first else ())
             try:
                 ray.begin(settings)
                 from rnnbench.tracking.recorder import RunRecorder
@@ -148,7 +148,7 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
                     plan.check_data_and_cells()
                 else:
                     _import_the_store()  # what Store.open needs, imported while the child checks
-                    check.wait()
+                    check.wait(held)
             finally:
                 if check is not None:
                     check.close()

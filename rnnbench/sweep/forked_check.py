@@ -6,9 +6,16 @@ waited on nothing but Ray's agents. A child forked from the command, before any 
 has started, runs them on that core instead, and the driver never imports torch until its tail needs it.
 
 The child tells the driver its outcome through a pipe: the task as loaded (a task's ``load`` may set what
-the model is built from, such as ``hf``'s encoding), or the error to raise, with its traceback attached as a
-note. Where forking is not safe (not Linux, a thread or Ray or torch already running in this process, as in
-an in-process sweep under pytest) the checks run in the driver itself, as before.
+the model is built from, such as ``hf``'s encoding), or the error to raise (rnnbench's own as it was; any
+other with the child's traceback attached as a note). Where forking is not safe (not Linux, a thread or Ray
+or torch already running in this process, as in an in-process sweep under pytest) the checks run in the
+driver itself, as before.
+
+Signals: Ctrl-C and SIGTERM are blocked across the fork, so none is lost while the child sets up its
+handlers; in the child the first of them raises KeyboardInterrupt (the half-written cache entry is removed)
+and later ones are ignored, so that clean-up runs to its end. A Ctrl-C or SIGTERM the driver holds while it
+waits is passed on to the child, which is killed if it has not ended 10 s later; the child is sent Ctrl-C
+too if the driver dies.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
-import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +36,12 @@ if TYPE_CHECKING:
 # Modules that start threads or native runtimes a forked child would inherit half-held (OpenMP, gRPC).
 _UNSAFE_MODULES = ("torch", "ray._raylet", "grpc")
 _PR_SET_PDEATHSIG = 1
-_INTERRUPTS = 5  # Ctrl-Cs sent to a child that is stopped, one second apart, before SIGKILL
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+GRACE = 10.0  # seconds a child told to stop has to remove what it was writing, before SIGKILL
+
+
+class CheckerDied(RuntimeError):
+    """The child checking the data and the cells ended without an answer (killed, out of memory)."""
 
 
 def fork_is_safe() -> bool:
@@ -45,35 +57,70 @@ class ForkedCheck:
     """``plan.check_data_and_cells()`` running in a forked child; ``wait`` gives its outcome here."""
 
     def __init__(self, plan: SweepPlan, pid: int, reading: int) -> None:
-        self.plan, self.pid, self._reading = plan, pid, reading
-        self._done = False
+        self.plan, self.pid = plan, pid
+        self._reading: int | None = reading
+        self.status: int | None = None  # the child's wait status, once reaped
 
     @classmethod
-    def start(cls, plan: SweepPlan) -> ForkedCheck | None:
-        """Fork the child, or None where forking is not safe (the caller then checks in-process)."""
+    def start(cls, plan: SweepPlan, close_in_child: tuple[int, ...] = ()) -> ForkedCheck | None:
+        """Fork the child, or None where forking is not safe (the caller then checks in-process).
+        ``close_in_child``: descriptors the child must not hold (the sweep's lock: a child that outlived the
+        driver would keep it)."""
         if not fork_is_safe():
             return None
         for stream in (sys.stdout, sys.stderr):  # else what they buffered is written twice
             with contextlib.suppress(Exception):
                 stream.flush()
+        parent = os.getpid()
         reading, writing = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover  (the child: coverage is not collected there)
-            os.close(reading)
-            _run_child(plan, writing)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover  (the child: coverage is not collected there)
+                code = 1
+                try:
+                    os.close(reading)
+                    for fd in close_in_child:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    code = _run_child(plan, writing, parent, blocked)
+                finally:
+                    os._exit(code)
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(writing)
         return cls(plan, pid, reading)
 
-    def wait(self) -> None:
-        """Block until the child is done; raise its error, or take the task as it loaded it."""
+    def wait(self, held: list[int] | None = None) -> None:
+        """Block until the child is done; raise its error, or take the task as it loaded it. A signal that
+        lands in ``held`` meanwhile (the driver's hold on Ctrl-C) stops the child and raises KeyboardInterrupt."""
+        assert self._reading is not None
+        reading, self._reading = self._reading, None
         chunks = []
-        with os.fdopen(self._reading, "rb") as pipe:
-            while chunk := pipe.read(1 << 16):
+        try:
+            while True:
+                if held:
+                    raise KeyboardInterrupt
+                if not select.select([reading], [], [], 0.1)[0]:
+                    continue
+                chunk = os.read(reading, 1 << 16)
+                if not chunk:
+                    break
                 chunks.append(chunk)
+        except KeyboardInterrupt:
+            self.close()
+            raise
+        finally:
+            os.close(reading)
         self._reap()
-        if not chunks:  # killed (the OOM killer, a signal) before it could say anything
-            raise RuntimeError(f"the process checking the task's data and the cells (pid {self.pid}) died")
-        outcome, value = pickle.loads(b"".join(chunks))
+        if held:  # arrived as the child ended (a Ctrl-C to the process group stops both)
+            raise KeyboardInterrupt
+        try:
+            outcome, value = pickle.loads(b"".join(chunks))
+        except Exception:  # nothing, or a cut answer: it died before it could say anything
+            raise CheckerDied(f"the process checking the task's data and the cells (pid {self.pid}) "
+                              f"{_how_it_ended(self.status)}") from None  # fmt: skip
         if outcome == "error":
             raise value
         if value is None:  # the task held something that does not pickle: check here, from the warm cache
@@ -83,66 +130,89 @@ class ForkedCheck:
 
     def close(self) -> None:
         """Stop the child if it still runs (Ctrl-C, an error in the driver) and reap it; idempotent."""
-        if self._done:
+        if self._reading is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._reading)
+            self._reading = None
+        if self.status is not None:
             return
-        with contextlib.suppress(OSError):
-            os.close(self._reading)
-        # Its Ctrl-C: it removes a half-written cache entry and ends. Sent again while it runs: one that lands
-        # as the child starts is dropped (CPython clears pending signals after a fork); SIGKILL at last.
-        for attempt in range(_INTERRUPTS + 1):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGINT if attempt < _INTERRUPTS else signal.SIGKILL)
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
-                try:
-                    if os.waitpid(self.pid, os.WNOHANG)[0]:
-                        self._done = True
-                        return
-                except ChildProcessError:
-                    self._done = True
-                    return
-                time.sleep(0.02)
+        import time
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGINT)
+        deadline = time.monotonic() + GRACE
+        while time.monotonic() < deadline:
+            if self._reap(block=False):
+                return
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         self._reap()
 
-    def _reap(self) -> None:
-        if not self._done:
-            self._done = True
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+    def _reap(self, block: bool = True) -> bool:
+        """Whether the child has been reaped (now or before)."""
+        if self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler): its status is unknown
+                self.status = 0
+                return True
+            if pid:
+                self.status = status
+        return self.status is not None
 
 
-def _run_child(plan: SweepPlan, writing: int) -> None:
-    """The child's whole life: check, report, and leave without running the driver's exit handlers."""
+def _how_it_ended(status: int | None) -> str:
+    if status is not None and os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        hint = " (the kernel's out-of-memory killer, or kill -9?)" if number == signal.SIGKILL else ""
+        return f"was killed by {signal.Signals(number).name}{hint}"
+    code = os.WEXITSTATUS(status) if status is not None else "unknown"
+    return f"ended with exit code {code} without an answer"
+
+
+def _run_child(plan: SweepPlan, writing: int, parent: int, blocked: set[signal.Signals]) -> int:
+    """The child's whole life: check and report; returns its exit code (the caller leaves with os._exit,
+    running none of the driver's exit handlers)."""
     from rnnbench.util.timings import mark
 
-    code = 0
+    for number in _STOPPING:
+        signal.signal(number, _stop_once)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal held since the fork lands now
+    _die_with_parent(parent)
+    mark("check forked")
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the driver's hold on Ctrl-C is not ours
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _die_with_parent()
-        mark("check forked")
-        try:
-            plan.check_data_and_cells()
-            outcome: tuple[str, Any] = ("ok", _picklable(vars(plan.task)))
-        except BaseException as exc:  # reported to the driver, which raises it
-            outcome = ("error", _portable(exc))
-        with os.fdopen(writing, "wb") as pipe:
+        plan.check_data_and_cells()
+        outcome: tuple[str, Any] = ("ok", _picklable(vars(plan.task)))
+    except BaseException as exc:  # reported to the driver, which raises it
+        outcome = ("error", _portable(exc))
+    try:
+        with open(writing, "wb") as pipe:
             pipe.write(pickle.dumps(outcome))
-    except BaseException:  # the driver is gone (a broken pipe) or went away meanwhile
+        code = 0
+    except BaseException:  # the driver is gone (a broken pipe)
         code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return code
 
 
-def _die_with_parent() -> None:
+def _stop_once(number: int, frame: Any) -> None:
+    """The child's first Ctrl-C or SIGTERM stops its check; later ones are ignored while it cleans up."""
+    for each in _STOPPING:
+        signal.signal(each, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _die_with_parent(parent: int) -> None:
     """Ctrl-C this child when the driver dies (killed, say): it never checks on for nobody."""
     import ctypes
 
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+    if os.getppid() != parent:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _picklable(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -154,19 +224,21 @@ def _picklable(state: dict[str, Any]) -> dict[str, Any] | None:
 
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` as it can cross the pipe. Pickling keeps its type and message but not its traceback or chain:
-    an error other than rnnbench's own (whose message is complete) carries the child's traceback as a note,
-    and one that does not pickle becomes a RuntimeError (or RnnbenchError) naming its type."""
+    an error other than rnnbench's own (whose message is complete) carries the child's traceback as a note.
+    One that does not pickle, or whose copy reads differently (an ``__init__`` that rewrites its
+    arguments), becomes a RuntimeError (or RnnbenchError) naming its type."""
     import rnnbench.errors
 
     text = "".join(traceback.format_exception(exc)).rstrip()
     try:
         copy = pickle.loads(pickle.dumps(exc))
+        if str(copy) != str(exc):
+            raise ValueError("the copy reads differently")
     except Exception:
         base = (
             rnnbench.errors.RnnbenchError if isinstance(exc, rnnbench.errors.RnnbenchError) else RuntimeError
         )
         copy = base(f"{type(exc).__name__}: {exc}")
     if not isinstance(copy, (KeyboardInterrupt, rnnbench.errors.RnnbenchError)):
-        # A domain error's message is complete (the CLI shows it alone); anything else keeps its traceback.
         copy.add_note(f"raised in the process checking the data and the cells:\n{text}")
     return copy

@@ -1,5 +1,6 @@
-"""What a sweep's end imports, imported while its trials train: the driver idles meanwhile, and the
-tail (best models, summary, leaderboard plots) then starts with them loaded."""
+"""What a sweep's end imports, imported from Tune's set-up on, while the first trial's worker starts and the
+trials train: the driver idles meanwhile, and the tail (best models, summary, leaderboard plots) then starts
+with them loaded. torch is among them: where the checks ran in a forked child, the driver has not imported it."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ _started = threading.Event()
 def warm_the_tail() -> None:
     """Start importing the tail's modules in a daemon thread, once per process.
 
-    Called from inside Tune's run, whose own SIGINT handler turns the first Ctrl-C into a graceful stop:
-    no KeyboardInterrupt lands in the main thread while this thread imports (see ``held_interrupts``)."""
+    Called from inside Tune's run (the trial recorder's ``setup``), whose own SIGINT handler turns the first
+    Ctrl-C into a graceful stop: no KeyboardInterrupt lands in the main thread while this thread imports (see
+    ``held_interrupts``)."""
     if _started.is_set():
         return
     _started.set()

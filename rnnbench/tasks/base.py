@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from rnnbench.errors import TaskCacheError, TaskOptionError
-from rnnbench.tasks.columns import COLUMNS_FILE, Columns, read_columns, write_columns
+from rnnbench.tasks.columns import COLUMNS_FOLDER, Columns, read_columns, write_columns
 
 SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100  # targets at steps that carry no loss (padding, inputs of a sequence head)
@@ -209,11 +209,12 @@ class Task(ABC):
         path = self.cache_path(seed, cache_dir)
         if type(self).load is not Task.load or not (path / "dataset_dict.json").is_file():
             self.load(seed=seed, cache_dir=cache_dir)
-        elif not (path / COLUMNS_FILE).is_file():  # an entry cached before columns were kept beside it
+        elif not (path / COLUMNS_FOLDER).is_dir():  # an entry cached before columns were kept beside it
             import datasets
 
+            splits = datasets.load_from_disk(str(path))  # a damaged entry fails here, before any trial
             with contextlib.suppress(OSError):  # a read-only cache: the workers read it with datasets
-                write_columns(path, datasets.load_from_disk(str(path)))
+                write_columns(path, splits)
 
     def load_columns(
         self, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None
@@ -242,7 +243,8 @@ class Task(ABC):
             raise self._cache_error(root, exc) from None
         try:
             data.save_to_disk(str(staging))
-            write_columns(staging, data)
+            with contextlib.suppress(OSError):  # an aid only (a full disk): the workers then read datasets'
+                write_columns(staging, data)
             try:
                 staging.rename(path)
             except OSError:  # another process won the race: keep its copy
