@@ -1,177 +1,101 @@
 """A sweep's data and cell checks in a forked child (rnnbench/sweep/forked_check.py): what crosses back to
-the driver (the task as loaded, the error to raise), a child that dies, a child stopped by Ctrl-C; and,
-through the command, that the checks ran in a child and that a broken cell still fails the sweep before
-anything is recorded."""
+the driver (the task as loaded, the error to raise), a child that dies, a child stopped by Ctrl-C, and what
+the child must not hold, each forked from a fresh process as a command forks (tests/forked_scenarios.py:
+the pytest process runs torch's and Ray's threads, whose locks a child would inherit); and, through the
+command, that the checks ran in a child, that a broken cell still fails the sweep before anything is
+recorded, and that a SIGTERM to the command's process group stops it as one to the command."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import threading
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from rnnbench.errors import CellContractError, DuplicateNameError, UnknownCellError
-from rnnbench.sweep import forked_check
-from rnnbench.sweep.forked_check import CheckerDied, ForkedCheck
+from rnnbench.sweep.forked_check import GRACE, fork_is_safe
 from rnnbench.util.timings import ENV, read
 from tests.test_sweep import cli
 
-
-class _Task:
-    def __init__(self) -> None:
-        self.encoding = "linear"
+REPO = Path(__file__).resolve().parents[1]
 
 
-class _Plan:
-    """A plan whose check runs ``work`` (pure Python: the pytest process holds torch and Ray threads, which a
-    forked child must not touch)."""
-
-    def __init__(self, work) -> None:
-        self.task, self.work, self.in_process = _Task(), work, 0
-
-    def check_data_and_cells(self) -> None:
-        if os.getpid() == self.parent:
-            self.in_process += 1
-        self.work(self.task)
-
-    parent = os.getpid()
+def scenario(name: str, *args: str) -> dict:
+    """Run one of tests/forked_scenarios.py in a fresh process, as a command forks (no thread, torch or Ray)."""
+    done = subprocess.run([sys.executable, "-m", "tests.forked_scenarios", name, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found.pop("fork_was_safe"), "a fresh process with no thread, torch or Ray forks"
+    return found
 
 
-@pytest.fixture
-def forkable(monkeypatch):
-    monkeypatch.setattr(forked_check, "fork_is_safe", lambda: True)
+def test_the_task_as_the_child_loaded_it_crosses_back():
+    found = scenario("learns")  # as hf's load learns its encoding and sizes
+    assert found["state"] == {"encoding": "one-hot", "_meta": {"input_size": 7, "chance": 0.5}}
+    assert found["in_process"] == 0, "the check ran in the child alone"
 
 
-def _checked(work) -> _Plan:
-    plan = _Plan(work)
-    check = ForkedCheck.start(plan)
-    assert check is not None
-    try:
-        check.wait()
-    finally:
-        check.close()
-    return plan
+def test_a_task_that_does_not_pickle_is_checked_again_here():
+    found = scenario("unpicklable")
+    assert found["in_process"] == 1 and found["has_lock"]
 
 
-def test_the_task_as_the_child_loaded_it_crosses_back(forkable):
-    def load(task):  # as hf's load learns its encoding and sizes
-        task.encoding, task._meta = "one-hot", {"input_size": 7, "chance": 0.5}
-
-    plan = _checked(load)
-    assert (plan.task.encoding, plan.task._meta) == ("one-hot", {"input_size": 7, "chance": 0.5})
-    assert plan.in_process == 0, "the check ran in the child alone"
-
-
-def test_a_task_that_does_not_pickle_is_checked_again_here(forkable):
-    def load(task):
-        task.lock = threading.Lock()
-
-    plan = _checked(load)
-    assert plan.in_process == 1 and isinstance(plan.task.lock, type(threading.Lock()))
+@pytest.mark.parametrize("name", ["contract", "duplicate", "unknown"])
+def test_the_childs_domain_error_is_raised_here_as_it_was(name):
+    """Errors whose __init__ takes other arguments than their message too (DuplicateNameError)."""
+    found = scenario(f"domain-{name}")
+    assert found["same"] is True, found
+    assert found["notes"] == [], "a domain error's message is complete"
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        CellContractError(
-            "cell 'x' from plugin p broke the cell contract: gave shape (3, 5), expected (3, 4, 5)"
-        ),
-        # Errors whose __init__ takes other arguments than their message: rebuilt without calling it.
-        DuplicateNameError("cell", "gru", "plugin-a", "plugin-b"),
-        UnknownCellError("grue", ["gru", "lstm"]),
-    ],
-    ids=lambda error: type(error).__name__,
-)
-def test_the_childs_domain_error_is_raised_here_as_it_was(forkable, error):
-    def broken(task):
-        raise error
-
-    with pytest.raises(type(error)) as raised:
-        _checked(broken)
-    assert str(raised.value) == str(error) and vars(raised.value) == vars(error)
-    assert not getattr(raised.value, "__notes__", None), "a domain error's message is complete"
-
-
-def test_any_other_error_keeps_the_childs_traceback(forkable):
-    def broken(task):
-        {}["no such key"]
-
-    with pytest.raises(KeyError) as raised:
-        _checked(broken)
-    note = "\n".join(raised.value.__notes__)
+def test_any_other_error_keeps_the_childs_traceback():
+    found = scenario("other")
+    assert found["raised"] == "KeyError" and found["message"] == "'no such key'"
+    note = "\n".join(found["notes"])
     assert "raised in the process checking the data and the cells" in note
-    assert "in broken" in note and "KeyError: 'no such key'" in note
+    assert "in _missing_key" in note and "KeyError: 'no such key'" in note
 
 
-def test_a_child_that_dies_is_a_clear_error(forkable):
-    def dies(task):
-        os._exit(9)
-
-    with pytest.raises(CheckerDied, match=r"cells \(pid \d+\) ended with exit code 9 without an answer"):
-        _checked(dies)
-
-    def killed(task):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    with pytest.raises(CheckerDied, match=r"was killed by SIGKILL \(the kernel's out-of-memory killer"):
-        _checked(killed)
+def test_a_child_that_dies_is_a_clear_error():
+    found = scenario("exits")
+    assert found["raised"] == "CheckerDied"
+    assert re.search(r"cells \(pid \d+\) ended with exit code 9 without an answer", found["message"])
+    found = scenario("killed")
+    assert found["raised"] == "CheckerDied"
+    assert "was killed by SIGKILL (the kernel's out-of-memory killer" in found["message"]
 
 
-def test_closing_stops_a_child_still_checking_and_reaps_it(forkable):
+def test_closing_stops_a_child_still_checking_and_reaps_it():
     """Ctrl-C, sent at once (the child blocks it until its handler is in place, so none is lost): the child
-    stops by itself, well before the SIGKILL that a child still running after the grace period gets."""
-
-    def slow(task):
-        time.sleep(60)
-
-    check = ForkedCheck.start(_Plan(slow))
-    assert check is not None
-    started = time.monotonic()
-    check.close()
-    assert time.monotonic() - started < forked_check.GRACE / 2
-    assert check.status is not None and os.WIFEXITED(check.status), "it ended itself, not by SIGKILL"
-    with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
-        os.waitpid(check.pid, os.WNOHANG)
-    check.close()  # idempotent
+    stops by itself, well before the SIGKILL a child still running after the grace period gets."""
+    found = scenario("closed")
+    assert found["seconds"] < GRACE / 2 and found["exited_itself"], found
+    assert found["reaped"], "no zombie left behind"
 
 
-def test_a_ctrl_c_held_while_waiting_stops_the_child_and_the_wait(forkable):
-    def slow(task):
-        time.sleep(60)
-
-    check = ForkedCheck.start(_Plan(slow))
-    assert check is not None
-    held: list[int] = []
-    threading.Timer(0.5, held.append, (2,)).start()  # the driver's handler records a Ctrl-C
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        check.wait(held)
-    assert time.monotonic() - started < forked_check.GRACE / 2
-    assert check.status is not None and os.WIFEXITED(check.status)
+def test_a_ctrl_c_held_while_waiting_stops_the_child_and_the_wait():
+    found = scenario("held")
+    assert found["raised"] == "KeyboardInterrupt" and found["seconds"] < GRACE / 2, found
+    assert found["exited_itself"] and found["reaped"]
 
 
-def test_the_child_does_not_hold_what_it_is_told_to_close(forkable, tmp_path):
+def test_the_child_does_not_hold_what_it_is_told_to_close(tmp_path):
     """The sweep's lock on a resume: a child that outlived the driver would keep the next driver out."""
-    import fcntl
+    assert scenario("lock", str(tmp_path)) == {"open_in_child": "False"}
 
-    seen = tmp_path / "seen"
 
-    def probe(task):
-        seen.write_text(str(os.path.exists(f"/proc/self/fd/{locked.fileno()}")))
+def test_a_process_that_imported_torch_checks_in_process():
+    """As an in-process sweep under pytest, or a plugin that imports torch as it loads: no fork (the fresh
+    processes of the scenarios above, which imported neither, do fork)."""
+    import torch  # noqa: F401
 
-    with open(tmp_path / "driver.lock", "a+") as locked:
-        fcntl.flock(locked, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        plan = _Plan(probe)
-        check = ForkedCheck.start(plan, close_in_child=(locked.fileno(),))
-        assert check is not None
-        try:
-            check.wait()
-        finally:
-            check.close()
-    assert seen.read_text() == "False"
+    assert not fork_is_safe()
 
 
 LAZY_BROKEN = '''"""A cell that imports torch only when built, and breaks the contract."""

@@ -71,7 +71,7 @@ class ForkedCheck:
         for stream in (sys.stdout, sys.stderr):  # else what they buffered is written twice
             with contextlib.suppress(Exception):
                 stream.flush()
-        parent = os.getpid()
+        parent, prctl = os.getpid(), _prctl()
         reading, writing = os.pipe()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
@@ -83,7 +83,7 @@ class ForkedCheck:
                     for fd in close_in_child:
                         with contextlib.suppress(OSError):
                             os.close(fd)
-                    code = _run_child(plan, writing, parent, blocked)
+                    code = _run_child(plan, writing, parent, prctl, blocked)
                 finally:
                     os._exit(code)
         finally:
@@ -171,7 +171,7 @@ def _how_it_ended(status: int | None) -> str:
     return f"ended with exit code {code} without an answer"
 
 
-def _run_child(plan: SweepPlan, writing: int, parent: int, blocked: set[signal.Signals]) -> int:
+def _run_child(plan: SweepPlan, writing: int, parent: int, prctl: Any, blocked: set[signal.Signals]) -> int:
     """The child's whole life: check and report; returns its exit code (the caller leaves with os._exit,
     running none of the driver's exit handlers)."""
     from rnnbench.util.timings import mark
@@ -179,7 +179,7 @@ def _run_child(plan: SweepPlan, writing: int, parent: int, blocked: set[signal.S
     for number in _STOPPING:
         signal.signal(number, _stop_once)
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal held since the fork lands now
-    _die_with_parent(parent)
+    _die_with_parent(parent, prctl)
     mark("check forked")
     try:
         plan.check_data_and_cells()
@@ -192,9 +192,8 @@ def _run_child(plan: SweepPlan, writing: int, parent: int, blocked: set[signal.S
         code = 0
     except BaseException:  # the driver is gone (a broken pipe)
         code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    with contextlib.suppress(Exception):  # a warning the check logged (stdout: the checks print nothing)
+        sys.stderr.flush()
     return code
 
 
@@ -205,12 +204,21 @@ def _stop_once(number: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ctrl-C this child when the driver dies (killed, say): it never checks on for nobody."""
-    import ctypes
+def _prctl() -> Any:
+    """libc's prctl, looked up before the fork: a child must not load libraries (the loader's lock)."""
+    try:
+        import ctypes
 
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except Exception:
+        return None
+
+
+def _die_with_parent(parent: int, prctl: Any) -> None:
+    """Ctrl-C this child when the driver dies (killed, say): it never checks on for nobody."""
+    if prctl is not None:
+        with contextlib.suppress(Exception):
+            prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
     if os.getppid() != parent:  # it died before the request was made
         os.kill(os.getpid(), signal.SIGINT)
 
