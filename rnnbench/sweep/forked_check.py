@@ -1,8 +1,8 @@
 """A sweep's data and cell checks in a forked child process, while the driver imports MLflow and starts Ray.
 
 The checks import torch and datasets and run every cell once: in the one-trial sweep's driver they held
-Python's global lock for 4.5 of the 7.8 s before Tune's set-up (py-spy ``--gil``), while the second core
-waited on nothing but Ray's agents. A child forked from the command, before any thread or native runtime
+Python's global lock 4.5 s of the 7.8 s it was held in the command's first 9 s (py-spy ``--gil``), while
+the second core waited on nothing but Ray's agents. A child forked from the command, before any thread or native runtime
 has started, runs them on that core instead, and the driver never imports torch until its tail needs it.
 
 The child tells the driver its outcome through a pipe: the task as loaded (a task's ``load`` may set what
