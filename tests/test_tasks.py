@@ -378,8 +378,7 @@ def test_a_cached_tasks_columns_give_the_tensors_datasets_gives(name, cache):
     same input example for its logged model."""
     import torch
 
-    from rnnbench.tasks.columns import Columns
-    from rnnbench.training.loop import _tensors
+    from rnnbench.tasks.columns import Columns, split_tensors
     from rnnbench.training.recipe import input_example
 
     options = {"train_size": 40, "validation_size": 8, "test_size": 24}
@@ -394,8 +393,8 @@ def test_a_cached_tasks_columns_give_the_tensors_datasets_gives(name, cache):
     )
     for split in splits:
         ours, theirs = (
-            _tensors(kept[split], torch.device("cpu")),
-            _tensors(splits[split], torch.device("cpu")),
+            split_tensors(kept[split], device=torch.device("cpu")),
+            split_tensors(splits[split], device=torch.device("cpu")),
         )
         assert set(ours) == set(theirs)
         for column in theirs:

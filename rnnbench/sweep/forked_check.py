@@ -2,8 +2,9 @@
 
 The checks import torch and datasets and run every cell once: in the one-trial sweep's driver they held
 Python's global lock 4.5 s of the 7.8 s it was held in the command's first 9 s (py-spy ``--gil``), while
-the second core waited on nothing but Ray's agents. A child forked from the command, before any thread or native runtime
-has started, runs them on that core instead, and the driver never imports torch until its tail needs it.
+the second core waited on nothing but Ray's agents. A child forked from the command, before any thread or
+native runtime has started, runs them on that core instead, and the driver never imports torch until its
+tail needs it.
 
 The child tells the driver its outcome through a pipe: the task as loaded (a task's ``load`` may set what
 the model is built from, such as ``hf``'s encoding), or the error to raise (rnnbench's own as it was; any
@@ -27,6 +28,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -136,8 +138,6 @@ class ForkedCheck:
             self._reading = None
         if self.status is not None:
             return
-        import time
-
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGINT)
         deadline = time.monotonic() + GRACE

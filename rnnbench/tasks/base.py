@@ -207,7 +207,7 @@ class Task(ABC):
         cached are not read again (nor datasets imported: a second of the driver's start) unless the task's
         ``load`` does more than read them (``hf`` learns its encoding and sizes there)."""
         path = self.cache_path(seed, cache_dir)
-        if type(self).load is not Task.load or not (path / "dataset_dict.json").is_file():
+        if not self._load_reads_its_cache_only() or not (path / "dataset_dict.json").is_file():
             self.load(seed=seed, cache_dir=cache_dir)
         elif not (path / COLUMNS_FOLDER).is_dir():  # an entry cached before columns were kept beside it
             import datasets
@@ -221,9 +221,14 @@ class Task(ABC):
     ) -> dict[str, Columns] | None:
         """The cached splits as column arrays, without datasets (``rnnbench.tasks.columns``), or None where
         this task's data are not kept so (not cached yet, ragged, or a task whose ``load`` does more)."""
-        if type(self).load is not Task.load:
+        if not self._load_reads_its_cache_only():
             return None
         return read_columns(self.cache_path(seed, cache_dir))
+
+    def _load_reads_its_cache_only(self) -> bool:
+        """Whether this task's ``load`` is this class's: it only builds and reads the cache, and sets nothing
+        on the task (``hf``'s learns its encoding and sizes, so it must run)."""
+        return type(self).load is Task.load
 
     def load(self, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Any:
         """The train / validation / test ``datasets.DatasetDict``, generated once and cached on disk."""

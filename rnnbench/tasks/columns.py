@@ -45,6 +45,19 @@ class Columns(dict[str, np.ndarray]):
         return out
 
 
+def split_tensors(split: Any, rows: int | None = None, device: Any = None) -> dict[str, torch.Tensor]:
+    """A split's columns (their first ``rows``) as tensors, whether kept columns or a datasets split."""
+    if isinstance(split, Columns):
+        return split.tensors(rows=rows, device=device)
+    found = split.with_format("torch")[slice(rows)]
+    return {k: v.to(device) for k, v in found.items()} if device is not None else dict(found)
+
+
+def split_column(split: Any, name: str) -> np.ndarray:
+    """One column of a split as a numpy array, whether kept columns or a datasets split."""
+    return split[name] if isinstance(split, Columns) else split.with_format("numpy")[name]
+
+
 def write_columns(folder: Path, splits: Mapping[str, Any]) -> None:
     """Keep ``splits`` (datasets) as ``folder/columns``, written whole or not at all. Columns that are not
     plain numbers or booleans (ragged, text) are not kept: their worker reads datasets."""

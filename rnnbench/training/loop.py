@@ -18,7 +18,7 @@ import torch
 from rnnbench.core.plugin_manager import get_cell, get_task
 from rnnbench.errors import TrainingConfigError
 from rnnbench.tasks.base import Task
-from rnnbench.tasks.columns import Columns
+from rnnbench.tasks.columns import split_column, split_tensors
 from rnnbench.training.config import TrainConfig
 from rnnbench.training.eager_optim import eager
 from rnnbench.training.lrd import LRDResult, lrd_score
@@ -170,12 +170,6 @@ def build_task(config: TrainConfig) -> Task:
     return get_task(config.task).build(**config.task_options)
 
 
-def _tensors(split: Any, device: torch.device) -> dict[str, torch.Tensor]:
-    if isinstance(split, Columns):
-        return split.tensors(device=device)
-    return {k: v.to(device) for k, v in split.with_format("torch")[:].items()}
-
-
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer in ("sgd", "nesterov"):
@@ -231,16 +225,14 @@ def train(
     device = resolve_device(config.device)
     if splits is None:
         splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)
-    data = {name: _tensors(split, device) for name, split in splits.items()}
+    data = {name: split_tensors(split, device=device) for name, split in splits.items()}
 
     seed_everything(config.seed)
     model = SequenceModel(cell, task, config.width, config.depth, config.dropout).to(device)
     result = TrainResult(
         status="completed", config=config, data_version=task.data_version, param_count=parameter_count(model)
     )
-    test = splits["test"]
-    result.baseline_loss = task.baseline_loss(test["length"] if isinstance(test, Columns) else
-                                              test.with_format("numpy")["length"])  # fmt: skip
+    result.baseline_loss = task.baseline_loss(split_column(splits["test"], "length"))
     run = _Run(config, task, model, _make_optimizer(config, model), torch.Generator().manual_seed(config.seed),
                data, result, on_epoch, on_step)  # fmt: skip
     if resume is not None:

@@ -50,12 +50,9 @@ def recipe(config: TrainConfig, task: Task) -> dict[str, Any]:
 
 def input_example(splits: Any) -> torch.Tensor:
     """The first test inputs: a logged model's input example (and what its signature is inferred on)."""
-    from rnnbench.tasks.columns import Columns
+    from rnnbench.tasks.columns import split_tensors
 
-    test = splits["test"]
-    if isinstance(test, Columns):
-        return test.tensors(rows=EXAMPLE_ROWS)["inputs"]
-    return test.with_format("torch")[:EXAMPLE_ROWS]["inputs"]
+    return split_tensors(splits["test"], rows=EXAMPLE_ROWS)["inputs"]
 
 
 def final_checkpoint(
