@@ -17,6 +17,11 @@ import pytest
 # Tests never reach the Hugging Face hub.
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One thread for torch's and BLAS's parallel loops in each test process and the processes it starts, unless
+# asked otherwise: scripts/test runs two test processes on two cores, so a second thread only contends
+# (torch's cell, LSTM-family and training tests took 36 s of CPU on two threads against 29 s on one, and
+# longer even on an idle machine). Trials set their own (their CPU share), as in any sweep.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TEST_PLUGINS = Path(__file__).parent / "plugins"
 REPO = Path(__file__).parent.parent

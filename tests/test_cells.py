@@ -256,6 +256,30 @@ def _require_gru_kernel() -> None:
     gru_module.load_kernel()
 
 
+def test_a_built_kernel_loads_without_torchs_build_tools():
+    """Loading a kernel already built imports neither torch.utils.cpp_extension nor setuptools (0.3 s in
+    every trial worker); the build root and library suffix restated from torch are torch's own."""
+    import subprocess
+    import sys
+
+    from torch.utils import cpp_extension
+
+    from rnnbench.cells import kernels
+
+    assert kernels.default_build_root() == cpp_extension.get_default_build_root()
+    assert kernels.LIB_EXT == cpp_extension.LIB_EXT
+    _require_gru_kernel()
+    code = (
+        "import sys, torch\n"
+        "from rnnbench.cells import gru\n"
+        "gru.load_kernel()\n"
+        "print(sorted(m for m in ('setuptools', 'torch.utils.cpp_extension') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.fixture(params=["cpp", "python"])
 def gru_path(request, monkeypatch):
     """Run the test once on the compiled CPU kernel and once on its pure-PyTorch twin."""

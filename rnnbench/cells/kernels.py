@@ -35,6 +35,16 @@ KERNEL_DIR_ENV = "RNNBENCH_KERNEL_DIR"
 KERNEL_CFLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 KERNEL_DTYPES = (torch.float32, torch.float64)
 SHARED_HEADER = Path(__file__).with_name("kernel_math.h")  # included by every kernel
+# torch.utils.cpp_extension's LIB_EXT and get_default_build_root(), restated: that module imports setuptools
+# (0.3 s), which loading a kernel already built needs nothing of; every trial worker of a sweep loads one.
+LIB_EXT = ".pyd" if sys.platform == "win32" else ".so"
+
+
+def default_build_root() -> str:
+    """torch's extension cache, as ``cpp_extension.get_default_build_root()`` names it."""
+    import torch._appdirs
+
+    return os.path.realpath(torch._appdirs.user_cache_dir(appname="torch_extensions"))
 
 
 class KernelError(RnnbenchError, RuntimeError):
@@ -129,18 +139,14 @@ class CompiledKernel:
 
     def build_dir(self, name: str | None = None) -> Path:
         """``$RNNBENCH_KERNEL_DIR/<name>``, else torch's extension cache (``$TORCH_EXTENSIONS_DIR``)."""
-        from torch.utils import cpp_extension
-
         root = os.environ.get(KERNEL_DIR_ENV) or os.environ.get("TORCH_EXTENSIONS_DIR")
-        base = Path(root).expanduser() if root else Path(cpp_extension.get_default_build_root())
+        base = Path(root).expanduser() if root else Path(default_build_root())
         return base / (name or self.name())
 
     def _build_and_load(self) -> Any:
-        from torch.utils import cpp_extension
-
         name = self.name()
         build_dir = self.build_dir(name)
-        library = build_dir / f"{name}{cpp_extension.LIB_EXT}"
+        library = build_dir / f"{name}{LIB_EXT}"
         done = build_dir / "rnnbench-build-done"  # written only after a build that loaded
         if not (done.exists() and library.exists()):
             build_dir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +160,8 @@ class CompiledKernel:
                     # by a build that died; torch would wait on it forever.
                     if locked:
                         (build_dir / "lock").unlink(missing_ok=True)
+                    from torch.utils import cpp_extension
+
                     cpp_extension.load(
                         name,
                         [str(self.source)],
