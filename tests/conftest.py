@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -17,11 +18,6 @@ import pytest
 # Tests never reach the Hugging Face hub.
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
-# One thread for torch's and BLAS's parallel loops in each test process and the processes it starts, unless
-# asked otherwise: scripts/test runs two test processes on two cores, so a second thread only contends
-# (torch's cell, LSTM-family and training tests took 36 s of CPU on two threads against 29 s on one, and
-# longer even on an idle machine). Trials set their own (their CPU share), as in any sweep.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TEST_PLUGINS = Path(__file__).parent / "plugins"
 REPO = Path(__file__).parent.parent
@@ -97,6 +93,13 @@ def use_plugin() -> Iterator[Callable[[object, str], None]]:
     for name in reversed(added):
         if name in _infos:
             unregister_plugin(name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.settings import SweepSettings
 from rnnbench.tracking.store import TrackingError
-from tests.conftest import REPO, TINY_TASK
+from tests.conftest import REPO, TINY_TASK, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -93,17 +92,11 @@ def test_sweep_on_two_node_cluster_with_fractional_logical_gpus(tmp_path):
     assert len(pids) == 2, f"two trial workers (a CPU each, half a GPU each): {pids}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on 127.0.0.1 with its own sqlite store and artifact folder."""
     folder = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
     process = subprocess.Popen(
         [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -146,7 +139,7 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path, ray_session, mlflow_server
 
 
 def test_unreachable_tracking_server_fails_before_any_trial(tmp_path, ray_session):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     settings = SweepSettings(
         task="adding", cells=["rnn"], trials=1, epochs=1, task_options=dict(TINY_TASK), name="nowhere",
         tracking_uri=url, sweeps_dir=str(tmp_path / "sweeps"), cache_dir=str(tmp_path / "cache"),

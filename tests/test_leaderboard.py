@@ -28,7 +28,7 @@ from rnnbench.serve.ui import answers
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.reseed import config_from_params, reseed
 from rnnbench.sweep.settings import SweepSettings
-from tests.conftest import TINY_TASK
+from tests.conftest import TINY_TASK, free_port
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
 # One process builds the module's store (scripts/test: --dist loadgroup), not one per process.
@@ -201,14 +201,8 @@ def test_pareto_front_keeps_the_points_nothing_cheaper_beats():
     assert pareto_front([]) == [] and pareto_front([(2, 0.1)]) == [(2, 0.1)]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_ui_opens_the_sweeps_runs_table_with_the_ranking_metrics_in_headless_chromium(store, tmp_path):
-    port = _free_port()
+    port = free_port()
     script = Path(sys.executable).parent / "rnnbench"
     process = subprocess.Popen([str(script), "ui", "--port", str(port), "--tracking-uri", store, "--sweep", "board"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
@@ -262,7 +256,7 @@ def test_ui_opens_the_sweeps_runs_table_with_the_ranking_metrics_in_headless_chr
 def test_dashboard_serves_one_study_per_cell_with_the_trials_states(store, tmp_path):
     """optuna-dashboard's HTTP API on the sweep's journal: the studies, and each trial's state as MLflow
     records its status (completed: Complete, pruned: Pruned, diverged and failed: Fail)."""
-    port = _free_port()
+    port = free_port()
     sweeps = str(Path(store.removeprefix("sqlite:///")).parent / "sweeps")
     script = Path(sys.executable).parent / "rnnbench"
     process = subprocess.Popen([str(script), "dashboard", "board", "--sweeps-dir", sweeps, "--port", str(port)],
@@ -311,7 +305,7 @@ def test_ctrl_c_while_the_dashboard_answers_a_request_stops_it():
     import signal
     import threading
 
-    port = _free_port()
+    port = free_port()
     code = (
         "import time\n"
         "from rnnbench.serve import dashboard\n"
@@ -357,7 +351,7 @@ def test_ctrl_c_while_the_dashboards_thread_starts_stops_it(begins):
     Ctrl-C raised inside ``start()`` escaped the handler (CI, 2026-11-30). Here Ctrl-C arrives inside
     ``start()`` every time, and the thread begins or never does (``shutdown()`` would then wait forever):
     the command must stop cleanly either way."""
-    port = _free_port()
+    port = free_port()
     begin = "super().start()" if begins else 'raise RuntimeError("can\'t start new thread")'
     code = (
         "import os, signal, threading\n"
