@@ -5,7 +5,12 @@ sweeps' commands, their Ray, each trial's worker) use, not its wall time: a test
 paced trials run leaves its core to the other test process. Each test's row (``RNNBENCH_CPU_PROFILE``,
 default ``cpu-profile.jsonl`` in the current folder; rows are appended, so several runs can share a file)
 holds its CPU, its wall time and the pytest-xdist worker that ran it; the session ends with the ten that
-used the most CPU. Processes that outlive their parent (reparented away from the tree) are not counted.
+used the most CPU, counted from the rows this session wrote.
+
+What a row leaves out or misplaces: a process reparented out of the tree (its parent ended first) takes its
+CPU with it, so a test that kills a driver, or ends a Ray whose workers outlive it, counts low (even below
+zero); the CPU of a module or session fixture, and the background of the test process's Ray, go to the test
+that was running. Linux only (it reads ``/proc``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,19 @@ ENV = "RNNBENCH_CPU_PROFILE"
 SHOWN = 10
 
 
+_state: dict[str, object] = {}  # the output file, resolved once, and its size when this session started
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not Path("/proc/self/stat").is_file():
+        raise pytest.UsageError("tests.cpu_profile reads /proc: it runs on Linux only")
+    output = Path(os.environ.get(ENV) or "cpu-profile.jsonl").resolve()  # a test may change the folder
+    _state["output"] = output
+    _state["start"] = output.stat().st_size if output.is_file() else 0
+
+
 def _output() -> Path:
-    return Path(os.environ.get(ENV) or "cpu-profile.jsonl")
+    return _state["output"]  # type: ignore[return-value]
 
 
 def tree_cpu(root: int) -> float:
@@ -41,14 +57,19 @@ def tree_cpu(root: int) -> float:
         fields = text[text.rfind(")") + 2 :].split()  # the name in parentheses may hold spaces
         parents[int(name)] = int(fields[1])
         used[int(name)] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
-    total = 0.0
-    for pid, cpu in used.items():
-        ancestor = pid
-        while ancestor != root and ancestor in parents and ancestor > 1:
-            ancestor = parents[ancestor]
-        if ancestor == root:
-            total += cpu
-    return total
+    inside: dict[int, bool] = {root: True}
+
+    def in_tree(pid: int) -> bool:
+        chain = []
+        # The snapshot is not atomic: a pid reused while it was read could close a loop, hence the bound.
+        while pid not in inside and pid in parents and pid > 1 and len(chain) <= len(parents):
+            chain.append(pid)
+            pid = parents[pid]
+        found = inside.get(pid, False)
+        inside.update(dict.fromkeys(chain, found))
+        return found
+
+    return sum(cpu for pid, cpu in used.items() if in_tree(pid))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -67,7 +88,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         hasattr(config, "workerinput") or not _output().is_file()
     ):  # a pytest-xdist worker: the controller sums
         return
-    rows = [json.loads(line) for line in _output().read_text().splitlines() if line.strip()]
+    with _output().open() as found:
+        found.seek(_state["start"])  # type: ignore[arg-type]
+        rows = [json.loads(line) for line in found.read().splitlines() if line.strip()]
+    if not rows:
+        return
     rows.sort(key=lambda r: -r["cpu_s"])
     terminalreporter.section(f"CPU per test, the {min(SHOWN, len(rows))} that used most ({_output()})")
     for r in rows[:SHOWN]:

@@ -257,8 +257,10 @@ def _require_gru_kernel() -> None:
 
 
 def test_a_built_kernel_loads_without_torchs_build_tools():
-    """Loading a kernel already built imports neither torch.utils.cpp_extension nor setuptools (0.3 s in
-    every trial worker); the build root and library suffix restated from torch are torch's own."""
+    """Loading a kernel already built imports neither torch.utils.cpp_extension nor setuptools (0.2-0.3 s in
+    every trial worker of a kernel's cell); the build root and library suffix restated from torch are torch's
+    own. (setuptools' distutils shim imports it for anything importing distutils: a dependency doing that
+    would fail this too.)"""
     import subprocess
     import sys
 

@@ -36,7 +36,8 @@ KERNEL_CFLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 KERNEL_DTYPES = (torch.float32, torch.float64)
 SHARED_HEADER = Path(__file__).with_name("kernel_math.h")  # included by every kernel
 # torch.utils.cpp_extension's LIB_EXT and get_default_build_root(), restated: that module imports setuptools
-# (0.3 s), which loading a kernel already built needs nothing of; every trial worker of a sweep loads one.
+# (0.2-0.3 s), which loading a kernel already built needs nothing of; every trial worker of a GRU, peephole or
+# LSTM-family cell on the CPU loads one.
 LIB_EXT = ".pyd" if sys.platform == "win32" else ".so"
 
 
