@@ -18,6 +18,10 @@ import pytest
 # Tests never reach the Hugging Face hub.
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One thread for torch's and BLAS's parallel loops in each test process and the processes it starts, unless
+# asked otherwise: scripts/test runs two test processes on two cores, so a second thread only contends.
+# Trials set their own (their CPU share), as in any sweep. Measured in docs/development.md.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TEST_PLUGINS = Path(__file__).parent / "plugins"
 REPO = Path(__file__).parent.parent
