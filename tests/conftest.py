@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -97,13 +96,6 @@ def use_plugin() -> Iterator[Callable[[object, str], None]]:
     for name in reversed(added):
         if name in _infos:
             unregister_plugin(name)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -84,9 +84,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    if (
-        hasattr(config, "workerinput") or not _output().is_file()
-    ):  # a pytest-xdist worker: the controller sums
+    # A pytest-xdist worker (it has workerinput) leaves the summary to the controller.
+    if hasattr(config, "workerinput") or not _output().is_file():
         return
     with _output().open() as found:
         found.seek(_state["start"])  # type: ignore[arg-type]

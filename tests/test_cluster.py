@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from benchmarks.ui_start import free_port
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.settings import SweepSettings
 from rnnbench.tracking.store import TrackingError
-from tests.conftest import REPO, TINY_TASK, free_port
+from tests.conftest import REPO, TINY_TASK
 
 pytestmark = pytest.mark.slow
 

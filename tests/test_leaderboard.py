@@ -19,6 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from benchmarks.ui_start import free_port
 from rnnbench.analysis.importance import INTERACTIONS
 from rnnbench.analysis.leaderboard import LeaderboardError, NothingToRank, build
 from rnnbench.cli import app
@@ -28,7 +29,7 @@ from rnnbench.serve.ui import answers
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.reseed import config_from_params, reseed
 from rnnbench.sweep.settings import SweepSettings
-from tests.conftest import TINY_TASK, free_port
+from tests.conftest import TINY_TASK
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
 # One process builds the module's store (scripts/test: --dist loadgroup), not one per process.
