@@ -94,6 +94,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     continues from its last epoch) and a final result whose checkpoint holds the tested weights."""
     from ray import tune
 
+    from rnnbench.sweep.scratch import scratch_root
     from rnnbench.training.loop import EpochReport, train
     from rnnbench.training.recipe import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
     from rnnbench.util.timings import mark
@@ -106,7 +107,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     def on_epoch(report: EpochReport) -> None:
         assert report.snapshot is not None
-        with tempfile.TemporaryDirectory(prefix="rnnbench-checkpoint-") as folder:
+        with tempfile.TemporaryDirectory(prefix="checkpoint-", dir=scratch_root()) as folder:
             report.snapshot().save(Path(folder) / STATE_FILE)
             tune.report({"epoch": report.epoch, **report.metrics(), "final": False, **resumed, **placement},
                         checkpoint=tune.Checkpoint.from_directory(folder))  # fmt: skip
@@ -125,7 +126,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     if result.best_state is None:  # no epoch finished: nothing to keep
         tune.report(metrics)
         return
-    with tempfile.TemporaryDirectory(prefix="rnnbench-model-") as folder:
+    with tempfile.TemporaryDirectory(prefix="model-", dir=scratch_root()) as folder:
         final_checkpoint(
             result.best_state,
             recipe(train_config, task),
