@@ -557,6 +557,46 @@ def test_the_same_leaderboard_is_not_drawn_and_uploaded_twice(store):
     assert client.get_run(parent).data.tags[LOGGED_TAG] != key
 
 
+class _FirstEpochOnly:
+    """The store's runs, each history cut to its first epoch (a sweep of one-epoch trials)."""
+
+    def __init__(self, runs) -> None:
+        self._runs = runs
+
+    def history(self, run_id: str, metric: str) -> list:
+        return self._runs.history(run_id, metric)[:1]
+
+    def __getattr__(self, name: str):
+        return getattr(self._runs, name)
+
+
+def test_a_plot_is_drawn_only_where_it_has_more_than_one_point(store, tmp_path):
+    """A sweep of one trial of one epoch per cell gives each plot one point a cell: the table holds it, so no
+    plot is drawn for it (the sweep's tail drew four such plots, 0.6-1.1 s); a second trial of one cell brings
+    back the plots that compare trials."""
+    from rnnbench.report.leaderboard import plots
+
+    board = build(store, sweep="board", with_importance=False)
+    setup = board.groups[0].setup.id
+    drawn = {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / "all")[setup]}
+    assert {"distribution.png", "budget.png", "cost.png", "learning-curves.png"} <= drawn
+
+    for entry in board.groups[0].entries:  # one completed trial, one seed
+        entry.trial_values, entry.values = entry.trial_values[:1], entry.values[:1]
+        entry.costs, entry.budget = entry.costs[:1], entry.budget[:1]
+    board.runs = _FirstEpochOnly(board.runs)
+    for entry in board.groups[0].entries[1:]:  # a single cell: one cost point in all
+        entry.costs = []
+    lone = {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / "lone")[setup]}
+    assert lone <= {"lrd-curves.png"}, f"plots of a single point each: {lone}"
+    assert f"![{setup}-distribution]" not in markdown(board, plots(board, tmp_path / "page"))
+
+    first = board.groups[0].entries[0]
+    first.trial_values = [first.trial_values[0], first.trial_values[0] - 0.1]  # its second trial
+    again = {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / "two")[setup]}
+    assert "distribution.png" in again
+
+
 @pytest.mark.parametrize(
     ("values", "base", "expected"),
     [
