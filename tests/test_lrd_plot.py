@@ -115,3 +115,20 @@ def test_plots_from_several_threads_are_each_their_own(tmp_path, fresh_frames):
             pool.map(lambda k: pixels(curves[k % 6], f"trial {k % 6}", tmp_path / f"t{k}"), range(24))
         )
     assert all(np.array_equal(image, alone[k % 6]) for k, image in enumerate(drawn))
+
+
+def test_a_curve_of_one_distance_bucket_is_logged_as_its_table_without_a_plot(tmp_path, fresh_frames):
+    """One bucket is one point and no LRD measure (every hf and mnist1d set-up): the run gets the table, as
+    the leaderboard draws no LRD curve for it; two buckets or more get the plot too."""
+    from rnnbench.tracking.recorder import write_lrd_artifacts
+
+    one = curve(8, distances=np.full(64, 3))
+    assert len(one.buckets) == 1 and not one.measured
+    (tmp_path / "one").mkdir()
+    assert [p.name for p in write_lrd_artifacts(one, tmp_path / "one", "rnn on hf, trial 0")] == [
+        "lrd_curve.csv"
+    ]
+    many = curve(40)
+    (tmp_path / "many").mkdir()
+    written = write_lrd_artifacts(many, tmp_path / "many", "rnn on adding, trial 0")
+    assert [p.name for p in written] == ["lrd_curve.csv", "lrd_curve.png"] and written[1].stat().st_size > 0

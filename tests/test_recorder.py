@@ -159,6 +159,17 @@ def test_each_status_is_recorded_and_told(bench: Bench, status, feed, run_status
         assert run.data.tags["error"] == "worker failed 1 time(s): RuntimeError: worker died"
 
 
+def test_a_curve_of_one_distance_bucket_is_recorded_as_its_table_without_a_plot(bench: Bench):
+    """One bucket (hf, mnist1d): one point and no LRD measure, so no plot is drawn for the trial's run."""
+    one = lrd_score(np.full(200, 3), np.ones(200), 0.5)
+    assert len(one.buckets) == 1
+    trial = bench.trial("t1")
+    bench.recorder.on_trial_start(0, [], trial)
+    bench.recorder.on_trial_result(0, [], trial, final(lrd_curve=json.dumps(one.rows()), lrd_score=None))
+    assert bench.recorder.wait_for_plots() == [] and not bench.recorder.plots, "no plot was started"
+    assert {a.path for a in bench.client.list_artifacts(bench.run(trial).info.run_id)} == {"lrd_curve.csv"}
+
+
 def test_a_retried_trial_keeps_its_run(bench: Bench):
     trial = bench.trial("t1")
     bench.recorder.on_trial_start(0, [], trial)
