@@ -571,30 +571,39 @@ class _FirstEpochOnly:
 
 
 def test_a_plot_is_drawn_only_where_it_has_more_than_one_point(store, tmp_path):
-    """A sweep of one trial of one epoch per cell gives each plot one point a cell: the table holds it, so no
-    plot is drawn for it (the sweep's tail drew four such plots, 0.6-1.1 s); a second trial of one cell brings
-    back the plots that compare trials."""
+    """A sweep of one cell, one trial of one epoch, gives each plot one point: the table holds it, so no
+    plot is drawn for it (the sweep's tail drew four such plots); a second cell, or a second trial, brings
+    them back."""
     from rnnbench.report.leaderboard import plots
 
     board = build(store, sweep="board", with_importance=False)
-    setup = board.groups[0].setup.id
-    drawn = {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / "all")[setup]}
-    assert {"distribution.png", "budget.png", "cost.png", "learning-curves.png"} <= drawn
+    group = board.groups[0]
+    setup = group.setup.id
 
-    for entry in board.groups[0].entries:  # one completed trial, one seed
+    def drawn(name: str) -> set[str]:
+        return {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / name).get(setup, [])}
+
+    assert {"distribution.png", "budget.png", "cost.png", "learning-curves.png"} <= drawn("all")
+
+    for entry in group.entries:  # one completed trial, one seed, one epoch each
         entry.trial_values, entry.values = entry.trial_values[:1], entry.values[:1]
-        entry.costs, entry.budget = entry.costs[:1], entry.budget[:1]
+        entry.costs, entry.budget, entry.best_runs = entry.costs[:1], entry.budget[:1], entry.best_runs[:1]
     board.runs = _FirstEpochOnly(board.runs)
-    for entry in board.groups[0].entries[1:]:  # a single cell: one cost point in all
-        entry.costs = []
-    lone = {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / "lone")[setup]}
-    assert lone <= {"lrd-curves.png"}, f"plots of a single point each: {lone}"
+    cells = group.entries
+    group.entries = cells[:1]
+    lone = drawn("lone")
+    assert lone <= {"lrd-curves.png"}, f"plots of a single point: {lone}"
     assert f"![{setup}-distribution]" not in markdown(board, plots(board, tmp_path / "page"))
 
-    first = board.groups[0].entries[0]
-    first.trial_values = [first.trial_values[0], first.trial_values[0] - 0.1]  # its second trial
-    again = {p.name.removeprefix(f"{setup}-") for p in plots(board, tmp_path / "two")[setup]}
-    assert "distribution.png" in again
+    group.entries = cells[:2]  # a second cell: each plot compares two points
+    assert {"distribution.png", "budget.png", "cost.png", "learning-curves.png"} <= drawn("two cells")
+    group.entries = cells[:1]
+    first = cells[0]
+    first.trial_values = [
+        first.trial_values[0],
+        first.trial_values[0] - 0.1,
+    ]  # a second trial of the one cell
+    assert "distribution.png" in drawn("two trials")
 
 
 @pytest.mark.parametrize(

@@ -118,8 +118,9 @@ def test_plots_from_several_threads_are_each_their_own(tmp_path, fresh_frames):
 
 
 def test_a_curve_of_one_distance_bucket_is_logged_as_its_table_without_a_plot(tmp_path, fresh_frames):
-    """One bucket is one point and no LRD measure (every hf and mnist1d set-up): the run gets the table, as
-    the leaderboard draws no LRD curve for it; two buckets or more get the plot too."""
+    """One bucket is one point and no LRD measure (any hf or mnist1d set-up, or a test set too small for two
+    buckets): the run gets the table, as the leaderboard draws no LRD curve for it; two buckets or more get
+    the plot too."""
     from rnnbench.tracking.recorder import write_lrd_artifacts
 
     one = curve(8, distances=np.full(64, 3))

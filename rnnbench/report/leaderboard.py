@@ -432,8 +432,8 @@ def to_html(board: Leaderboard, images: dict[str, list[Path]] | None = None, hea
 def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
     """Per set-up: LRD curves (mean over seeds with a band, where LRD is measured), the ranked metric per
     seed and over the completed trials per cell, budget curves, cost plots, learning curves; each only where
-    it has more than one point to show (a spread, a curve, a comparison): a lone point, as one trial of one
-    epoch gives, is in the table already."""
+    it has more than one point in all (one cell's trial of one epoch is a lone point, in the table already),
+    and the LRD curves where a cell's curve has more than one distance bucket (an LRD measure)."""
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, list[Path]] = {}
     for group in board.groups:
@@ -443,14 +443,14 @@ def plots(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
         curves = {e.cell: _seed_curve(board.runs, e) for e in entries}
         if any(len(c[1]) > 1 for c in curves.values()):  # one bucket: no LRD measure, no curve to draw
             paths.append(_lrd_plot(group, curves, Path(f"{stem}-lrd-curves.png")))
-        if any(len(e.trial_values) > 1 or len(e.values) > 1 for e in entries):
+        if sum(max(len(e.trial_values), len(e.values)) for e in entries) > 1:
             paths.append(_distribution_plot(group, entries, Path(f"{stem}-distribution.png")))
-        if any(len(e.budget) > 1 for e in entries):
+        if sum(len(e.budget) for e in entries) > 1:
             paths.append(_budget_plot(group, entries, Path(f"{stem}-budget.png")))
         if sum(len(e.costs) for e in entries) > 1:
             paths.append(cost_plot(heading(group), group.metric, entries, Path(f"{stem}-cost.png")))
         histories = {e.cell: [board.runs.history(r, "val_accuracy") for r in e.best_runs] for e in entries}
-        if any(len(h) > 1 for runs in histories.values() for h in runs):
+        if sum(len(h) for runs in histories.values() for h in runs) > 1:
             paths.append(_learning_curves(group, histories, Path(f"{stem}-learning-curves.png")))
         ranked = [e for e in entries if e.importance]
         if ranked:

@@ -9,6 +9,7 @@ A trial's path, module by module::
     search     the resumable Optuna searcher (SweepSearch) and its sampler
     scheduler  ASHA on epoch reports, never at or after the last epoch
     worker     the trial function in a Ray worker: TrainConfig -> train() -> tune.report
+    scratch    the worker's folder for checkpoints on their way to Tune, and what ended workers left
     recorder   the driver's Tune callback: one nested MLflow run per trial, then Optuna is told
     progress   the live counts and table
     summary    the best trial per cell and the status counts, from MLflow

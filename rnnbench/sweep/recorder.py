@@ -278,7 +278,7 @@ class TrialRecorder(tune.Callback):
         )
         with tempfile.TemporaryDirectory() as folder:
             self._log_artifact(run_id, write_lrd_table(lrd, Path(folder)))
-        if len(lrd.buckets) < 2:  # one point, no LRD measure: the table says it (write_lrd_artifacts)
+        if not lrd.measured:  # one distance bucket: one point, no plot (write_lrd_artifacts)
             return
         title = f"{self.cell} on {self.record.task}, trial {self.search.optuna_number(trial.trial_id)}"
         if self.plot_pool is None:

@@ -113,6 +113,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
                         checkpoint=tune.Checkpoint.from_directory(folder))  # fmt: skip
 
     try:
+        scratch_root()  # made (and what ended workers left removed) before the first epoch, not in its report
         task, splits = task_and_data(train_config)
         result = train(train_config, on_epoch=on_epoch, task=task, splits=splits, resume=resume)
     except Exception as exc:

@@ -155,10 +155,10 @@ def run_params(
 
 
 def write_lrd_artifacts(lrd: LRDResult, folder: Path, title: str) -> list[Path]:
-    """The LRD curve as a table (lrd_curve.csv) and, where it has more than one distance bucket, a plot
-    (lrd_curve.png): one bucket is one point, and no LRD measure."""
+    """The LRD curve as a table (lrd_curve.csv) and, where it is an LRD measure (more than one distance
+    bucket), a plot (lrd_curve.png): one bucket would be one point."""
     table = write_lrd_table(lrd, folder)
-    return [table, write_lrd_plot(lrd, folder, title)] if len(lrd.buckets) > 1 else [table]
+    return [table, write_lrd_plot(lrd, folder, title)] if lrd.measured else [table]
 
 
 def write_lrd_table(lrd: LRDResult, folder: Path) -> Path:
