@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from rnnbench.sweep.scratch import LOCK, PREFIX
+from rnnbench.sweep.scratch import LOCK, PREFIX, kernel_id
 
 # A worker's checkpoint on its way to Tune, then the worker killed before Tune is done with it.
 KILLED_MID_REPORT = textwrap.dedent("""
@@ -23,14 +23,16 @@ KILLED_MID_REPORT = textwrap.dedent("""
 """)
 RUNNING = "from rnnbench.sweep.scratch import scratch_root; print(scratch_root(), flush=True); input()"
 NEXT_WORKER = "from rnnbench.sweep.scratch import scratch_root; print(scratch_root())"
-# Its folder removed under it (a cleaner of old temporary files): the next checkpoint still has one.
+# Its folder removed under it (a cleaner of old temporary files): the next checkpoint still has one, and
+# the first folder's lock is let go, not leaked.
 REMOVED_UNDER_IT = textwrap.dedent("""
-    import shutil
+    import os, shutil
     from rnnbench.sweep.scratch import scratch_root
     first = scratch_root()
+    descriptors = len(os.listdir("/proc/self/fd"))
     shutil.rmtree(first)
     second = scratch_root()
-    print(first != second and second.is_dir())
+    print(first != second and second.is_dir(), len(os.listdir("/proc/self/fd")) == descriptors)
 """)
 
 
@@ -42,28 +44,25 @@ def _python(code: str, tmp_path, **kwargs) -> subprocess.Popen:
 
 
 def test_a_worker_killed_mid_report_leaves_its_checkpoint_and_the_next_worker_removes_it(tmp_path):
-    killed = _python(KILLED_MID_REPORT, tmp_path)
-    left = tmp_path / killed.stdout.readline().strip()
-    assert killed.wait(timeout=60) == -signal.SIGKILL
-    assert left.parent == tmp_path and left.name.startswith(PREFIX)
-    assert list(left.glob("checkpoint-*/state.pt")), "the killed worker's checkpoint is left behind"
-
-    running = _python(RUNNING, tmp_path, stdin=subprocess.PIPE)
+    mine = f"{PREFIX}{kernel_id()}-"
+    running = _python(RUNNING, tmp_path, stdin=subprocess.PIPE)  # started first: its own clean-up is done
     try:
         alive = tmp_path / running.stdout.readline().strip()
-        # Not a process's folder, or not one rnnbench can judge: names no pid can be, no lock file (its owner
-        # may be making it), a link.
-        odd = [
-            tmp_path / f"{PREFIX}\u00b2",
-            tmp_path / f"{PREFIX}99999999999",
-            tmp_path / "rnnbench-checkpoint-abc",
-        ]
-        for folder in odd:
+        killed = _python(KILLED_MID_REPORT, tmp_path)
+        left = tmp_path / killed.stdout.readline().strip()
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+        assert left.parent == tmp_path and left.name.startswith(mine) and (left / LOCK).is_file()
+        assert list(left.glob("checkpoint-*/state.pt")), "the killed worker's checkpoint is left behind"
+
+        # Left alone: a folder with no lock file (its owner may be making it), one of another kernel (a
+        # temporary folder on a network filesystem), a link, anything else.
+        kept = [tmp_path / f"{mine}making", tmp_path / f"{PREFIX}0123456789ab-other", tmp_path / "elsewhere",
+                tmp_path / "rnnbench-checkpoint-abc"]  # fmt: skip
+        for folder in kept:
             (folder / "checkpoint-x").mkdir(parents=True)
-        target = tmp_path / "elsewhere"
-        (target / "checkpoint-x").mkdir(parents=True)
-        (target / LOCK).touch()
-        (tmp_path / f"{PREFIX}link").symlink_to(target)
+        for folder in kept[1:3]:
+            (folder / LOCK).touch()
+        (tmp_path / f"{mine}link").symlink_to(kept[2])
 
         nxt = _python(NEXT_WORKER, tmp_path)
         out, _ = nxt.communicate(timeout=60)
@@ -72,8 +71,8 @@ def test_a_worker_killed_mid_report_leaves_its_checkpoint_and_the_next_worker_re
         assert own.parent == tmp_path and own.is_dir() and own not in (left, alive), "a folder of its own"
         assert not left.exists(), "the killed worker's folder is removed by the next worker"
         assert (alive / LOCK).is_file(), "a running worker's folder is kept"
-        assert all((folder / "checkpoint-x").is_dir() for folder in [*odd, target])
-        assert (tmp_path / f"{PREFIX}link").is_symlink()
+        assert all((folder / "checkpoint-x").is_dir() for folder in kept)
+        assert (tmp_path / f"{mine}link").is_symlink()
     finally:
         running.communicate("\n", timeout=60)
 
@@ -81,4 +80,4 @@ def test_a_worker_killed_mid_report_leaves_its_checkpoint_and_the_next_worker_re
 def test_a_folder_removed_under_a_live_worker_is_made_again(tmp_path):
     process = _python(REMOVED_UNDER_IT, tmp_path)
     out, _ = process.communicate(timeout=60)
-    assert process.returncode == 0 and out.strip() == "True"
+    assert process.returncode == 0 and out.split() == ["True", "True"]
