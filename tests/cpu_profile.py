@@ -27,19 +27,16 @@ ENV = "RNNBENCH_CPU_PROFILE"
 SHOWN = 10
 
 
-_state: dict[str, object] = {}  # the output file, resolved once, and its size when this session started
+OUTPUT = pytest.StashKey[Path]()  # the output file, resolved once
+START = pytest.StashKey[int]()  # its size when this session started: the summary reads this session's rows
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not Path("/proc/self/stat").is_file():
         raise pytest.UsageError("tests.cpu_profile reads /proc: it runs on Linux only")
     output = Path(os.environ.get(ENV) or "cpu-profile.jsonl").resolve()  # a test may change the folder
-    _state["output"] = output
-    _state["start"] = output.stat().st_size if output.is_file() else 0
-
-
-def _output() -> Path:
-    return _state["output"]  # type: ignore[return-value]
+    config.stash[OUTPUT] = output
+    config.stash[START] = output.stat().st_size if output.is_file() else 0
 
 
 def tree_cpu(root: int) -> float:
@@ -79,21 +76,22 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     yield
     row = {"test": item.nodeid, "cpu_s": round(tree_cpu(me) - cpu, 2), "wall_s": round(time.monotonic() - wall, 2),
            "worker": os.environ.get("PYTEST_XDIST_WORKER", "")}  # fmt: skip
-    with _output().open("a") as out:
+    with item.config.stash[OUTPUT].open("a") as out:
         out.write(json.dumps(row) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     # A pytest-xdist worker (it has workerinput) leaves the summary to the controller.
-    if hasattr(config, "workerinput") or not _output().is_file():
+    output = config.stash[OUTPUT]
+    if hasattr(config, "workerinput") or not output.is_file():
         return
-    with _output().open() as found:
-        found.seek(_state["start"])  # type: ignore[arg-type]
+    with output.open() as found:
+        found.seek(config.stash[START])
         rows = [json.loads(line) for line in found.read().splitlines() if line.strip()]
     if not rows:
         return
     rows.sort(key=lambda r: -r["cpu_s"])
-    terminalreporter.section(f"CPU per test, the {min(SHOWN, len(rows))} that used most ({_output()})")
+    terminalreporter.section(f"CPU per test, the {min(SHOWN, len(rows))} that used most ({output})")
     for r in rows[:SHOWN]:
         terminalreporter.write_line(f"{r['cpu_s']:8.1f} s CPU {r['wall_s']:8.1f} s wall  {r['test']}")
     terminalreporter.write_line(f"{sum(r['cpu_s'] for r in rows):8.1f} s CPU in all, {len(rows)} tests")
