@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnbench.errors import RnnbenchError, TrainingConfigError
+
+if TYPE_CHECKING:
+    from rnnbench.tasks.base import Task
 
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]
 OPTIMIZERS = ("adam", "sgd", "nesterov", "rmsprop")  # nesterov: SGD with Nesterov momentum (Greff et al.)
@@ -121,3 +124,10 @@ def parse_option(text: str) -> tuple[str, Any]:
             except ValueError:
                 continue
     return key.strip(), value
+
+
+def build_task(config: TrainConfig) -> Task:
+    """The configuration's task, built from its options (neither torch nor datasets imported)."""
+    from rnnbench.core.plugin_manager import get_task
+
+    return get_task(config.task).build(**config.task_options)

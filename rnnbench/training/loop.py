@@ -15,17 +15,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from rnnbench.core.plugin_manager import get_cell, get_task
+from rnnbench.core.plugin_manager import get_cell
 from rnnbench.errors import TrainingConfigError
 from rnnbench.tasks.base import Task
 from rnnbench.tasks.columns import split_column, split_tensors
-from rnnbench.training.config import TrainConfig
+from rnnbench.training.config import TrainConfig, build_task
 from rnnbench.training.eager_optim import eager
 from rnnbench.training.lrd import LRDResult, lrd_score
 from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS, pick
 from rnnbench.training.model import SequenceModel, parameter_count
 
-__all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "TrainState", "train"]
+__all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "TrainState", "build_task", "train"]
 
 Status = Literal["completed", "diverged", "pruned"]
 EVAL_BATCH = 512
@@ -164,10 +164,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_task(config: TrainConfig) -> Task:
-    return get_task(config.task).build(**config.task_options)
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
