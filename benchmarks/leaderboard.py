@@ -47,7 +47,7 @@ TASK_PARAMS = {"task": "temporal_order", "task.length": "30", "task.spread": "4.
                "plugin": "rnnbench.plugins.odyssey", "plugin_version": "0.1.0"}  # fmt: skip
 
 
-def open_store(folder: Path) -> tuple[Any, str, str, str]:
+def open_store(folder: Path, cells: tuple[str, ...] = CELLS) -> tuple[Any, str, str, str]:
     """An sqlite store with the experiment and the sweep's parent run: (client, uri, experiment, parent)."""
     from mlflow.entities import Param, RunTag
 
@@ -58,24 +58,25 @@ def open_store(folder: Path) -> tuple[Any, str, str, str]:
     experiment = client.create_experiment("rnnbench", artifact_location=(folder / "mlartifacts").as_uri())
     parent = client.create_run(experiment, tags={"kind": "sweep", "sweep": SWEEP, "task": "temporal_order",
                                                  "mlflow.runName": SWEEP}).info.run_id  # fmt: skip
-    params = {"name": SWEEP, "cells": json.dumps(CELLS), "task": "temporal_order", "space": "greff",
+    params = {"name": SWEEP, "cells": json.dumps(cells), "task": "temporal_order", "space": "greff",
               "metric": "val_accuracy", "sampler": "random", "epochs": str(EPOCHS)}  # fmt: skip
     client.log_batch(parent, params=[Param(k, v) for k, v in params.items()], tags=[RunTag("trials", "0")])
     return client, uri, experiment, parent
 
 
-def add_trials(client: Any, experiment: str, parent: str, start: int, stop: int, rng: random.Random) -> None:
+def add_trials(client: Any, experiment: str, parent: str, start: int, stop: int, rng: random.Random,
+               cells: tuple[str, ...] = CELLS) -> None:  # fmt: skip
     """Trial runs ``start`` .. ``stop - 1``, the cells in turn: accuracy rises with the learning rate's
     log, more for some cells, plus noise; a run below chance now and then, as real sweeps have."""
     from mlflow.entities import Metric, Param, RunTag
 
     distributions = json.dumps({k: json.dumps(v) for k, v in DISTRIBUTIONS.items()})
     for index in range(start, stop):
-        cell, number = CELLS[index % len(CELLS)], index // len(CELLS)
+        cell, number = cells[index % len(cells)], index // len(cells)
         lr = math.exp(rng.uniform(math.log(1e-6), math.log(1e-2)))
         sampled = {"lr": lr, "momentum_complement": math.exp(rng.uniform(math.log(0.01), 0.0)),
                    "width": rng.randint(20, 200), "depth": rng.randint(1, 2)}  # fmt: skip
-        skill = 0.25 + 0.7 / (1 + math.exp(-(math.log10(lr) + 4) * (1 + CELLS.index(cell) / 8)))
+        skill = 0.25 + 0.7 / (1 + math.exp(-(math.log10(lr) + 4) * (1 + cells.index(cell) / 8)))
         accuracy = min(1.0, max(0.0, skill + rng.gauss(0, 0.05)))
         now = 1_700_000_000_000 + index * 60_000
         tags = {"sweep": SWEEP, "cell": cell, "task": "temporal_order", "status": "completed",

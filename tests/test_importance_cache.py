@@ -1,7 +1,8 @@
 """Importances kept by a sweep's run: read back while its trials are unchanged, recomputed once they change.
 
-The store is the leaderboard benchmark's synthetic one (real MLflow, nine cells, trial runs shaped as a
-sweep writes them), small enough to build in seconds.
+The store is the leaderboard benchmark's synthetic one (real MLflow, trial runs shaped as a sweep writes them)
+cut to three of its nine cells: every board built with its importances recomputed fits fANOVA once per
+cell (0.2-0.35 s each here), and these tests build several.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.leaderboard import CELLS, SWEEP, add_trials, open_store
+from benchmarks.leaderboard import CELLS as ALL_CELLS
+from benchmarks.leaderboard import SWEEP, add_trials, open_store
 from rnnbench.analysis.importance import CACHE_TAG
 from rnnbench.analysis.leaderboard import build, cache_importances
 from rnnbench.tracking.records import MlflowRuns
 
+CELLS = ALL_CELLS[:3]
+
 
 @pytest.fixture
 def synthetic(tmp_path: Path) -> tuple:
-    client, uri, experiment, parent = open_store(tmp_path)
-    add_trials(client, experiment, parent, 0, 6 * len(CELLS), random.Random(0))
+    client, uri, experiment, parent = open_store(tmp_path, CELLS)
+    add_trials(client, experiment, parent, 0, 6 * len(CELLS), random.Random(0), CELLS)
     return client, uri, experiment, parent
 
 
@@ -62,7 +66,7 @@ def test_a_sweeps_importances_are_kept_read_back_and_replaced_when_its_trials_ch
 
     # Two more trials of peephole: its fingerprint changes, so it is recomputed, and the sweep's next end
     # replaces its kept entry (the other cells' stay).
-    add_trials(client, experiment, parent, 6 * len(CELLS), 8 * len(CELLS), random.Random(1))
+    add_trials(client, experiment, parent, 6 * len(CELLS), 8 * len(CELLS), random.Random(1), CELLS)
     grown = {e.cell: e for e in build(uri, sweep=SWEEP, min_trials=2).entries}
     assert grown["peephole"].importance != {"lr": 0.5}
     assert grown["peephole"].importance_key != peephole.importance_key
