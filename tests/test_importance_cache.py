@@ -64,15 +64,20 @@ def test_a_sweeps_importances_are_kept_read_back_and_replaced_when_its_trials_ch
         "peephole"
     ] is None
 
-    # Two more trials of peephole: its fingerprint changes, so it is recomputed, and the sweep's next end
-    # replaces its kept entry (the other cells' stay).
-    add_trials(client, experiment, parent, 6 * len(CELLS), 8 * len(CELLS), random.Random(1), CELLS)
+    # Two more trials of peephole alone (its trials 6 and 7: the cells take the indices in turn): its
+    # fingerprint changes, so it is recomputed, and the sweep's next end replaces its kept entries; the other
+    # cells' entries stay as they were.
+    for index in (6 * len(CELLS), 7 * len(CELLS)):
+        add_trials(client, experiment, parent, index, index + 1, random.Random(index), CELLS)
     grown = {e.cell: e for e in build(uri, sweep=SWEEP, min_trials=2).entries}
     assert grown["peephole"].importance != {"lr": 0.5}
     assert grown["peephole"].importance_key != peephole.importance_key
+    others = {cell: entry.importance_key for cell, entry in grown.items() if cell != "peephole"}
+    assert others == {e.cell: e.importance_key for e in read.entries if e.cell != "peephole"}
     cache_importances(MlflowRuns(uri, client, experiment), SWEEP)
     after = _cached(client, parent)
     assert peephole.importance_key not in after and grown["peephole"].importance_key in after
+    assert all(after[key] == kept[key] for key in others.values()), "the other cells' kept entries stay"
     assert len(after) == len(kept)
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from rnnbench.cli import app
@@ -161,6 +162,17 @@ def test_callback_can_prune(tmp_path):
         ({"dropout": 1.0}, "dropout must be in \\[0, 1\\), got 1.0"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"device": "tpu"}, "device 'tpu' is not a torch device"),
+        ({"device": "meta"}, "device 'meta' asked for, but META is not available here"),
+        (
+            {"device": "cuda:7"}
+            if not torch.cuda.is_available()
+            else {"device": f"cuda:{torch.cuda.device_count()}"},
+            "device 'cuda:[0-9]+' asked for, but (CUDA is not available here|this machine has [0-9]+ CUDA devices)",
+        ),
+        (
+            {"device": "mps"} if not torch.backends.mps.is_available() else {"device": "meta"},
+            "device '(mps|meta)' asked for, but (MPS|META) is not available here",
+        ),
     ],
 )
 def test_bad_training_config(tmp_path, overrides, message):
@@ -242,7 +254,8 @@ import sys
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.tracked_run import run_tracked
 from rnnbench.training.config import TrainConfig
-config = TrainConfig(cell="gru", task="hf", task_options={"path": sys.argv[1]}, epochs=1, width=4)
+config = TrainConfig(cell="gru", task="hf", task_options={"path": sys.argv[1]}, epochs=1, width=4,
+                     cache_dir=sys.argv[3])
 try:
     run_tracked(config, sys.argv[2])
 except RnnbenchError as exc:
@@ -260,7 +273,8 @@ def test_bad_data_are_named_before_torch_or_mlflow_is_imported(tmp_path):
     (tmp_path / "data.csv").write_text('sequence,label\n"1 2",0\n')
     store = tmp_path / "mlflow.db"
     done = subprocess.run([sys.executable, "-c", BAD_DATA_IN_A_FRESH_PROCESS, str(tmp_path / "data.csv"),
-                           f"sqlite:///{store}"], capture_output=True, text=True, timeout=120)  # fmt: skip
+                           f"sqlite:///{store}", str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     error, imported = done.stdout.strip().splitlines()
     assert "the train split has 1 examples, too few" in error

@@ -25,7 +25,16 @@ from rnnbench.training.lrd import LRDResult, lrd_score
 from rnnbench.training.metrics import EPOCH_METRICS, FINAL_METRICS, pick
 from rnnbench.training.model import SequenceModel, parameter_count
 
-__all__ = ["EpochReport", "StopTraining", "TrainConfig", "TrainResult", "TrainState", "build_task", "train"]
+__all__ = [
+    "EpochReport",
+    "StopTraining",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "build_task",
+    "resolve_device",
+    "train",
+]
 
 Status = Literal["completed", "diverged", "pruned"]
 EVAL_BATCH = 512
@@ -149,14 +158,32 @@ def _declared(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, float
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device ``device`` names (``auto``: CUDA where there is one, else the CPU); a name torch does
+    not know, a kind of device this machine lacks or an index past its last device is a TrainingConfigError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
         raise TrainingConfigError(f"device {device!r} is not a torch device: {exc}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingConfigError(f"device {device!r} asked for, but CUDA is not available here")
+    if resolved.type == "cpu":
+        return resolved
+    # torch.cuda, torch.xpu, ...: each backend module says whether it is here and how many devices it has
+    # (MPS says it through torch.backends); a kind with neither ("meta") cannot train.
+    backend = getattr(torch, resolved.type, None)
+    available = (
+        torch.backends.mps.is_available if resolved.type == "mps" else getattr(backend, "is_available", None)
+    )
+    if available is None or not available():
+        raise TrainingConfigError(
+            f"device {device!r} asked for, but {resolved.type.upper()} is not available here"
+        )
+    count = getattr(backend, "device_count", lambda: 1)()
+    if resolved.index is not None and resolved.index >= count:
+        raise TrainingConfigError(
+            f"device {device!r} asked for, but this machine has {count} {resolved.type.upper()} devices "
+            f"({resolved.type}:0 to {resolved.type}:{count - 1})"
+        )
     return resolved
 
 
