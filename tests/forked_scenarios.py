@@ -48,11 +48,15 @@ def checked(work: Callable[[Task], None], **start: Any) -> dict[str, Any]:
     plan = Plan(work)
     check = ForkedCheck.start(plan, **start)
     assert check is not None, "a fresh process can fork"
+    deadline = time.monotonic() + 60  # the driver asks without waiting, as it does between its imports
+    while not check.answered() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    answered = check.answered()
     try:
         check.wait()
     except BaseException as exc:
         return {"raised": type(exc).__name__, "message": str(exc), "notes": getattr(exc, "__notes__", []),
-                "same": _same(exc), "in_process": plan.in_process}  # fmt: skip
+                "same": _same(exc), "in_process": plan.in_process, "answered": answered}  # fmt: skip
     finally:
         check.close()
     state = {k: v for k, v in vars(plan.task).items() if k != "lock"}
@@ -61,6 +65,8 @@ def checked(work: Callable[[Task], None], **start: Any) -> dict[str, Any]:
         "state": state,
         "has_lock": hasattr(plan.task, "lock"),
         "in_process": plan.in_process,
+        "answered": answered,
+        "answered_after_wait": check.answered(),
     }
 
 
@@ -82,6 +88,8 @@ def stopped(held_after: float | None) -> dict[str, Any]:
     assert check is not None
     started = time.monotonic()
     raised = None
+    time.sleep(0.2)
+    answered_while_running = check.answered()
     if held_after is None:
         check.close()
     else:
@@ -100,7 +108,7 @@ def stopped(held_after: float | None) -> dict[str, Any]:
         reaped = True
     check.close()  # idempotent
     return {"raised": raised, "seconds": seconds, "exited_itself": status is not None and os.WIFEXITED(status),
-            "reaped": reaped}  # fmt: skip
+            "reaped": reaped, "answered_while_running": answered_while_running}  # fmt: skip
 
 
 def lock_closed(folder: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ def test_the_task_as_the_child_loaded_it_crosses_back():
     found = scenario("learns")  # as hf's load learns its encoding and sizes
     assert found["state"] == {"encoding": "one-hot", "_meta": {"input_size": 7, "chance": 0.5}}
     assert found["in_process"] == 0, "the check ran in the child alone"
+    assert found["answered"] and not found["answered_after_wait"], "answered, without a wait; read once"
 
 
 def test_a_task_that_does_not_pickle_is_checked_again_here():
@@ -51,6 +52,7 @@ def test_the_childs_domain_error_is_raised_here_as_it_was(name):
     """Errors whose __init__ takes other arguments than their message too (DuplicateNameError)."""
     found = scenario(f"domain-{name}")
     assert found["same"] is True, found
+    assert found["answered"], "an error is an answer the driver sees without waiting (and then skips imports)"
     assert found["notes"] == [], "a domain error's message is complete"
 
 
@@ -65,6 +67,7 @@ def test_any_other_error_keeps_the_childs_traceback():
 def test_a_child_that_dies_is_a_clear_error():
     found = scenario("exits")
     assert found["raised"] == "CheckerDied"
+    assert found["answered"], "a child that ended is seen without a wait too"
     assert re.search(r"cells \(pid \d+\) ended with exit code 9 without an answer", found["message"])
     found = scenario("killed")
     assert found["raised"] == "CheckerDied"
@@ -76,6 +79,7 @@ def test_closing_stops_a_child_still_checking_and_reaps_it():
     stops by itself, well before the SIGKILL a child still running after the grace period gets."""
     found = scenario("closed")
     assert found["seconds"] < GRACE / 2 and found["exited_itself"], found
+    assert not found["answered_while_running"], "a child still checking has not answered"
     assert found["reaped"], "no zombie left behind"
 
 

@@ -94,6 +94,11 @@ class ForkedCheck:
         os.close(writing)
         return cls(plan, pid, reading)
 
+    def answered(self) -> bool:
+        """Whether the child has answered or ended (``wait`` then returns at once), asked without waiting;
+        False once ``wait`` has read the answer."""
+        return self._reading is not None and bool(select.select([self._reading], [], [], 0)[0])
+
     def wait(self, held: list[int] | None = None) -> None:
         """Block until the child is done; raise its error, or take the task as it loaded it. A signal that
         lands in ``held`` meanwhile (the driver's hold on Ctrl-C) stops the child and raises KeyboardInterrupt."""
