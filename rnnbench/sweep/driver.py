@@ -150,7 +150,8 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
                     import mlflow  # noqa: F401  (3 s of Store.open's imports, made while the child checks)
 
                     # A bad data file or cell has usually been named by now: said at once, without the
-                    # store's own modules (2.5 s more of CPU), which are imported only while the child works.
+                    # store's own modules, which are imported only while the child still works (a one-row
+                    # CSV's sweep used 1.0-1.4 s less CPU: docs/sweeps.md).
                     if not check.answered():
                         _import_the_store()
                     check.wait(held)
