@@ -156,3 +156,45 @@ def test_sigterm_to_the_process_group_while_the_child_checks_stops_the_sweep(tmp
     assert "Traceback" not in err
     assert not list((tmp_path / "cache").rglob(".partial-*")), "no half-built cache entry is left"
     assert not (tmp_path / "rnnbench-sweeps" / "early").exists()
+
+
+class _Answered:
+    """A forked check as the driver sees it: answered or not yet, and the error its wait raises."""
+
+    def __init__(self, answered: bool, error: BaseException) -> None:
+        self.answered_now, self.error, self.closed = answered, error, False
+
+    def answered(self) -> bool:
+        return self.answered_now
+
+    def wait(self, held: list[int]) -> None:
+        raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_the_driver_imports_the_store_only_while_the_child_still_checks(tmp_path, monkeypatch, answered):
+    """A child that has already named a broken cell when the driver has imported MLflow: its error is raised
+    without the store's modules imported first; a child still checking: they are imported meanwhile."""
+    from types import SimpleNamespace
+
+    from rnnbench.errors import CellContractError
+    from rnnbench.sweep import driver
+    from rnnbench.sweep.forked_check import ForkedCheck
+
+    error = CellContractError("cell 'x' from plugin p broke the cell contract")
+    check = _Answered(answered, error)
+    monkeypatch.setattr(ForkedCheck, "start", classmethod(lambda cls, plan, close_in_child=(): check))
+    imports: list[str] = []
+    monkeypatch.setattr(driver, "_import_the_store", lambda: imports.append("store"))
+    released: list[bool] = []
+    lock = SimpleNamespace(path=tmp_path / "new" / "driver.lock", handle=None,
+                           release=lambda: released.append(True))  # fmt: skip
+    ray = SimpleNamespace(begin=lambda settings: None)
+    with pytest.raises(CellContractError) as raised:
+        driver._start_beside_ray(SimpleNamespace(settings=None), lock, False, ray)
+    assert raised.value is error
+    assert imports == ([] if answered else ["store"])
+    assert check.closed and released == [True]

@@ -150,11 +150,12 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
                     import mlflow  # noqa: F401  (3 s of Store.open's imports, made while the child checks)
 
                     # A bad data file or cell has usually been named by now: said at once, without the
-                    # store's own modules, which are imported only while the child still works (a one-row
-                    # CSV's sweep used 1.0-1.4 s less CPU: docs/sweeps.md).
-                    if not check.answered():
+                    # store's own modules, which are imported first only while the child still works (a
+                    # one-row CSV's sweep: 6.3-6.7 s of CPU against 7.4-8.1 s, docs/sweeps.md).
+                    if not held and not check.answered():
                         _import_the_store()
                     check.wait(held)
+                    _import_the_store()  # where the child answered first (a no-op where imported above)
             finally:
                 if check is not None:
                     check.close()

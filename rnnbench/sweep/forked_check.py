@@ -95,8 +95,8 @@ class ForkedCheck:
         return cls(plan, pid, reading)
 
     def answered(self) -> bool:
-        """Whether the child has answered or ended (``wait`` then returns at once), asked without waiting;
-        False once ``wait`` has read the answer."""
+        """Whether the child has answered or ended (``wait`` then no longer waits on its check), asked
+        without waiting; False once ``wait`` or ``close`` has taken the pipe."""
         return self._reading is not None and bool(select.select([self._reading], [], [], 0)[0])
 
     def wait(self, held: list[int] | None = None) -> None:
