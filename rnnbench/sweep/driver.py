@@ -40,6 +40,7 @@ from rnnbench.util.timings import mark
 
 if TYPE_CHECKING:
     from rnnbench.sweep.cluster import RayStart
+    from rnnbench.sweep.forked_check import ForkedCheck
     from rnnbench.sweep.plan import SweepPlan
     from rnnbench.sweep.recorder import CellRecord, TrialRecorder
     from rnnbench.sweep.search import SweepSearch
@@ -147,15 +148,7 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
                 if check is None:
                     plan.check_data_and_cells()
                 else:
-                    import mlflow  # noqa: F401  (3 s of Store.open's imports, made while the child checks)
-
-                    # A bad data file or cell has usually been named by now: said at once, without the
-                    # store's own modules, which are imported first only while the child still works (a
-                    # one-row CSV's sweep: 6.3-6.7 s of CPU against 7.4-8.1 s, docs/sweeps.md).
-                    if not held and not check.answered():
-                        _import_the_store()
-                    check.wait(held)
-                    _import_the_store()  # where the child answered first (a no-op where imported above)
+                    _wait_importing_the_store(check, held)
             finally:
                 if check is not None:
                     check.close()
@@ -180,6 +173,18 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
         lock.release()
         raise
     return recorder
+
+
+def _wait_importing_the_store(check: ForkedCheck, held: list[int]) -> None:
+    """Import what Store.open needs while the child checks, then take its answer: a bad data file or cell
+    named by the time MLflow itself is imported is raised at once, without the store's own modules (a
+    one-row CSV's sweep: 6.3-6.7 s of CPU against 7.4-8.1 s, docs/sweeps.md)."""
+    import mlflow  # noqa: F401  (3 s of Store.open's imports)
+
+    if not held and not check.answered():
+        _import_the_store()
+    check.wait(held)
+    _import_the_store()  # where the child answered first (a no-op where imported above)
 
 
 def _import_the_store() -> None:
