@@ -88,9 +88,8 @@ def stopped(held_after: float | None) -> dict[str, Any]:
     assert check is not None
     started = time.monotonic()
     raised = None
-    answered_while_running = (
-        check.answered()
-    )  # asked at once: the Ctrl-C below still comes right after the fork
+    # Asked at once: the Ctrl-C below still comes right after the fork.
+    answered_while_running = check.answered()
     if held_after is None:
         check.close()
     else:
