@@ -37,7 +37,7 @@ def check(cell: str, folder: Path, dropout: float) -> dict:
     seconds = time.perf_counter() - began
     resumed = train(config, resume=TrainState.load(saved))
     task = build_task(config)
-    final = folder / f"{cell}-model.pt"
+    final = folder / f"{cell}-model"
     example = input_example(task.load(seed=0, cache_dir=config.cache_dir))
     final_checkpoint(whole.best_state, recipe(config, task), example, final)
     model = rebuild(*read_final_checkpoint(final)[:2])

@@ -213,3 +213,44 @@ def test_the_requirements_check_is_back_once_the_last_of_overlapping_loggers_end
     finally:  # whatever failed, the rest of the session gets MLflow's own check
         requirements_utils._check_requirement_satisfied = check
         models._skipping["count"] = 0
+
+
+def test_a_sweeps_best_models_log_from_the_final_checkpoints_of_either_format(tmp_path):
+    """A final checkpoint holds the model's files (its worker wrote them: the driver logs them without torch);
+    one of a sweep from before (one file: recipe, weights, example) is rebuilt and logged as it was. Both
+    load as the model that was saved, and the pickled flavour's bytes are the worker's."""
+    import rnnbench
+    from rnnbench.core.plugin_manager import get_cell
+    from rnnbench.sweep.models import log_best_models
+    from rnnbench.tracking.store import Store
+    from rnnbench.training.loop import build_task
+    from rnnbench.training.model import SequenceModel
+    from rnnbench.training.recipe import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
+
+    config = _config(tmp_path, "gru")
+    task = build_task(config)
+    example = input_example(task.load(seed=config.data_seed, cache_dir=config.cache_dir))
+    store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "sweep")
+    made, best = {}, {}
+    for kind in ("files", "one-file"):
+        torch.manual_seed(len(kind))
+        weights = SequenceModel(get_cell("gru"), task, config.width, config.depth).state_dict()
+        run = store.client.create_run(store.experiment_id, tags={"tune_trial_id": kind})
+        folder = tmp_path / "ray" / "tune" / f"trial_{kind}_00000" / "checkpoint_000001"
+        if kind == "files":
+            final_checkpoint(weights, recipe(config, task), example, folder)
+        else:
+            folder.mkdir(parents=True)
+            torch.save({"recipe": recipe(config, task), "weights": weights, "example": example},
+                       folder / FINAL_CHECKPOINT)  # fmt: skip
+        made[kind], best[kind] = (weights, folder), {"run_id": run.info.run_id}
+    log_best_models(store, tmp_path, best)
+    for kind, (weights, folder) in made.items():
+        model_uri = best[kind]["model_uri"]
+        assert store.client.get_run(best[kind]["run_id"]).data.tags["model_uri"] == model_uri
+        loaded = rnnbench.load_model(model_uri, store.uri)
+        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items()), kind
+        root = Path(store.client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location[7:])
+        assert (root / "data" / "pickle_module_info.txt").read_text() == "mlflow.pytorch.pickle_module"
+        if kind == "files":
+            assert (root / "data" / "model.pth").read_bytes() == (folder / FINAL_CHECKPOINT).read_bytes()

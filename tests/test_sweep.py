@@ -21,6 +21,7 @@ from rnnbench.sweep import SweepError, run_sweep
 from rnnbench.sweep.search import FINISHED, journal_storage
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings
 from rnnbench.tracking.store import open_client
+from rnnbench.util.timings import ENV as TIMINGS
 from tests.conftest import TEST_PLUGINS, TINY_TASK
 
 pytestmark = pytest.mark.slow
@@ -487,11 +488,18 @@ def test_sweep_file_and_flags(tmp_path, ray_address):
         "[space_overrides]\ndepth = 1\nwidth = { low = 8, high = 12 }\n[train]\nbatch_size = 32\n"
     )
     # One trial at a time (settings() says why): each concurrent trial is one more worker process to start.
+    timings = tmp_path / "timings.jsonl"
     process = cli(tmp_path, "sweep", "sweep.toml", "--trials", "3", "--max-concurrent", "1", "--json", "--address",
-                  ray_address)  # fmt: skip
+                  ray_address, extra_env={TIMINGS: str(timings)})  # fmt: skip
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     summary = json.loads(out)  # stdout is JSON only
+    # The driver logged the best model without importing torch: its worker wrote the model's files.
+    marks = [json.loads(line) for line in timings.read_text().splitlines()]
+    driver = next(m["pid"] for m in marks if m["mark"] == "command imported")
+    said = {(m["mark"], m["torch"]) for m in marks if m["pid"] == driver}
+    assert ("best models logged", False) in said and ("command done", False) in said, said
+    assert summary["best"]["rnn"]["model_uri"].startswith("models:/m-")
     noise = [line for line in err.splitlines() if line.strip()]
     assert not noise, f"--json: nothing on stderr for a clean run, got {noise[:5]}"
     assert summary["name"] == "fromfile" and list(summary["counts"]) == ["rnn"]

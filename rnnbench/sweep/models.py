@@ -9,9 +9,9 @@ from typing import Any
 
 from ray import tune
 
-from rnnbench.tracking.models import MODEL_URI_TAG, log_model
+from rnnbench.tracking.models import MODEL_URI_TAG, log_model, log_model_files
 from rnnbench.tracking.store import Store
-from rnnbench.training.recipe import FINAL_CHECKPOINT, read_final_checkpoint
+from rnnbench.training.recipe import FINAL_CHECKPOINT, is_model_folder, read_final_checkpoint
 
 log = logging.getLogger("rnnbench")
 
@@ -74,5 +74,8 @@ def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]])
                 log.warning("warning: no checkpoint of %s's best trial (run %s): no model logged", cell,
                             row["run_id"])  # fmt: skip
                 continue
-            uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint))
+            if is_model_folder(checkpoint.parent):
+                uri = log_model_files(store, row["run_id"], checkpoint.parent)  # no torch in the driver
+            else:  # a checkpoint of a sweep from before the model's files were kept: torch rebuilds them
+                uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint.parent))
         row[MODEL_URI_TAG] = uri

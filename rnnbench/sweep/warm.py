@@ -1,6 +1,7 @@
 """What a sweep's end imports, imported from Tune's set-up on, while the first trial's worker starts and the
 trials train: the driver idles meanwhile, and the tail (best models, summary, leaderboard plots) then starts
-with them loaded. torch is among them: where the checks ran in a forked child, the driver has not imported it."""
+with them loaded. torch is not among them: the trials' workers write each model's files (the pickled model too),
+and where the checks ran in a forked child the driver never imports torch."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import importlib
 import logging
 import threading
 
-# Measured on the one-trial sweep (benchmarks/harness.py): MLflow's model flavour, SciPy's statistics
+# Measured on the one-trial sweep (benchmarks/harness.py): MLflow's model format, SciPy's statistics
 # and matplotlib were seconds of the tail in a fresh process.
 TAIL_MODULES = (
-    "mlflow.pytorch",
+    "mlflow.pyfunc",
     "scipy.stats",
     "matplotlib.figure",
     "matplotlib.backends.backend_agg",

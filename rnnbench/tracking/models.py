@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.training.recipe import RECIPE_FILE, WEIGHTS_FILE, input_example, recipe
+from rnnbench.training.recipe import (
+    EXAMPLE_FILE,
+    FINAL_CHECKPOINT,
+    RECIPE_FILE,
+    VERSIONS_FILE,
+    WEIGHTS_FILE,
+    input_example,
+    recipe,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
 MODEL_NAME = "model"  # the logged model's name on its run
 MODEL_URI_TAG = "model_uri"  # the run tag holding ``models:/m-...``
 PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+PICKLE_MODULE = "mlflow.pytorch.pickle_module"  # what the flavour unpickles with (cloudpickle wrote it)
 
 
 class ModelLoadError(RnnbenchError):
@@ -57,19 +66,6 @@ def _tracking_uri(uri: str) -> Iterator[None]:
             os.environ.pop(TRACKING_ENV, None)
         else:
             os.environ[TRACKING_ENV] = environment
-
-
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    import logging
-
-    log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -101,22 +97,28 @@ _skipping: dict[str, Any] = {"lock": threading.Lock(), "count": 0, "check": None
 
 def log_model(store: Store, run_id: str, model_recipe: dict[str, Any], weights: dict[str, Any],
               example: torch.Tensor) -> str:  # fmt: skip
-    """Log the weights as an MLflow PyTorch model on ``run_id`` (a logged model linked to the run, with
-    a signature and an input example) and tag the run with its URI; returns ``models:/m-...``."""
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
+    """Log the weights as an MLflow PyTorch model on ``run_id``; returns ``models:/m-...``."""
+    from rnnbench.training.recipe import final_checkpoint
 
-    from rnnbench.training.model import rebuild
+    with tempfile.TemporaryDirectory() as folder:
+        final_checkpoint(weights, model_recipe, example, Path(folder))
+        return log_model_files(store, run_id, Path(folder))
 
-    model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is logged
-    with torch.no_grad():
-        output = model(example)
-    inputs = example.numpy()
-    requirements = [
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"rnnbench=={model_recipe['rnnbench_version']}",
-    ]
+
+def log_model_files(store: Store, run_id: str, folder: Path) -> str:
+    """Log a model's files (:func:`rnnbench.training.recipe.final_checkpoint`) as an MLflow PyTorch model on
+    ``run_id`` (a logged model linked to the run, with a signature and an input example) and tag the run
+    with its URI; returns ``models:/m-...``. Imports no torch: the sweep's driver logs its best models."""
+    import json
+
+    import numpy as np
+    from mlflow.models import Model, infer_signature
+
+    model_recipe = json.loads((folder / RECIPE_FILE).read_text())
+    with np.load(folder / EXAMPLE_FILE, allow_pickle=False) as example:
+        inputs, outputs = example["inputs"], example["outputs"]
+    torch_version = json.loads((folder / VERSIONS_FILE).read_text())["torch"]
+    requirements = [f"torch=={torch_version.split('+')[0]}", f"rnnbench=={model_recipe['rnnbench_version']}"]
     client, tracking_uri = store.client, store.uri
     run = client.get_run(run_id)
     # Created here, in the run's experiment: log_model alone would file it under the fluent API's
@@ -125,37 +127,60 @@ def log_model(store: Store, run_id: str, model_recipe: dict[str, Any], weights: 
         run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id, params=run.data.params,
         tags={"cell": model_recipe["cell"], "task": model_recipe["task"]}, model_type="rnnbench",
     )  # fmt: skip
-    with (tempfile.TemporaryDirectory() as folder, _tracking_uri(tracking_uri),
-          _quiet("mlflow.pytorch"), _requirements_taken_as_given()):  # its pickle caution: we pickle a recipe  # fmt: skip
-        safe = _safe_files(model_recipe, model, Path(folder))
-        info = mlflow.pytorch.log_model(
-            model,
+    with _tracking_uri(tracking_uri), _requirements_taken_as_given():
+        info = Model.log(
+            artifact_path=None,
             name=MODEL_NAME,
+            flavor=_PyTorchFiles(folder, torch_version),
             model_id=logged.model_id,
             run_id=run_id,
-            signature=infer_signature(inputs, output.numpy()),
+            signature=infer_signature(inputs, outputs),
             input_example=inputs,
             pip_requirements=requirements,  # inferring them would import-trace the model: many seconds
             metadata={"rnnbench": model_recipe},
-            extra_files=safe,  # what rnnbench.load_model reads: no pickle
-            # Pickled as recipe + weights (SequenceModel.__reduce_ex__), so any cell a plugin registers
-            # loads; torch.export (pt2) cannot trace a cell's own compiled kernel.
-            serialization_format="pickle",
+            # MLflow would load the model back (torch) to check that the example serves: loading is tested
+            validate_serving_input=False,
         )
     client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
     return info.model_uri
 
 
-def _safe_files(model_recipe: dict[str, Any], model: SequenceModel, folder: Path) -> list[str]:
-    """The recipe as JSON and the weights as safetensors, written into ``folder``."""
-    import json
+class _PyTorchFiles:
+    """A model's files laid out as ``mlflow.pytorch.save_model`` lays them out (its pickle serialization
+    format), without torch: ``Model.log`` calls ``save_model`` on the flavour it is given."""
 
-    from safetensors.torch import save_file
+    def __init__(self, folder: Path, torch_version: str) -> None:
+        self.folder, self.torch_version = folder, torch_version
 
-    (folder / RECIPE_FILE).write_text(json.dumps(model_recipe, sort_keys=True))
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(folder / WEIGHTS_FILE))
-    return [str(folder / RECIPE_FILE), str(folder / WEIGHTS_FILE)]
+    def save_model(self, path: str, mlflow_model: Any, signature: Any, input_example: Any,
+                   pip_requirements: list[str], **unused: Any) -> None:  # fmt: skip
+        import shutil
+
+        import yaml
+        from mlflow import pyfunc
+        from mlflow.models.utils import _save_example
+        from mlflow.utils.environment import _process_pip_requirements, _PythonEnv
+        from mlflow.utils.file_utils import get_total_file_size
+        from mlflow.utils.model_utils import _copy_extra_files
+
+        data = Path(path, "data")
+        data.mkdir(parents=True)
+        shutil.copyfile(self.folder / FINAL_CHECKPOINT, data / "model.pth")
+        (data / "pickle_module_info.txt").write_text(PICKLE_MODULE)
+        _save_example(mlflow_model, input_example, path)
+        mlflow_model.signature = signature
+        safe = _copy_extra_files([str(self.folder / RECIPE_FILE), str(self.folder / WEIGHTS_FILE)], path)
+        mlflow_model.add_flavor("pytorch", model_data="data", pytorch_version=self.torch_version, code=None,
+                                **safe)  # fmt: skip
+        pyfunc.add_to_model(mlflow_model, loader_module="mlflow.pytorch", data="data", pickle_module_name=PICKLE_MODULE,
+                            code=None, conda_env="conda.yaml", python_env="python_env.yaml",
+                            model_config={"device": None})  # fmt: skip
+        mlflow_model.model_size_bytes = get_total_file_size(path)
+        mlflow_model.save(str(Path(path, "MLmodel")))
+        conda_env, requirements, _ = _process_pip_requirements(None, pip_requirements, None)
+        Path(path, "conda.yaml").write_text(yaml.safe_dump(conda_env, default_flow_style=False))
+        Path(path, "requirements.txt").write_text("\n".join(requirements))
+        _PythonEnv.current().to_yaml(str(Path(path, "python_env.yaml")))
 
 
 def log_trained(store: Store, run_id: str, config: TrainConfig, task: Task, splits: Any,

@@ -1,7 +1,7 @@
 """Named moments of a command, for the harness benchmark (``benchmarks/harness.py``).
 
 With ``RNNBENCH_TIMINGS=FILE`` in the environment, each mark appends one JSON line (its name, the wall
-clock, the process id) to FILE; Ray workers inherit the variable, so a trial's worker marks its moments
+clock, the process id, whether that process has imported torch: 2.9 s of CPU a sweep's driver avoids) to FILE; Ray workers inherit the variable, so a trial's worker marks its moments
 in the same file. Unset, a mark costs one environment lookup.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 ENV = "RNNBENCH_TIMINGS"
@@ -19,10 +20,11 @@ def mark(name: str) -> None:
     path = os.environ.get(ENV)
     if not path:
         return
+    entry = {"mark": name, "time": time.time(), "pid": os.getpid(), "torch": "torch" in sys.modules}
     with open(
         path, "a"
     ) as handle:  # one short line per write: appends from several processes interleave whole
-        handle.write(json.dumps({"mark": name, "time": time.time(), "pid": os.getpid()}) + "\n")
+        handle.write(json.dumps(entry) + "\n")
 
 
 def read(path: str) -> dict[str, float]:
