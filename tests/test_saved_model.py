@@ -215,42 +215,124 @@ def test_the_requirements_check_is_back_once_the_last_of_overlapping_loggers_end
         models._skipping["count"] = 0
 
 
-def test_a_sweeps_best_models_log_from_the_final_checkpoints_of_either_format(tmp_path):
-    """A final checkpoint holds the model's files (its worker wrote them: the driver logs them without torch);
-    one of a sweep from before (one file: recipe, weights, example) is rebuilt and logged as it was. Both
-    load as the model that was saved, and the pickled flavour's bytes are the worker's."""
-    import rnnbench
+def _gru_weights_and_checkpoint_parts(tmp_path: Path, seed: int) -> tuple[dict, dict, torch.Tensor]:
     from rnnbench.core.plugin_manager import get_cell
-    from rnnbench.sweep.models import log_best_models
-    from rnnbench.tracking.store import Store
     from rnnbench.training.loop import build_task
     from rnnbench.training.model import SequenceModel
-    from rnnbench.training.recipe import FINAL_CHECKPOINT, final_checkpoint, input_example, recipe
+    from rnnbench.training.recipe import input_example, recipe
 
     config = _config(tmp_path, "gru")
     task = build_task(config)
-    example = input_example(task.load(seed=config.data_seed, cache_dir=config.cache_dir))
+    torch.manual_seed(seed)
+    weights = SequenceModel(get_cell("gru"), task, config.width, config.depth).state_dict()
+    return (
+        weights,
+        recipe(config, task),
+        input_example(task.load(seed=config.data_seed, cache_dir=config.cache_dir)),
+    )
+
+
+def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_path, monkeypatch, caplog):
+    """A final checkpoint holds the model's files (its worker wrote them: the driver logs them as written,
+    without torch); one of a sweep from before, or a worker's fallback where the files could not be written,
+    is one file, rebuilt and logged with torch; one with some of the files missing logs nothing, and says so.
+    Each model logged loads as the model saved, through rnnbench's loader and MLflow's."""
+    import mlflow.pytorch
+    import safetensors.torch
+
+    import rnnbench
+    from rnnbench.sweep import models
+    from rnnbench.tracking.store import Store
+    from rnnbench.training.recipe import (
+        EXAMPLE_FILE,
+        FINAL_CHECKPOINT,
+        final_checkpoint,
+        keep_final_checkpoint,
+    )
+
     store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "sweep")
     made, best = {}, {}
-    for kind in ("files", "one-file"):
-        torch.manual_seed(len(kind))
-        weights = SequenceModel(get_cell("gru"), task, config.width, config.depth).state_dict()
+    for seed, kind in enumerate(("files", "one-file", "fallback", "partial")):
+        weights, model_recipe, example = _gru_weights_and_checkpoint_parts(tmp_path, seed)
         run = store.client.create_run(store.experiment_id, tags={"tune_trial_id": kind})
         folder = tmp_path / "ray" / "tune" / f"trial_{kind}_00000" / "checkpoint_000001"
-        if kind == "files":
-            final_checkpoint(weights, recipe(config, task), example, folder)
+        folder.mkdir(parents=True)
+        if kind == "one-file":
+            torch.save(
+                {"recipe": model_recipe, "weights": weights, "example": example}, folder / FINAL_CHECKPOINT
+            )
+        elif kind == "fallback":  # safetensors refuses (as for tied weights): the worker keeps one file
+            with monkeypatch.context() as patch:
+                patch.setattr(safetensors.torch, "save_file", lambda *a, **k: 1 / 0)
+                keep_final_checkpoint(weights, model_recipe, example, folder)
+            assert [p.name for p in folder.iterdir()] == [FINAL_CHECKPOINT]
         else:
-            folder.mkdir(parents=True)
-            torch.save({"recipe": recipe(config, task), "weights": weights, "example": example},
-                       folder / FINAL_CHECKPOINT)  # fmt: skip
+            final_checkpoint(weights, model_recipe, example, folder)
+        if kind == "partial":
+            (folder / EXAMPLE_FILE).unlink()
         made[kind], best[kind] = (weights, folder), {"run_id": run.info.run_id}
-    log_best_models(store, tmp_path, best)
-    for kind, (weights, folder) in made.items():
+    rebuilt, log_model = [], models.log_model
+
+    def rebuilding(store: Store, run_id: str, *parts: object) -> str:
+        rebuilt.append(run_id)
+        return log_model(store, run_id, *parts)
+
+    monkeypatch.setattr(models, "log_model", rebuilding)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # MLflow's loader below: our own store
+    models.log_best_models(store, tmp_path, best)
+    assert rebuilt == [best["one-file"]["run_id"], best["fallback"]["run_id"]], "torch rebuilt those alone"
+    assert "model_uri" not in best["partial"] and "lacks some of the model's files" in caplog.text
+    for kind in ("files", "one-file", "fallback"):
+        weights, folder = made[kind]
         model_uri = best[kind]["model_uri"]
         assert store.client.get_run(best[kind]["run_id"]).data.tags["model_uri"] == model_uri
-        loaded = rnnbench.load_model(model_uri, store.uri)
-        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items()), kind
         root = Path(store.client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location[7:])
+        for loaded in (rnnbench.load_model(model_uri, store.uri), mlflow.pytorch.load_model(str(root))):
+            assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items()), kind
         assert (root / "data" / "pickle_module_info.txt").read_text() == "mlflow.pytorch.pickle_module"
         if kind == "files":
             assert (root / "data" / "model.pth").read_bytes() == (folder / FINAL_CHECKPOINT).read_bytes()
+
+
+def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(tmp_path):
+    """The driver's torch-free flavour against ``mlflow.pytorch.save_model`` on the same model: the same
+    files, the same MLmodel but for its moment and its random id, and the same environment files."""
+    import json
+
+    import mlflow.pytorch
+    import numpy as np
+    import yaml
+    from mlflow.models import Model, infer_signature
+
+    from rnnbench.tracking.models import PICKLE_MODULE, _PyTorchFiles
+    from rnnbench.training.model import rebuild
+    from rnnbench.training.recipe import EXAMPLE_FILE, RECIPE_FILE, WEIGHTS_FILE, final_checkpoint
+
+    weights, model_recipe, example = _gru_weights_and_checkpoint_parts(tmp_path, 0)
+    final_checkpoint(weights, model_recipe, example, tmp_path / "files")
+    with np.load(tmp_path / "files" / EXAMPLE_FILE) as saved:
+        inputs, outputs = saved["inputs"], saved["outputs"]
+    common = {"signature": infer_signature(inputs, outputs), "input_example": inputs,
+              "pip_requirements": ["torch==2.13.0", "rnnbench==0.1.0"]}  # fmt: skip
+    ours, theirs = Model(metadata={"rnnbench": model_recipe}), Model(metadata={"rnnbench": model_recipe})
+    _PyTorchFiles(tmp_path / "files", str(torch.__version__)).save_model(
+        str(tmp_path / "ours"), ours, **common
+    )
+    mlflow.pytorch.save_model(rebuild(model_recipe, weights), str(tmp_path / "theirs"), mlflow_model=theirs,
+                              serialization_format="pickle", pickle_module=__import__(PICKLE_MODULE, fromlist=["_"]),
+                              extra_files=[str(tmp_path / "files" / n) for n in (RECIPE_FILE, WEIGHTS_FILE)],
+                              **common)  # fmt: skip
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    mine, real = tree(tmp_path / "ours"), tree(tmp_path / "theirs")
+    assert sorted(mine) == sorted(real)
+    variable = {"MLmodel", "data/model.pth"}  # the moment written; the pickle's record ids
+    assert {k: v for k, v in mine.items() if k not in variable} == {
+        k: v for k, v in real.items() if k not in variable
+    }
+    mlmodel = [yaml.safe_load(m["MLmodel"]) for m in (mine, real)]
+    for m in mlmodel:
+        m.pop("utc_time_created"), m.pop("model_uuid")
+    assert mlmodel[0] == mlmodel[1] and json.loads(mine["extra_files/recipe.json"]) == model_recipe

@@ -494,11 +494,13 @@ def test_sweep_file_and_flags(tmp_path, ray_address):
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     summary = json.loads(out)  # stdout is JSON only
-    # The driver logged the best model without importing torch: its worker wrote the model's files.
+    # The driver logged the best model without importing torch: its worker wrote the model's files (where
+    # the checks cannot fork, off Linux, they import torch in the driver).
     marks = [json.loads(line) for line in timings.read_text().splitlines()]
     driver = next(m["pid"] for m in marks if m["mark"] == "command imported")
     said = {(m["mark"], m["torch"]) for m in marks if m["pid"] == driver}
-    assert ("best models logged", False) in said and ("command done", False) in said, said
+    if sys.platform.startswith("linux"):
+        assert ("best models logged", False) in said and ("command done", False) in said, said
     assert summary["best"]["rnn"]["model_uri"].startswith("models:/m-")
     noise = [line for line in err.splitlines() if line.strip()]
     assert not noise, f"--json: nothing on stderr for a clean run, got {noise[:5]}"

@@ -11,7 +11,7 @@ from ray import tune
 
 from rnnbench.tracking.models import MODEL_URI_TAG, log_model, log_model_files
 from rnnbench.tracking.store import Store
-from rnnbench.training.recipe import FINAL_CHECKPOINT, is_model_folder, read_final_checkpoint
+from rnnbench.training.recipe import FINAL_CHECKPOINT, checkpoint_kind, read_final_checkpoint
 
 log = logging.getLogger("rnnbench")
 
@@ -74,8 +74,13 @@ def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]])
                 log.warning("warning: no checkpoint of %s's best trial (run %s): no model logged", cell,
                             row["run_id"])  # fmt: skip
                 continue
-            if is_model_folder(checkpoint.parent):
+            kind = checkpoint_kind(checkpoint.parent)
+            if kind == "files":
                 uri = log_model_files(store, row["run_id"], checkpoint.parent)  # no torch in the driver
-            else:  # a checkpoint of a sweep from before the model's files were kept: torch rebuilds them
+            elif kind == "one-file":  # a sweep's from before the model's files were kept: torch rebuilds them
                 uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint.parent))
+            else:
+                log.warning("warning: the checkpoint of %s's best trial (run %s) lacks some of the model's files "
+                            "(%s): no model logged", cell, row["run_id"], checkpoint.parent)  # fmt: skip
+                continue
         row[MODEL_URI_TAG] = uri

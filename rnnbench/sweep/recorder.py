@@ -104,8 +104,8 @@ class TrialRecorder(tune.Callback):
 
     def setup(self, **info: Any) -> None:
         # Tune calls this before it starts the first trial's worker: seconds in which the driver idles (the
-        # worker's process starts and imports torch), and the tail's imports (torch among them, where the
-        # driver's checks ran in a child) then take no CPU from the trial.
+        # worker's process starts and imports torch), and the tail's imports (SciPy, matplotlib, MLflow's
+        # model format) then take no CPU from the trial.
         warm_the_tail()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -96,7 +96,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     from rnnbench.sweep.scratch import scratch_root
     from rnnbench.training.loop import EpochReport, train
-    from rnnbench.training.recipe import final_checkpoint, input_example, recipe
+    from rnnbench.training.recipe import input_example, keep_final_checkpoint, recipe
     from rnnbench.util.timings import mark
 
     mark("worker imported")
@@ -128,7 +128,9 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="model-", dir=scratch_root()) as folder:
-        final_checkpoint(result.best_state, recipe(train_config, task), input_example(splits), Path(folder))
+        keep_final_checkpoint(
+            result.best_state, recipe(train_config, task), input_example(splits), Path(folder)
+        )
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 

@@ -71,8 +71,7 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _requirements_taken_as_given() -> Iterator[None]:
     """MLflow's check that the current environment satisfies a model's pip requirements, skipped while a
-    model is logged (MLflow runs it twice: as it saves the model, and as it loads it back to validate the
-    input example). rnnbench pins the versions installed here, so the check can never warn, and its first
+    model is logged (MLflow runs it as it writes the model's requirements). rnnbench pins the versions installed here, so the check can never warn, and its first
     call maps every installed distribution to its modules: 0.8-1.0 s of every sweep's end. The function
     is private to MLflow: where it has moved, the check runs as before."""
     from mlflow.utils import requirements_utils
@@ -177,6 +176,7 @@ class _PyTorchFiles:
                             model_config={"device": None})  # fmt: skip
         mlflow_model.model_size_bytes = get_total_file_size(path)
         mlflow_model.save(str(Path(path, "MLmodel")))
+        # No constraints.txt: MLflow writes one for ``-c`` lines, and rnnbench's pins have none.
         conda_env, requirements, _ = _process_pip_requirements(None, pip_requirements, None)
         Path(path, "conda.yaml").write_text(yaml.safe_dump(conda_env, default_flow_style=False))
         Path(path, "requirements.txt").write_text("\n".join(requirements))

@@ -89,6 +89,31 @@ def final_checkpoint(
     (folder / VERSIONS_FILE).write_text(json.dumps({"torch": torch.__version__}))
 
 
+def keep_final_checkpoint(
+    best: dict[str, Any], model_recipe: dict[str, Any], example: torch.Tensor, folder: Path
+) -> None:
+    """:func:`final_checkpoint`, or where the model's files cannot be written (a cell whose CPU pass fails on a
+    GPU node, tied weights safetensors refuses) the one file of a sweep from before, which the driver rebuilds
+    and logs with torch: a trained trial's result is kept either way (a trial's worker calls this)."""
+    import logging
+
+    import torch
+
+    try:
+        final_checkpoint(best, model_recipe, example, folder)
+    except Exception as exc:
+        logging.getLogger("rnnbench").warning(
+            "warning: the model's files could not be written (%s: %s); its weights are kept in one file",
+            type(exc).__name__, exc,
+        )  # fmt: skip
+        for written in folder.iterdir():
+            written.unlink()
+        weights = {k: v.detach().cpu() for k, v in best.items()}
+        torch.save(
+            {"recipe": model_recipe, "weights": weights, "example": example.cpu()}, folder / FINAL_CHECKPOINT
+        )
+
+
 def read_final_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
     """The recipe, weights and input example of a trial's last checkpoint; nothing is unpickled. A
     checkpoint written before :func:`final_checkpoint` kept the model's files is one file, read as such."""
@@ -98,7 +123,7 @@ def read_final_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any],
     import torch
     from safetensors.torch import load_file
 
-    if not is_model_folder(folder):
+    if checkpoint_kind(folder) == "one-file":
         saved = torch.load(folder / FINAL_CHECKPOINT, map_location="cpu", weights_only=True)
         return saved["recipe"], saved["weights"], saved["example"]
     with np.load(folder / EXAMPLE_FILE, allow_pickle=False) as example:
@@ -106,7 +131,10 @@ def read_final_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any],
     return json.loads((folder / RECIPE_FILE).read_text()), load_file(folder / WEIGHTS_FILE), inputs
 
 
-def is_model_folder(folder: Path) -> bool:
-    """Whether a final checkpoint holds the model's files (not the one file of a sweep from before)."""
-    return all((folder / name).is_file() for name in (FINAL_CHECKPOINT, RECIPE_FILE, WEIGHTS_FILE, EXAMPLE_FILE,
-                                                      VERSIONS_FILE))  # fmt: skip
+def checkpoint_kind(folder: Path) -> str:
+    """``files`` (the model's files), ``one-file`` (a sweep's from before, or a fallback), or ``partial`` (the
+    model's files, some missing: nothing in it can be read safely)."""
+    files = [(folder / name).is_file() for name in (RECIPE_FILE, WEIGHTS_FILE, EXAMPLE_FILE, VERSIONS_FILE)]
+    if not (folder / FINAL_CHECKPOINT).is_file():
+        return "partial"
+    return "files" if all(files) else "one-file" if not any(files) else "partial"
