@@ -88,19 +88,23 @@ def test_asha_rungs_never_mix_cells():
 def test_a_trial_that_ends_without_a_final_checkpoint_loses_its_epoch_checkpoint_at_once(tmp_path):
     """With every cell in one Tune run, the sweep-end clean-up comes too late for a big sweep's disk."""
     from rnnbench.sweep.models import CheckpointDropper
-    from rnnbench.training.recipe import FINAL_CHECKPOINT
+    from rnnbench.training.recipe import ONE_FILE_CHECKPOINT, WEIGHTS_FILE
 
     pruned, completed = tmp_path / "trial_entry_a_00000", tmp_path / "trial_entry_b_00001"
+    before = tmp_path / "trial_entry_c_00002"  # a final checkpoint of a sweep from before: one file
     (pruned / "checkpoint_000001").mkdir(parents=True)
     (pruned / "checkpoint_000001" / "state.pt").write_bytes(b"epoch state")
-    (completed / "checkpoint_000003").mkdir(parents=True)
-    (completed / "checkpoint_000003" / FINAL_CHECKPOINT).write_bytes(b"tested weights")
+    for trial, name in ((completed, WEIGHTS_FILE), (before, ONE_FILE_CHECKPOINT)):
+        (trial / "checkpoint_000003").mkdir(parents=True)
+        (trial / "checkpoint_000003" / name).write_bytes(b"tested weights")
     dropper = CheckpointDropper()
     dropper.on_trial_complete(0, [], SimpleNamespace(path=str(pruned)))
     dropper.on_trial_error(0, [], SimpleNamespace(path=str(completed)))
+    dropper.on_trial_complete(0, [], SimpleNamespace(path=str(before)))
     dropper.on_trial_complete(0, [], SimpleNamespace(path=None))  # a trial that never got a folder
     assert not (pruned / "checkpoint_000001").exists(), "a pruned trial's epoch state is never resumed"
-    assert (completed / "checkpoint_000003" / FINAL_CHECKPOINT).is_file(), "the tested weights are kept"
+    assert (completed / "checkpoint_000003" / WEIGHTS_FILE).is_file(), "the tested weights are kept"
+    assert (before / "checkpoint_000003" / ONE_FILE_CHECKPOINT).is_file(), "and those of a sweep from before"
 
 
 def test_a_trial_keeps_only_its_newest_epoch_checkpoint(tmp_path):

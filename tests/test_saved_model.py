@@ -245,11 +245,15 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
     from rnnbench.tracking.store import Store
     from rnnbench.training.recipe import (
         EXAMPLE_FILE,
-        FINAL_CHECKPOINT,
+        ONE_FILE_CHECKPOINT,
+        RECIPE_FILE,
+        VERSIONS_FILE,
+        WEIGHTS_FILE,
         final_checkpoint,
         keep_final_checkpoint,
     )
 
+    kept = (RECIPE_FILE, WEIGHTS_FILE, EXAMPLE_FILE, VERSIONS_FILE)
     store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "sweep")
     made, best = {}, {}
     for seed, kind in enumerate(("files", "one-file", "fallback", "partial")):
@@ -259,13 +263,13 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
         folder.mkdir(parents=True)
         if kind == "one-file":
             torch.save(
-                {"recipe": model_recipe, "weights": weights, "example": example}, folder / FINAL_CHECKPOINT
+                {"recipe": model_recipe, "weights": weights, "example": example}, folder / ONE_FILE_CHECKPOINT
             )
         elif kind == "fallback":  # safetensors refuses (as for tied weights): the worker keeps one file
             with monkeypatch.context() as patch:
                 patch.setattr(safetensors.torch, "save_file", lambda *a, **k: 1 / 0)
                 keep_final_checkpoint(weights, model_recipe, example, folder)
-            assert [p.name for p in folder.iterdir()] == [FINAL_CHECKPOINT]
+            assert [p.name for p in folder.iterdir()] == [ONE_FILE_CHECKPOINT]
         else:
             final_checkpoint(weights, model_recipe, example, folder)
         if kind == "partial":
@@ -290,13 +294,14 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
         for loaded in (rnnbench.load_model(model_uri, store.uri), mlflow.pytorch.load_model(str(root))):
             assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items()), kind
         assert (root / "data" / "pickle_module_info.txt").read_text() == "mlflow.pytorch.pickle_module"
-        if kind == "files":
-            assert (root / "data" / "model.pth").read_bytes() == (folder / FINAL_CHECKPOINT).read_bytes()
+        if kind == "files":  # the weights kept once, in the trial's checkpoint
+            assert sorted(p.name for p in folder.iterdir()) == sorted(kept), sorted(folder.iterdir())
 
 
-def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(tmp_path):
+def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(tmp_path, monkeypatch):
     """The driver's torch-free flavour against ``mlflow.pytorch.save_model`` on the same model: the same
-    files, the same MLmodel but for its moment and its random id, and the same environment files."""
+        files, the same MLmodel but for its moment, its random id and the pickle's size, the same environment files,
+    and a pickled model MLflow's loader loads as the same model."""
     import json
 
     import mlflow.pytorch
@@ -328,11 +333,21 @@ def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(t
 
     mine, real = tree(tmp_path / "ours"), tree(tmp_path / "theirs")
     assert sorted(mine) == sorted(real)
-    variable = {"MLmodel", "data/model.pth"}  # the moment written; the pickle's record ids
+    # The pickled model is ours (the recipe and the safetensors bytes: no torch to pickle tensors), so its
+    # size differs; both unpickle, through MLflow's loader, to the same model.
+    variable = {"MLmodel", "data/model.pth"}
     assert {k: v for k, v in mine.items() if k not in variable} == {
         k: v for k, v in real.items() if k not in variable
     }
     mlmodel = [yaml.safe_load(m["MLmodel"]) for m in (mine, real)]
     for m in mlmodel:
-        m.pop("utc_time_created"), m.pop("model_uuid")
+        m.pop("utc_time_created"), m.pop("model_uuid"), m.pop("model_size_bytes")
     assert mlmodel[0] == mlmodel[1] and json.loads(mine["extra_files/recipe.json"]) == model_recipe
+    assert len(mine["data/model.pth"]) < len(real["data/model.pth"]) + 1024
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    loaded = [mlflow.pytorch.load_model(str(tmp_path / side)) for side in ("ours", "theirs")]
+    assert loaded[0].recipe == loaded[1].recipe == model_recipe and not loaded[0].training
+    for name, value in weights.items():
+        assert torch.equal(loaded[0].state_dict()[name], value) and torch.equal(
+            loaded[1].state_dict()[name], value
+        )

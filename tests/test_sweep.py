@@ -21,6 +21,7 @@ from rnnbench.sweep import SweepError, run_sweep
 from rnnbench.sweep.search import FINISHED, journal_storage
 from rnnbench.sweep.settings import SweepConfigError, SweepSettings
 from rnnbench.tracking.store import open_client
+from rnnbench.training.recipe import is_final
 from rnnbench.util.timings import ENV as TIMINGS
 from tests.conftest import TEST_PLUGINS, TINY_TASK
 
@@ -111,7 +112,7 @@ def test_every_trial_is_exactly_one_nested_run(tmp_path, ray_session, monkeypatc
     finals = 0
     for trial_dir in (result.folder / "ray").glob("*/trial_entry_*"):
         kept = list(trial_dir.glob("checkpoint_*"))
-        assert len(kept) <= 1 and all((k / "model.pt").is_file() for k in kept), trial_dir
+        assert len(kept) <= 1 and all(is_final(k) for k in kept), trial_dir
         # MLflow holds the record: Tune writes no logs of its own per result (14 ms of the driver a trial).
         assert not {"result.json", "progress.csv", "params.json"} & {p.name for p in trial_dir.iterdir()}
         finals += len(kept)

@@ -11,14 +11,14 @@ from ray import tune
 
 from rnnbench.tracking.models import MODEL_URI_TAG, log_model, log_model_files
 from rnnbench.tracking.store import Store
-from rnnbench.training.recipe import FINAL_CHECKPOINT, checkpoint_kind, read_final_checkpoint
+from rnnbench.training.recipe import checkpoint_kind, is_final, read_final_checkpoint
 
 log = logging.getLogger("rnnbench")
 
 
 def final_checkpoint_of(folder: Path, tune_trial_id: str) -> Path | None:
-    """The trial's final checkpoint (``model.pt``) under the sweep's Ray folder, if it is there."""
-    found = sorted((folder / "ray").glob(f"*/*_{tune_trial_id}_*/checkpoint_*/{FINAL_CHECKPOINT}"))
+    """The trial's final checkpoint (a folder) under the sweep's Ray folder, if it is there."""
+    found = sorted(p for p in (folder / "ray").glob(f"*/*_{tune_trial_id}_*/checkpoint_*") if is_final(p))
     return found[-1] if found else None
 
 
@@ -27,7 +27,7 @@ def drop_unfinished_checkpoints(tuner_dir: Path, pattern: str = "*/checkpoint_*"
     short by Ctrl-C): once Tune is done with them no trial resumes from them (``--resume`` reruns an
     unfinished trial afresh), and each holds 4x its model's size (weights, Adam's moments, the best)."""
     for checkpoint in tuner_dir.glob(pattern):
-        if checkpoint.is_dir() and not (checkpoint / FINAL_CHECKPOINT).is_file():
+        if checkpoint.is_dir() and not is_final(checkpoint):
             shutil.rmtree(checkpoint, ignore_errors=True)
 
 
@@ -74,13 +74,13 @@ def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]])
                 log.warning("warning: no checkpoint of %s's best trial (run %s): no model logged", cell,
                             row["run_id"])  # fmt: skip
                 continue
-            kind = checkpoint_kind(checkpoint.parent)
+            kind = checkpoint_kind(checkpoint)
             if kind == "files":
-                uri = log_model_files(store, row["run_id"], checkpoint.parent)  # no torch in the driver
+                uri = log_model_files(store, row["run_id"], checkpoint)  # no torch in the driver
             elif kind == "one-file":  # a sweep's from before the model's files were kept: torch rebuilds them
-                uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint.parent))
+                uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint))
             else:
                 log.warning("warning: the checkpoint of %s's best trial (run %s) lacks some of the model's files "
-                            "(%s): no model logged", cell, row["run_id"], checkpoint.parent)  # fmt: skip
+                            "(%s): no model logged", cell, row["run_id"], checkpoint)  # fmt: skip
                 continue
         row[MODEL_URI_TAG] = uri

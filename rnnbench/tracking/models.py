@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from rnnbench.errors import RnnbenchError
 from rnnbench.training.recipe import (
     EXAMPLE_FILE,
-    FINAL_CHECKPOINT,
     RECIPE_FILE,
     VERSIONS_FILE,
     WEIGHTS_FILE,
     input_example,
+    rebuild_saved,
     recipe,
 )
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 MODEL_NAME = "model"  # the logged model's name on its run
 MODEL_URI_TAG = "model_uri"  # the run tag holding ``models:/m-...``
 PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-PICKLE_MODULE = "mlflow.pytorch.pickle_module"  # what the flavour unpickles with (cloudpickle wrote it)
+PICKLE_MODULE = "mlflow.pytorch.pickle_module"  # what the flavour unpickles with (its Unpickler is pickle's)
 
 
 class ModelLoadError(RnnbenchError):
@@ -153,8 +153,6 @@ class _PyTorchFiles:
 
     def save_model(self, path: str, mlflow_model: Any, signature: Any, input_example: Any,
                    pip_requirements: list[str], **unused: Any) -> None:  # fmt: skip
-        import shutil
-
         import yaml
         from mlflow import pyfunc
         from mlflow.models.utils import _save_example
@@ -164,7 +162,7 @@ class _PyTorchFiles:
 
         data = Path(path, "data")
         data.mkdir(parents=True)
-        shutil.copyfile(self.folder / FINAL_CHECKPOINT, data / "model.pth")
+        _pickled_model(self.folder, data / "model.pth")
         (data / "pickle_module_info.txt").write_text(PICKLE_MODULE)
         _save_example(mlflow_model, input_example, path)
         mlflow_model.signature = signature
@@ -181,6 +179,31 @@ class _PyTorchFiles:
         Path(path, "conda.yaml").write_text(yaml.safe_dump(conda_env, default_flow_style=False))
         Path(path, "requirements.txt").write_text("\n".join(requirements))
         _PythonEnv.current().to_yaml(str(Path(path, "python_env.yaml")))
+
+
+class _Saved:
+    """Pickles as a call to ``rebuild_saved(recipe, safetensors bytes)``: the model, without torch to pickle it."""
+
+    def __init__(self, model_recipe: dict[str, Any], weights: bytes) -> None:
+        self.recipe, self.weights = model_recipe, weights
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any], bytes]]:
+        return rebuild_saved, (self.recipe, self.weights)
+
+
+def _pickled_model(folder: Path, path: Path) -> None:
+    """The flavour's ``data/model.pth`` in torch's zip format (``torch.load`` reads it): a pickle (protocol 4:
+    bytes as they are) of the recipe and the safetensors bytes, which unpickling rebuilds through the registry;
+    no tensor records, so the weights are not kept a second time in the trial's checkpoint."""
+    import json
+    import pickle
+    import zipfile
+
+    saved = _Saved(json.loads((folder / RECIPE_FILE).read_text()), (folder / WEIGHTS_FILE).read_bytes())
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("model/data.pkl", pickle.dumps(saved, protocol=4))
+        archive.writestr("model/byteorder", "little")
+        archive.writestr("model/version", "3\n")
 
 
 def log_trained(store: Store, run_id: str, config: TrainConfig, task: Task, splits: Any,

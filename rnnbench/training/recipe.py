@@ -14,10 +14,9 @@ if TYPE_CHECKING:
     from rnnbench.tasks.base import Task
     from rnnbench.training.config import TrainConfig
 
-# A trial's final checkpoint (a folder; :func:`final_checkpoint`): the model pickled as MLflow's PyTorch
-# flavour loads it (recipe + weights), the two files rnnbench.load_model reads, and the input example with
-# its output; the first marks the checkpoint as final.
-FINAL_CHECKPOINT = "model.pt"
+# A trial's final checkpoint (a folder; :func:`final_checkpoint`) holds the two files rnnbench.load_model reads
+# and the input example with its output. Sweeps before it (and a worker that cannot write those) kept one file:
+ONE_FILE_CHECKPOINT = "model.pt"  # the recipe, the weights and the example, in torch's format
 EXAMPLE_ROWS = 4
 RECIPE_FILE = "recipe.json"  # in the logged model's extra_files/: what rebuilds it
 WEIGHTS_FILE = "weights.safetensors"  # the weights, in a format that cannot run code
@@ -63,13 +62,12 @@ def input_example(splits: Any) -> torch.Tensor:
 def final_checkpoint(
     best: dict[str, Any], model_recipe: dict[str, Any], example: torch.Tensor, folder: Path
 ) -> None:
-    """A trial's last checkpoint, written into ``folder`` where torch is loaded: everything MLflow's PyTorch
-    flavour holds of the model (the pickled model, its recipe and weights, the input example and the output
-    its signature is inferred from), so the sweep's driver logs the best one without importing torch
-    (:func:`rnnbench.tracking.models.log_model_files`; 2.9 s of CPU in each sweep's driver)."""
+    """A trial's last checkpoint, written into ``folder`` where torch is loaded: the model's recipe and weights,
+    the input example and the output its signature is inferred from, so that the sweep's driver logs the best
+    one without importing torch (:func:`rnnbench.tracking.models.log_model_files`; 2.9 s of CPU in each
+    sweep's driver), the weights kept once."""
     import json
 
-    import cloudpickle
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -81,12 +79,20 @@ def final_checkpoint(
     with torch.no_grad():
         output = model(example.cpu())
     folder.mkdir(parents=True, exist_ok=True)
-    # cloudpickle: the module MLflow's flavour names in pickle_module_info.txt (mlflow.pytorch.pickle_module)
-    torch.save(model, folder / FINAL_CHECKPOINT, pickle_module=cloudpickle)
     (folder / RECIPE_FILE).write_text(json.dumps(model_recipe, sort_keys=True))
-    save_file(weights, str(folder / WEIGHTS_FILE))
     np.savez(folder / EXAMPLE_FILE, inputs=example.cpu().numpy(), outputs=output.numpy())
     (folder / VERSIONS_FILE).write_text(json.dumps({"torch": torch.__version__}))
+    save_file(weights, str(folder / WEIGHTS_FILE))  # last: it marks the checkpoint final
+
+
+def rebuild_saved(model_recipe: dict[str, Any], weights: bytes) -> Any:
+    """The model a recipe and its safetensors bytes describe: what unpickling a logged model's PyTorch flavour
+    calls (``rnnbench.tracking.models`` pickles it without torch)."""
+    from safetensors.torch import load
+
+    from rnnbench.training.model import rebuild
+
+    return rebuild(model_recipe, load(weights))
 
 
 def keep_final_checkpoint(
@@ -106,11 +112,12 @@ def keep_final_checkpoint(
             "warning: the model's files could not be written (%s: %s); its weights are kept in one file",
             type(exc).__name__, exc,
         )  # fmt: skip
-        for written in folder.iterdir():
+        for written in folder.iterdir():  # a partial set of the files would be taken for a final checkpoint
             written.unlink()
         weights = {k: v.detach().cpu() for k, v in best.items()}
         torch.save(
-            {"recipe": model_recipe, "weights": weights, "example": example.cpu()}, folder / FINAL_CHECKPOINT
+            {"recipe": model_recipe, "weights": weights, "example": example.cpu()},
+            folder / ONE_FILE_CHECKPOINT,
         )
 
 
@@ -124,7 +131,7 @@ def read_final_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any],
     from safetensors.torch import load_file
 
     if checkpoint_kind(folder) == "one-file":
-        saved = torch.load(folder / FINAL_CHECKPOINT, map_location="cpu", weights_only=True)
+        saved = torch.load(folder / ONE_FILE_CHECKPOINT, map_location="cpu", weights_only=True)
         return saved["recipe"], saved["weights"], saved["example"]
     with np.load(folder / EXAMPLE_FILE, allow_pickle=False) as example:
         inputs = torch.from_numpy(example["inputs"])
@@ -132,9 +139,16 @@ def read_final_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any],
 
 
 def checkpoint_kind(folder: Path) -> str:
-    """``files`` (the model's files), ``one-file`` (a sweep's from before, or a fallback), or ``partial`` (the
-    model's files, some missing: nothing in it can be read safely)."""
+    """``files`` (the model's files), ``one-file`` (a sweep's from before, or a worker's fallback), ``partial``
+    (some of the model's files: nothing in it can be read safely) or ``none`` (an epoch checkpoint)."""
     files = [(folder / name).is_file() for name in (RECIPE_FILE, WEIGHTS_FILE, EXAMPLE_FILE, VERSIONS_FILE)]
-    if not (folder / FINAL_CHECKPOINT).is_file():
+    if all(files):
+        return "files"
+    if any(files):
         return "partial"
-    return "files" if all(files) else "one-file" if not any(files) else "partial"
+    return "one-file" if (folder / ONE_FILE_CHECKPOINT).is_file() else "none"
+
+
+def is_final(folder: Path) -> bool:
+    """Whether a trial's checkpoint folder is its final one (its tested weights), of either kind."""
+    return (folder / WEIGHTS_FILE).is_file() or (folder / ONE_FILE_CHECKPOINT).is_file()
