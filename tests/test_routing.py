@@ -87,24 +87,41 @@ def test_asha_rungs_never_mix_cells():
 
 def test_a_trial_that_ends_without_a_final_checkpoint_loses_its_epoch_checkpoint_at_once(tmp_path):
     """With every cell in one Tune run, the sweep-end clean-up comes too late for a big sweep's disk."""
-    from rnnbench.sweep.models import CheckpointDropper
-    from rnnbench.training.recipe import ONE_FILE_CHECKPOINT, WEIGHTS_FILE
+    import numpy as np
+    from safetensors.numpy import save_file
 
-    pruned, completed = tmp_path / "trial_entry_a_00000", tmp_path / "trial_entry_b_00001"
-    before = tmp_path / "trial_entry_c_00002"  # a final checkpoint of a sweep from before: one file
-    (pruned / "checkpoint_000001").mkdir(parents=True)
-    (pruned / "checkpoint_000001" / "state.pt").write_bytes(b"epoch state")
-    for trial, name in ((completed, WEIGHTS_FILE), (before, ONE_FILE_CHECKPOINT)):
-        (trial / "checkpoint_000003").mkdir(parents=True)
-        (trial / "checkpoint_000003" / name).write_bytes(b"tested weights")
+    from rnnbench.sweep.models import CheckpointDropper
+    from rnnbench.training import recipe
+
+    trials = {name: tmp_path / f"trial_entry_{name}_0000{k}" for k, name in enumerate(("pruned", "files", "before",
+                                                                                      "cut", "some"))}  # fmt: skip
+    for folder in trials.values():
+        (folder / "checkpoint_000003").mkdir(parents=True)
+    (trials["pruned"] / "checkpoint_000003" / "state.pt").write_bytes(b"epoch state")
+    (trials["before"] / "checkpoint_000003" / recipe.ONE_FILE_CHECKPOINT).write_bytes(b"tested weights")
+    for name in (
+        "files",
+        "cut",
+        "some",
+    ):  # the model's files; cut short (a worker killed as Tune copied them)
+        checkpoint = trials[name] / "checkpoint_000003"
+        save_file({"w": np.zeros(64, dtype=np.float32)}, str(checkpoint / recipe.WEIGHTS_FILE))
+        for other in (recipe.RECIPE_FILE, recipe.EXAMPLE_FILE, recipe.VERSIONS_FILE)[
+            : 1 if name == "some" else 3
+        ]:
+            (checkpoint / other).write_text("{}")
+    weights = trials["cut"] / "checkpoint_000003" / recipe.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-4])
     dropper = CheckpointDropper()
-    dropper.on_trial_complete(0, [], SimpleNamespace(path=str(pruned)))
-    dropper.on_trial_error(0, [], SimpleNamespace(path=str(completed)))
-    dropper.on_trial_complete(0, [], SimpleNamespace(path=str(before)))
+    dropper.on_trial_complete(0, [], SimpleNamespace(path=str(trials["pruned"])))
+    dropper.on_trial_error(0, [], SimpleNamespace(path=str(trials["files"])))
+    for name in ("before", "cut", "some"):
+        dropper.on_trial_complete(0, [], SimpleNamespace(path=str(trials[name])))
     dropper.on_trial_complete(0, [], SimpleNamespace(path=None))  # a trial that never got a folder
-    assert not (pruned / "checkpoint_000001").exists(), "a pruned trial's epoch state is never resumed"
-    assert (completed / "checkpoint_000003" / WEIGHTS_FILE).is_file(), "the tested weights are kept"
-    assert (before / "checkpoint_000003" / ONE_FILE_CHECKPOINT).is_file(), "and those of a sweep from before"
+    kept = {name for name, folder in trials.items() if (folder / "checkpoint_000003").exists()}
+    assert kept == {"files", "before"}, (
+        "the tested weights are kept, whole; an epoch's state is never resumed"
+    )
 
 
 def test_a_trial_keeps_only_its_newest_epoch_checkpoint(tmp_path):

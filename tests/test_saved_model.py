@@ -235,7 +235,8 @@ def _gru_weights_and_checkpoint_parts(tmp_path: Path, seed: int) -> tuple[dict, 
 def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_path, monkeypatch, caplog):
     """A final checkpoint holds the model's files (its worker wrote them: the driver logs them as written,
     without torch); one of a sweep from before, or a worker's fallback where the files could not be written,
-    is one file, rebuilt and logged with torch; one with some of the files missing logs nothing, and says so.
+    is one file, rebuilt and logged with torch; one with some of the files missing, or one whose model cannot be
+    rebuilt, logs nothing and says so, and the other cells' models are logged.
     Each model logged loads as the model saved, through rnnbench's loader and MLflow's."""
     import mlflow.pytorch
     import safetensors.torch
@@ -256,12 +257,14 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
     kept = (RECIPE_FILE, WEIGHTS_FILE, EXAMPLE_FILE, VERSIONS_FILE)
     store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "sweep")
     made, best = {}, {}
-    for seed, kind in enumerate(("files", "one-file", "fallback", "partial")):
+    for seed, kind in enumerate(("files", "broken", "one-file", "fallback", "partial")):
         weights, model_recipe, example = _gru_weights_and_checkpoint_parts(tmp_path, seed)
         run = store.client.create_run(store.experiment_id, tags={"tune_trial_id": kind})
         folder = tmp_path / "ray" / "tune" / f"trial_{kind}_00000" / "checkpoint_000001"
         folder.mkdir(parents=True)
-        if kind == "one-file":
+        if kind == "broken":  # its cell's plugin is not here: no model, and the other cells' still come
+            model_recipe = {**model_recipe, "cell": "no-such-cell"}
+        if kind in ("one-file", "broken"):
             torch.save(
                 {"recipe": model_recipe, "weights": weights, "example": example}, folder / ONE_FILE_CHECKPOINT
             )
@@ -284,8 +287,12 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
     monkeypatch.setattr(models, "log_model", rebuilding)
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # MLflow's loader below: our own store
     models.log_best_models(store, tmp_path, best)
-    assert rebuilt == [best["one-file"]["run_id"], best["fallback"]["run_id"]], "torch rebuilt those alone"
-    assert "model_uri" not in best["partial"] and "lacks some of the model's files" in caplog.text
+    assert rebuilt == [best[k]["run_id"] for k in ("broken", "one-file", "fallback")], (
+        "torch rebuilt those alone"
+    )
+    assert "model_uri" not in best["partial"] and "no checkpoint of partial's best trial" in caplog.text
+    assert "model_uri" not in best["broken"] and "broken's best model (run" in caplog.text
+    assert "MissingPluginError: this model's cell 'no-such-cell'" in caplog.text
     for kind in ("files", "one-file", "fallback"):
         weights, folder = made[kind]
         model_uri = best[kind]["model_uri"]

@@ -62,6 +62,13 @@ class CheckpointDropper(tune.Callback):
             drop_unfinished_checkpoints(Path(trial.path), "checkpoint_*")
 
 
+def _log_checkpoint(store: Store, run_id: str, checkpoint: Path) -> str:
+    if checkpoint_kind(checkpoint) == "files":
+        return log_model_files(store, run_id, checkpoint)  # no torch in the driver
+    # The one file of a sweep from before the model's files were kept, or of a worker that could not write them
+    return log_model(store, run_id, *read_final_checkpoint(checkpoint))
+
+
 def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]]) -> None:
     """Log each cell's best run's weights as its MLflow model (once: a resumed sweep keeps the model it
     logged), and put the model's URI in the cell's summary row."""
@@ -74,13 +81,12 @@ def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]])
                 log.warning("warning: no checkpoint of %s's best trial (run %s): no model logged", cell,
                             row["run_id"])  # fmt: skip
                 continue
-            kind = checkpoint_kind(checkpoint)
-            if kind == "files":
-                uri = log_model_files(store, row["run_id"], checkpoint)  # no torch in the driver
-            elif kind == "one-file":  # a sweep's from before the model's files were kept: torch rebuilds them
-                uri = log_model(store, row["run_id"], *read_final_checkpoint(checkpoint))
-            else:
-                log.warning("warning: the checkpoint of %s's best trial (run %s) lacks some of the model's files "
-                            "(%s): no model logged", cell, row["run_id"], checkpoint)  # fmt: skip
+            try:
+                uri = _log_checkpoint(store, row["run_id"], checkpoint)
+            except (
+                Exception
+            ) as exc:  # one model that cannot be logged leaves the others, and the summary, to come
+                log.warning("warning: %s's best model (run %s) was not logged: %s: %s", cell, row["run_id"],
+                            type(exc).__name__, exc)  # fmt: skip
                 continue
         row[MODEL_URI_TAG] = uri

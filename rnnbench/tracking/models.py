@@ -4,8 +4,9 @@ A logged model carries, beside MLflow's own files, its *recipe* (cell, plugin an
 and input encoding) as JSON and its weights as safetensors (``extra_files/``): :func:`load_model` reads
 those two alone and rebuilds the model through the registry, so loading a model from a store someone
 else can write runs no code from it. MLflow's PyTorch flavour is still logged (the UI, serving,
-``mlflow.pytorch.load_model``): it pickles the model as recipe + weights, and unpickling runs whatever
-the file holds, so that path is for stores you trust.
+``mlflow.pytorch.load_model``): it pickles the model as its recipe and safetensors bytes (written here without
+torch, so a sweep's driver never imports it), and unpickling runs whatever the file holds, so that path is for
+stores you trust.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """A trained model's recipe (cell, plugin and version, sizes, task and input encoding) and its rebuild
 through the cell registry: what a saved model is, apart from where it is saved (``rnnbench.tracking.models``
-logs and loads it in MLflow). Unpickling a saved model calls :func:`rebuild`.
+logs and loads it in MLflow), and a trial's final checkpoint. Unpickling a logged model calls
+:func:`rebuild_saved` (models logged before it: ``rnnbench.training.model.rebuild``).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def final_checkpoint(
 
     from rnnbench.training.model import rebuild
 
-    weights = {k: v.detach().cpu().contiguous() for k, v in best.items()}
+    # Cloned: weights a cell ties (one tensor under two names) are saved apart, which safetensors requires.
+    weights = {k: v.detach().cpu().clone().contiguous() for k, v in best.items()}
     model = rebuild(model_recipe, weights)  # also proves that the recipe rebuilds before anything is kept
     with torch.no_grad():
         output = model(example.cpu())
@@ -139,16 +141,31 @@ def read_final_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any],
 
 
 def checkpoint_kind(folder: Path) -> str:
-    """``files`` (the model's files), ``one-file`` (a sweep's from before, or a worker's fallback), ``partial``
-    (some of the model's files: nothing in it can be read safely) or ``none`` (an epoch checkpoint)."""
+    """``files`` (the model's files, its weights whole), ``one-file`` (a sweep's from before, or a worker's
+    fallback), ``partial`` (some of the model's files, or its weights cut short, as by a worker killed while
+    Tune copied them: nothing in it can be read safely) or ``none`` (an epoch checkpoint)."""
     files = [(folder / name).is_file() for name in (RECIPE_FILE, WEIGHTS_FILE, EXAMPLE_FILE, VERSIONS_FILE)]
-    if all(files):
+    if all(files) and _whole_safetensors(folder / WEIGHTS_FILE):
         return "files"
-    if any(files):
-        return "partial"
-    return "one-file" if (folder / ONE_FILE_CHECKPOINT).is_file() else "none"
+    if (folder / ONE_FILE_CHECKPOINT).is_file():
+        return "one-file"
+    return "partial" if any(files) else "none"
 
 
 def is_final(folder: Path) -> bool:
-    """Whether a trial's checkpoint folder is its final one (its tested weights), of either kind."""
-    return (folder / WEIGHTS_FILE).is_file() or (folder / ONE_FILE_CHECKPOINT).is_file()
+    """Whether a trial's checkpoint folder is its final one (its tested weights, whole), of either kind."""
+    return checkpoint_kind(folder) in ("files", "one-file")
+
+
+def _whole_safetensors(path: Path) -> bool:
+    """Whether a safetensors file is as long as its header says (8 bytes of length, the JSON header, the data)."""
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        return path.stat().st_size == 8 + length + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
