@@ -237,8 +237,10 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
     without torch); one of a sweep from before, or a worker's fallback where the files could not be written,
     is one file, rebuilt and logged with torch; one with some of the files missing, or one whose model cannot be
     rebuilt, logs nothing and says so, and the other cells' models are logged.
-    Each model logged loads as the model saved, through rnnbench's loader and MLflow's."""
+    Each model logged loads as the model saved, through rnnbench's loader and MLflow's, and serves (pyfunc)."""
+    import mlflow.pyfunc
     import mlflow.pytorch
+    import numpy as np
     import safetensors.torch
 
     import rnnbench
@@ -303,6 +305,10 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
         assert (root / "data" / "pickle_module_info.txt").read_text() == "mlflow.pytorch.pickle_module"
         if kind == "files":  # the weights kept once, in the trial's checkpoint
             assert sorted(p.name for p in folder.iterdir()) == sorted(kept), sorted(folder.iterdir())
+            # Served as MLflow serves it (pyfunc), the model answers its input example as the worker saw it.
+            with np.load(folder / EXAMPLE_FILE) as saved:
+                served = mlflow.pyfunc.load_model(str(root)).predict(saved["inputs"])
+                assert np.allclose(served, saved["outputs"], atol=1e-6), kind
 
 
 def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(tmp_path, monkeypatch):
