@@ -364,3 +364,20 @@ def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(t
         assert torch.equal(loaded[0].state_dict()[name], value) and torch.equal(
             loaded[1].state_dict()[name], value
         )
+
+
+def test_a_final_checkpoint_keeps_weights_a_cell_ties(tmp_path):
+    """One tensor under two names (a cell that ties weights): safetensors refuses shared tensors, so the
+    checkpoint saves each name apart, and the model rebuilt from it has both values."""
+    from rnnbench.training.recipe import checkpoint_kind, final_checkpoint, read_final_checkpoint
+
+    weights, model_recipe, example = _gru_weights_and_checkpoint_parts(tmp_path, 0)
+    tied = [name for name in weights if name.endswith("bias_hh_l0") or name.endswith("bias_ih_l0")]
+    assert len(tied) == 2
+    weights[tied[1]] = weights[tied[0]]
+    final_checkpoint(weights, model_recipe, example, tmp_path / "tied")
+    assert checkpoint_kind(tmp_path / "tied") == "files"
+    _, saved, _ = read_final_checkpoint(tmp_path / "tied")
+    assert (
+        torch.equal(saved[tied[0]], saved[tied[1]]) and saved[tied[0]].data_ptr() != saved[tied[1]].data_ptr()
+    )
