@@ -270,7 +270,9 @@ def test_a_sweeps_best_models_log_from_the_final_checkpoint_of_each_kind(tmp_pat
             torch.save(
                 {"recipe": model_recipe, "weights": weights, "example": example}, folder / ONE_FILE_CHECKPOINT
             )
-        elif kind == "fallback":  # safetensors refuses (as for tied weights): the worker keeps one file
+        elif (
+            kind == "fallback"
+        ):  # the files cannot be written (here safetensors fails): the worker keeps one file
             with monkeypatch.context() as patch:
                 patch.setattr(safetensors.torch, "save_file", lambda *a, **k: 1 / 0)
                 keep_final_checkpoint(weights, model_recipe, example, folder)

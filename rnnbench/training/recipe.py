@@ -101,8 +101,8 @@ def keep_final_checkpoint(
     best: dict[str, Any], model_recipe: dict[str, Any], example: torch.Tensor, folder: Path
 ) -> None:
     """:func:`final_checkpoint`, or where the model's files cannot be written (a cell whose CPU pass fails on a
-    GPU node, tied weights safetensors refuses) the one file of a sweep from before, which the driver rebuilds
-    and logs with torch: a trained trial's result is kept either way (a trial's worker calls this)."""
+    GPU node) the one file of a sweep from before, which the driver tries to rebuild and log with torch: the
+    trained weights are kept on disk either way (a trial's worker calls this)."""
     import logging
 
     import torch
