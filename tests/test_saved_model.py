@@ -335,7 +335,7 @@ def test_the_model_files_are_laid_out_as_mlflows_pytorch_flavour_lays_them_out(t
     common = {"signature": infer_signature(inputs, outputs), "input_example": inputs,
               "pip_requirements": ["torch==2.13.0", "rnnbench==0.1.0"]}  # fmt: skip
     ours, theirs = Model(metadata={"rnnbench": model_recipe}), Model(metadata={"rnnbench": model_recipe})
-    _PyTorchFiles(tmp_path / "files", str(torch.__version__)).save_model(
+    _PyTorchFiles(tmp_path / "files", model_recipe, str(torch.__version__)).save_model(
         str(tmp_path / "ours"), ours, **common
     )
     mlflow.pytorch.save_model(rebuild(model_recipe, weights), str(tmp_path / "theirs"), mlflow_model=theirs,

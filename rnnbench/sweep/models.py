@@ -83,9 +83,8 @@ def log_best_models(store: Store, folder: Path, best: dict[str, dict[str, Any]])
                 continue
             try:
                 uri = _log_checkpoint(store, row["run_id"], checkpoint)
-            except (
-                Exception
-            ) as exc:  # one model that cannot be logged leaves the others, and the summary, to come
+            # One model that cannot be logged leaves the others, and the summary, to come.
+            except Exception as exc:
                 log.warning("warning: %s's best model (run %s) was not logged: %s: %s", cell, row["run_id"],
                             type(exc).__name__, exc)  # fmt: skip
                 continue

@@ -72,9 +72,10 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _requirements_taken_as_given() -> Iterator[None]:
     """MLflow's check that the current environment satisfies a model's pip requirements, skipped while a
-    model is logged (MLflow runs it as it writes the model's requirements). rnnbench pins the versions installed here, so the check can never warn, and its first
-    call maps every installed distribution to its modules: 0.8-1.0 s of every sweep's end. The function
-    is private to MLflow: where it has moved, the check runs as before."""
+    model is logged (MLflow runs it as it writes the model's requirements). rnnbench pins the versions installed
+    here, so the check can never warn, and its first call maps every installed distribution to its modules:
+    0.8-1.0 s of every sweep's end. The function is private to MLflow: where it has moved, the check runs as
+    before."""
     from mlflow.utils import requirements_utils
 
     with _skipping["lock"]:
@@ -131,7 +132,7 @@ def log_model_files(store: Store, run_id: str, folder: Path) -> str:
         info = Model.log(
             artifact_path=None,
             name=MODEL_NAME,
-            flavor=_PyTorchFiles(folder, torch_version),
+            flavor=_PyTorchFiles(folder, model_recipe, torch_version),
             model_id=logged.model_id,
             run_id=run_id,
             signature=infer_signature(inputs, outputs),
@@ -149,8 +150,8 @@ class _PyTorchFiles:
     """A model's files laid out as ``mlflow.pytorch.save_model`` lays them out (its pickle serialization
     format), without torch: ``Model.log`` calls ``save_model`` on the flavour it is given."""
 
-    def __init__(self, folder: Path, torch_version: str) -> None:
-        self.folder, self.torch_version = folder, torch_version
+    def __init__(self, folder: Path, model_recipe: dict[str, Any], torch_version: str) -> None:
+        self.folder, self.recipe, self.torch_version = folder, model_recipe, torch_version
 
     def save_model(self, path: str, mlflow_model: Any, signature: Any, input_example: Any,
                    pip_requirements: list[str], **unused: Any) -> None:  # fmt: skip
@@ -163,7 +164,7 @@ class _PyTorchFiles:
 
         data = Path(path, "data")
         data.mkdir(parents=True)
-        _pickled_model(self.folder, data / "model.pth")
+        _pickled_model(self.recipe, self.folder / WEIGHTS_FILE, data / "model.pth")
         (data / "pickle_module_info.txt").write_text(PICKLE_MODULE)
         _save_example(mlflow_model, input_example, path)
         mlflow_model.signature = signature
@@ -192,15 +193,14 @@ class _Saved:
         return rebuild_saved, (self.recipe, self.weights)
 
 
-def _pickled_model(folder: Path, path: Path) -> None:
+def _pickled_model(model_recipe: dict[str, Any], weights: Path, path: Path) -> None:
     """The flavour's ``data/model.pth`` in torch's zip format (``torch.load`` reads it): a pickle (protocol 4:
     bytes as they are) of the recipe and the safetensors bytes, which unpickling rebuilds through the registry;
     no tensor records, so the weights are not kept a second time in the trial's checkpoint."""
-    import json
     import pickle
     import zipfile
 
-    saved = _Saved(json.loads((folder / RECIPE_FILE).read_text()), (folder / WEIGHTS_FILE).read_bytes())
+    saved = _Saved(model_recipe, weights.read_bytes())
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("model/data.pkl", pickle.dumps(saved, protocol=4))
         archive.writestr("model/byteorder", "little")

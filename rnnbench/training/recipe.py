@@ -84,7 +84,7 @@ def final_checkpoint(
     (folder / RECIPE_FILE).write_text(json.dumps(model_recipe, sort_keys=True))
     np.savez(folder / EXAMPLE_FILE, inputs=example.cpu().numpy(), outputs=output.numpy())
     (folder / VERSIONS_FILE).write_text(json.dumps({"torch": torch.__version__}))
-    save_file(weights, str(folder / WEIGHTS_FILE))  # last: it marks the checkpoint final
+    save_file(weights, str(folder / WEIGHTS_FILE))
 
 
 def rebuild_saved(model_recipe: dict[str, Any], weights: bytes) -> Any:

@@ -1,8 +1,9 @@
 """Named moments of a command, for the harness benchmark (``benchmarks/harness.py``).
 
 With ``RNNBENCH_TIMINGS=FILE`` in the environment, each mark appends one JSON line (its name, the wall
-clock, the process id, whether that process has imported torch: 2.9 s of CPU a sweep's driver avoids) to FILE; Ray workers inherit the variable, so a trial's worker marks its moments
-in the same file. Unset, a mark costs one environment lookup.
+clock, the process id, whether that process has imported torch: 2.9 s of CPU a sweep's driver avoids) to
+FILE; Ray workers inherit the variable, so a trial's worker marks its moments in the same file. Unset, a
+mark costs one environment lookup.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ def mark(name: str) -> None:
     if not path:
         return
     entry = {"mark": name, "time": time.time(), "pid": os.getpid(), "torch": "torch" in sys.modules}
-    with open(
-        path, "a"
-    ) as handle:  # one short line per write: appends from several processes interleave whole
+    # One short line per write: appends from several processes interleave whole.
+    with open(path, "a") as handle:
         handle.write(json.dumps(entry) + "\n")
 
 
