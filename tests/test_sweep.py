@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -380,12 +381,19 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     A sweep's own Ray starts without its autoscaler monitor, API server and log monitor (``lean_head``);
     with ``RNNBENCH_LEAN_RAY=0`` it has all three, and the monitor is already ended when ``ray.shutdown`` starts (which
     kills the raylet and the GCS first, and then waited a second for the monitor, blocked on the GCS).
-    Either way none of the processes ``ray.init`` started is left."""
+    Where Ray's dashboard agent would run minimal, the lean Ray runs ``lean_agent`` in its place, which
+    writes the same "not served" ports. Either way none of the processes ``ray.init`` started is left, nor
+    the raylet's agents."""
     code = (
         "import os, signal, threading, time, ray\n"
         "from rnnbench.sweep import cluster\n"
         "from rnnbench.sweep.cluster import RayStart, stop_as_on_ctrl_c\n"
         "from rnnbench.sweep.settings import SweepSettings\n"
+        "from rnnbench.sweep.lean_agent import PORTS\n"
+        "from ray._private import services\n"
+        "from ray._private.utils import get_dashboard_dependency_error\n"
+        "import psutil\n"
+        "starts, start_process = [], services.start_ray_process\n"
         "stops, real = [], cluster.disconnect\n"
         "cluster.disconnect = lambda started: (stops.append(started), real(started))\n"
         "monitor_at_shutdown, real_shutdown = [], ray.shutdown\n"
@@ -402,10 +410,19 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "    assert start.wait() is True and signal.getsignal(signal.SIGTERM) is stop_as_on_ctrl_c\n"
         "    time.sleep(1)\n"
         "    assert ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7, 'Ray is still up'\n"
-        "    processes = {kind: [i.process for i in infos]\n"
-        "                 for kind, infos in ray._private.worker._global_node.all_processes.items()}\n"
+        "    node = ray._private.worker._global_node\n"
+        "    processes = {kind: [i.process for i in infos] for kind, infos in node.all_processes.items()}\n"
+        "    agents = psutil.Process(processes['raylet'][0].pid).children()\n"
+        "    commands = [' '.join(agent.cmdline()) for agent in agents]\n"
+        "    ports = [open(f'{node.get_session_dir_path()}/{name}_{node.node_id}').read() for name in PORTS]\n"
         "    start.stop(); start.stop()\n"
         "    left = [kind for kind, found in processes.items() for p in found if p.poll() is None]\n"
+        "    assert not psutil.wait_procs(agents, timeout=30)[1], commands\n"
+        "    stand_in = any('lean_agent.py' in c for c in commands)\n"
+        "    # Ray's agent names its process ray::DashboardAgent\n"
+        "    assert stand_in != any('DashboardAgent' in c for c in commands), commands\n"
+        "    assert ports == ['-1'] * 3 or not stand_in, ports\n"
+        "    starts.append(stand_in)\n"
         "    assert {'raylet', 'gcs_server'} <= set(processes) and not left, (processes, left)\n"
         "    assert not ray.is_initialized() and 'RAY_prestart_worker_first_driver' not in os.environ\n"
         "    assert signal.getsignal(signal.SIGTERM) is not stop_as_on_ctrl_c\n"
@@ -420,9 +437,39 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "assert stops == [True, True], stops\n"
         "from ray._private.node import Node\n"
         "assert [getattr(Node, m).__name__ for m in cluster.LEFT_OUT] == list(cluster.LEFT_OUT), 'given back'\n"
+        "assert services.start_ray_process is start_process, 'given back'\n"
+        "minimal = get_dashboard_dependency_error() is not None\n"
+        "assert starts == [minimal, False], (starts, minimal)\n"
         "print('ok')\n"
     )
     assert _last_line_of_fresh_python(code) == "ok"
+
+
+def test_the_lean_raylet_runs_the_stand_in_agent_only_for_a_minimal_dashboard_agent(tmp_path):
+    """The raylet's command keeps every argument but the dashboard agent's, which becomes ``lean_agent``
+    with the agent's own arguments, and only where Ray marked that agent minimal. The stand-in writes the
+    ports a minimal agent writes and ends when the raylet's end of its standard input closes."""
+    from rnnbench.sweep import lean_agent
+    from rnnbench.sweep.cluster import lean_raylet_command
+
+    agent = ["/py", "-u", "/site/ray/dashboard/agent.py", f"--session-dir={tmp_path}", "--node-id=abc"]
+    command = ["/raylet", "--num_prestart_python_workers=2", "--runtime_env_agent_command=/py x.py"]
+    minimal = lean_raylet_command([*command, "--dashboard_agent_command=" + " ".join([*agent, "--minimal"])])
+    assert minimal[:3] == command
+    words = shlex.split(minimal[3].removeprefix("--dashboard_agent_command="))
+    assert words == [sys.executable, "-S", lean_agent.__file__, *agent[3:], "--minimal"]
+    whole = [*command, "--dashboard_agent_command=" + " ".join(agent)]
+    assert lean_raylet_command(whole) == whole
+
+    process = subprocess.Popen(words, stdin=subprocess.PIPE)
+    names = [f"{name}_abc" for name in lean_agent.PORTS]
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / name).exists() for name in names) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(tmp_path / name).read_text() for name in names] == ["-1"] * 3
+    assert process.poll() is None, "it waits for the raylet"
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
 
 
 def test_a_ray_notice_is_silenced_by_one_filter_however_many_sweeps_a_process_runs(caplog):

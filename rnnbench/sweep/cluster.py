@@ -20,10 +20,12 @@ from rnnbench.sweep.state import SweepError
 # The embedded Ray is single-node: Ray then registers and binds every process (GCS, raylet, core
 # workers, agents) on 127.0.0.1 instead of every interface.
 EMBEDDED_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-# Unless set otherwise: Ray prestarts one worker per CPU for the first driver's tasks, but a sweep runs
-# none (every trial is an actor, and Ray starts a new process for each), so on 2 cores the two idle
-# workers importing Ray only slowed the start. The one-trial sweep ended at 17.1-18.7 s without them,
-# 19.4-21.3 s with them (three interleaved runs a side, docs/benchmarks.md).
+# Unless set otherwise: Ray prestarts one worker per CPU when the first driver connects. A trial's actor
+# takes one where no runtime env sets them apart (a pid check), but ray.init then returns only once they
+# are up: with one prestarted worker, ray.init took 3.4-3.6 s against 2.5-3.7 s and a first actor 0.7-0.8 s
+# against 1.5-1.7 s (three runs each), and the one-trial sweep's worker entered its trial no sooner (four
+# interleaved runs a side, docs/benchmarks.md). The start moves, it does not shrink; a second idle worker
+# importing Ray on 2 cores only slows it.
 EMBEDDED_DEFAULTS = {"RAY_prestart_worker_first_driver": "false"}
 # RNNBENCH_LEAN_RAY=0 starts an embedded Ray with the processes ``lean_head`` leaves out (``LEFT_OUT``).
 LEAN_ENV = "RNNBENCH_LEAN_RAY"
@@ -100,11 +102,9 @@ def connect(settings: SweepSettings) -> bool:
                 logging_level=logging.WARNING,
                 log_to_driver=False,
                 configure_logging=True,
-                # No runtime_env (such as a worker_process_setup_hook to import torch early): a trial is an
-                # actor, and Ray gives every actor a new worker process, never a prestarted one, so a hook warms
-                # nothing ahead. It ran in the workers Ray prestarts (two torch imports during Ray's start) and
-                # routed each worker through Ray's runtime-env set-up: two actors came up in a median 4.9 s with
-                # it, 4.3 s without (9 rounds a side; the one-trial sweep's figures are in docs/benchmarks.md).
+                # No runtime_env (such as a worker_process_setup_hook to import torch early): it routed each
+                # worker through Ray's runtime-env set-up, and two actors came up in a median 4.9 s with it,
+                # 4.3 s without (9 rounds a side; the one-trial sweep's figures are in docs/benchmarks.md).
             )
     except ConnectionError as exc:
         raise _refused(settings.address, exc) from None
@@ -131,10 +131,17 @@ def lean_head() -> Iterator[None]:
     each of the two long-lived test Rays' log monitors took 14-17 s of CPU. ``RNNBENCH_LEAN_RAY=0`` keeps
     all three (for ``ray status``, Ray's state API or the workers' output on a driver that joins a sweep's
     own Ray; a Ray started with ``ray start --head`` and joined with ``--address`` always has them). Ray's
-    private node methods: where Ray renames or removes them, it starts all three as before."""
+    private node methods: where Ray renames or removes them, it starts all three as before.
+
+    A fourth is replaced: where the dashboard's packages are not installed, Ray's dashboard agent serves
+    nothing (it writes "not served" for its ports and watches the raylet), yet the raylet waits for it before
+    the node is up. ``lean_agent`` does the same from the standard library alone: 0.01 s of CPU instead of
+    1.1-1.5 s, and the one-trial sweep's worker entered its trial 1.1 s sooner (medians of six interleaved
+    runs a side, docs/benchmarks.md)."""
     if os.environ.get(LEAN_ENV, "1") == "0":
         yield
         return
+    from ray._private import services
     from ray._private.node import Node
 
     saved = {name: Node.__dict__.get(name) for name in LEFT_OUT}
@@ -143,11 +150,45 @@ def lean_head() -> Iterator[None]:
         return
     for name in LEFT_OUT:
         setattr(Node, name, lambda self, *args, **kwargs: None)
+    start_process = services.start_ray_process
+
+    def start_lean(command: list[str], process_type: str, *args: Any, **kwargs: Any) -> Any:
+        if process_type == "raylet":
+            command = lean_raylet_command(command)
+        return start_process(command, process_type, *args, **kwargs)
+
+    services.start_ray_process = start_lean
     try:
         yield
     finally:
         for name, method in saved.items():
             setattr(Node, name, method)
+        services.start_ray_process = start_process
+
+
+def lean_raylet_command(command: list[str]) -> list[str]:
+    """The raylet's command, with ``lean_agent`` for the dashboard agent where Ray would start that agent
+    minimal (``--minimal``: the dashboard's packages are not installed, so it would serve nothing)."""
+    import shlex
+    import subprocess
+    import sys
+
+    from rnnbench.sweep import lean_agent
+
+    key = "--dashboard_agent_command="
+    lean = []
+    for arg in command:
+        if arg.startswith(key):
+            words = shlex.split(arg.removeprefix(key))
+            script = os.path.join("dashboard", "agent.py")
+            at = next((i for i, word in enumerate(words) if word.endswith(script)), None)
+            if at is not None and "--minimal" in words:
+                # -S: the stand-in needs the standard library only, not the site-packages' start-up.
+                arg = key + subprocess.list2cmdline(
+                    [sys.executable, "-S", lean_agent.__file__, *words[at + 1 :]]
+                )
+        lean.append(arg)
+    return lean
 
 
 @functools.cache
