@@ -18,7 +18,9 @@ the same overrides -> ``rnnbench.sweep.worker.trial_config`` -> ``rnnbench.train
 The two are interleaved (plain, sweep, plain, sweep, ...) and the best repeat of each is used.
 
 The one-trial sweep also runs joining a Ray this process started (``--address``): what a Ray that outlives
-the command (a resident head) would save, measured rather than guessed.
+the command (a resident head) would save, measured rather than guessed. And beside each of its runs, Ray
+Tune's own floor (``benchmarks.tune_floor``): a fresh process starting Ray as a sweep does and running one
+empty trial, which no rnnbench command can beat; the report shows how far above it the sweep's trial is.
 """
 
 from __future__ import annotations
@@ -210,14 +212,16 @@ def pieces(marks: dict[str, float]) -> list[list[Any]]:
     return rows
 
 
-def measure(
-    trials: int, epochs: int, repeats: int, device: str
-) -> tuple[list[dict[str, float]], list[dict[str, float]], list[dict[str, Any]], list[SweepRecord]]:
-    """The one-trial sweeps, then the plain loop and the N-trial sweep, interleaved: ``repeats`` of each."""
+def measure(trials: int, epochs: int, repeats: int, device: str) -> tuple[list[dict[str, float]], ...]:
+    """The one-trial sweeps and Ray Tune's floor, the one-trial sweeps joining a Ray, then the plain loop and
+    the N-trial sweep, each pair interleaved: ``repeats`` of each."""
     with tempfile.TemporaryDirectory(prefix="rnnbench-bench-harness-") as tmp:
         workdir = Path(tmp)
         cache = str(workdir / "cache")
-        singles = [one_trial_sweep(workdir / f"one-{k}", device_env(device)) for k in range(repeats or 3)]
+        singles, floors = [], []
+        for k in range(repeats or 3):  # interleaved: the host's speed moves between runs
+            singles.append(one_trial_sweep(workdir / f"one-{k}", device_env(device)))
+            floors.append(tune_floor(workdir / f"floor-{k}.json", device_env(device)))
         joined = joined_sweeps(workdir, device, repeats or 3)
         # Warm-up (not counted): writes the data cache both sides read, and warms torch in this process.
         plain_loop(1, epochs, cache, device)
@@ -228,7 +232,38 @@ def measure(
                 workdir, f"harness-{rep}", sweep_settings(trials, epochs, device), env=device_env(device)
             )
             sweeps.append(record)
-    return singles, joined, plains, sweeps
+    return singles, floors, joined, plains, sweeps
+
+
+def tune_floor(out: Path, env: dict[str, str]) -> dict[str, float]:
+    """Ray Tune's own floor (``benchmarks.tune_floor``) in a fresh process: seconds from its launch to
+    Ray's start, to its empty trial's entry and to Ray's shut-down."""
+    import os
+    import subprocess
+    import sys
+
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.tune_floor", str(out), "--since", repr(started)],
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"Ray Tune's floor failed ({done.returncode}): {done.stderr[-3000:]}")
+    return {key: value for key, value in json.loads(out.read_text()).items() if isinstance(value, float)}
+
+
+def floor_rows(floors: list[dict[str, float]], single: dict[str, float]) -> list[list[Any]]:
+    """Rows of Ray Tune's floor, best repeat, and how far above it the one-trial sweep's first trial is."""
+    best = min(floors, key=lambda m: m["trial entered"])
+    return [
+        ["Ray Tune's floor (Ray started as a sweep starts it, one empty trial): launch to trial",
+         best["trial entered"], "; ".join(f"{m['trial entered']:.2f}" for m in floors)],
+        ["  imports (Ray, rnnbench's cluster module)", best["imported"], f"at {best['imported']:.2f}"],
+        ["  Ray Tune imported, Ray started", best["ray started"] - best["imported"], f"at {best['ray started']:.2f}"],
+        ["  Tune set up, a worker process for the trial's actor, the trial entered",
+         best["trial entered"] - best["ray started"], f"at {best['trial entered']:.2f}"],
+        ["one-trial sweep's first trial above the floor (best repeat of each)",
+         single["first trial"] - best["trial entered"], ""],
+    ]  # fmt: skip
 
 
 def joined_sweeps(workdir: Path, device: str, repeats: int) -> list[dict[str, float]]:
@@ -382,14 +417,14 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
     trials = 4 if quick else 12
     epochs = 2
     repeats = repeats or (1 if quick else 2)
-    singles, joined, plains, sweeps = measure(trials, epochs, repeats, device)
+    singles, floors, joined, plains, sweeps = measure(trials, epochs, repeats, device)
     single = min(singles, key=lambda m: m["first trial"])
     fastest_exit = min(m["exit"] for m in singles)
     plain_per_trial = min(p["per_trial_s"] for p in plains)
     analysed = [analyse(r, trials, plain_per_trial) for r in sweeps]
     check_recorded(analysed, trials)
     best = min(analysed, key=lambda a: a.get("steady_overhead_per_trial_s", float("inf")))
-    rows = (one_trial_rows(single, singles, fastest_exit) + joined_rows(joined)
+    rows = (one_trial_rows(single, singles, fastest_exit) + floor_rows(floors, single) + joined_rows(joined)
             + sweep_rows(plain_per_trial, plains, analysed, best))  # fmt: skip
     notes = build_notes(trials, epochs, repeats, best)
     return {
@@ -412,7 +447,12 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
         "sweeps": analysed,
         "sweep_command": as_typed(sweeps[0].command) if sweeps else None,
         "table": {"columns": ["quantity", "seconds (best repeat)", "every repeat"], "rows": rows},
-        "one_trial": {"command": ["rnnbench", *ONE_TRIAL], "runs": singles, "joined_runs": joined},
+        "one_trial": {
+            "command": ["rnnbench", *ONE_TRIAL],
+            "runs": singles,
+            "joined_runs": joined,
+            "tune_floor_runs": floors,
+        },
         "targets": build_targets(single, fastest_exit, best),
         "notes": notes,
     }

@@ -151,3 +151,20 @@ def test_a_reports_sweep_command_names_no_path_of_the_machine() -> None:
         "/tmp/a/b.toml",
     ]
     assert as_typed(through_python) == ["rnnbench", "sweep", "b.toml"]
+
+
+@pytest.mark.slow
+def test_ray_tunes_floor_starts_ray_as_a_sweep_does_and_times_its_empty_trial(tmp_path: Path) -> None:
+    """The harness's floor runs for real: a fresh process starts Ray, enters one empty trial and stops Ray,
+    each moment after the one before; the rows then compare the sweep's first trial with the best floor."""
+    import time
+
+    from benchmarks.harness import floor_rows, tune_floor
+
+    floor = tune_floor(tmp_path / "floor.json", {})
+    moments = [floor[key] for key in ("imported", "ray started", "trial entered", "ray stopped")]
+    assert 0 < moments[0] < moments[1] < moments[2] < moments[3] < time.time(), floor
+    slower = {key: value + 1.0 for key, value in floor.items()}
+    rows = floor_rows([slower, floor], {"first trial": floor["trial entered"] + 2.5})
+    assert rows[0][1] == floor["trial entered"] and rows[-1][1] == pytest.approx(2.5)
+    assert sum(row[1] for row in rows[1:4]) == pytest.approx(floor["trial entered"])
