@@ -641,3 +641,95 @@ def test_a_log_axis_is_labelled_in_plain_numbers_over_any_range(values, base, ex
         "1.05M",
         "3G",
     ]
+
+
+def _copy_of(store: str, folder: Path) -> str:
+    folder.mkdir()
+    shutil.copy(store.removeprefix("sqlite:///"), folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def test_reseeds_trained_side_by_side_are_the_runs_trained_one_after_another(store, tmp_path, monkeypatch):
+    """Reseeds trained in worker processes (``reseed_pool``) record what training them in this process
+    records: the same runs, params, tags and metrics (all but times), each epoch's metrics timed within the
+    run, and a model; this process trains none of them itself."""
+    import rnnbench.sweep.reseed as reseed_module
+    from rnnbench.sweep import reseed_pool
+
+    apart_uri, here_uri = _copy_of(store, tmp_path / "apart"), _copy_of(store, tmp_path / "here")
+    cache = str(tmp_path / "cache")
+    monkeypatch.setattr(reseed_pool, "workers_for", lambda configs: 2)
+    with monkeypatch.context() as patched:
+        patched.setattr(reseed_module, "run_tracked", lambda *a, **k: pytest.fail("trained in this process"))
+        apart = reseed("board", 3, apart_uri, cache_dir=cache)
+    monkeypatch.setattr(reseed_pool, "workers_for", lambda configs: 1)
+    here = reseed("board", 3, here_uri, cache_dir=cache)
+    assert len(apart) == len(here) >= 2
+    timeless = ("rnnbench_version", "status", "kind", "reseed_of", "sweep", "cell", "task")
+    for one, other in zip(apart, here, strict=True):
+        a, h = MlflowClient(apart_uri).get_run(one.run_id), MlflowClient(here_uri).get_run(other.run_id)
+        assert a.info.run_name == h.info.run_name and a.data.params == h.data.params
+        assert {k: a.data.tags[k] for k in timeless} == {k: h.data.tags[k] for k in timeless}
+        untimed = {k: v for k, v in a.data.metrics.items() if "second" not in k}
+        assert untimed == {k: v for k, v in h.data.metrics.items() if "second" not in k} and untimed
+        assert a.info.status == "FINISHED" and a.data.tags["model_uri"].startswith("models:/m-")
+        history = MlflowClient(apart_uri).get_metric_history(one.run_id, "val_loss")
+        assert len(history) == one.result.epochs_run
+        assert all(a.info.start_time <= m.timestamp <= a.info.end_time for m in history)
+
+
+def test_a_reseed_worker_s_failures_reach_the_store_as_in_this_process(tmp_path, monkeypatch):
+    """In a worker, a cell that fails its check raises its own error and records nothing; one that
+    raises while training is recorded as a FAILED run with the error, and TrainingFailed is raised."""
+    from rnnbench.core.plugin_manager import load_plugin_file, unregister_plugin
+    from rnnbench.errors import CellContractError
+    from rnnbench.sweep import reseed_pool
+    from rnnbench.sweep.reseed import Reseed, train_and_record
+    from rnnbench.tracking.store import Store
+    from rnnbench.tracking.tracked_run import TrainingFailed
+    from rnnbench.training.config import TrainConfig
+    from tests.conftest import TEST_PLUGINS
+
+    monkeypatch.setattr(reseed_pool, "workers_for", lambda configs: 2)
+    store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "rnnbench")
+
+    def jobs(cell: str) -> list[Reseed]:
+        config = TrainConfig(cell=cell, task="adding", task_options=dict(TINY_TASK), epochs=2, threads=1,
+                             cache_dir=str(tmp_path / "cache"))  # fmt: skip
+        return [
+            Reseed(type("Entry", (), {"cell": cell})(), k, config, None, {"kind": "reseed"}) for k in (1, 2)
+        ]
+
+    runs = MlflowClient(store.uri)
+    for path, cell, error in (("wrong_shape.py", "last-step-only", CellContractError),
+                              ("faulty_cells.py", "crash-after-3", TrainingFailed)):  # fmt: skip
+        info = load_plugin_file(TEST_PLUGINS / path)  # the workers load it too (RNNBENCH_PLUGINS)
+        try:
+            with pytest.raises(error, match=r"last-step-only|simulated cell failure"):
+                train_and_record(jobs(cell), store)
+        finally:
+            unregister_plugin(info.name)
+        recorded = runs.search_runs([store.experiment_id], f"params.cell = '{cell}'")
+        if error is CellContractError:
+            assert recorded == [], "a cell that fails its check records no run"
+        else:
+            assert recorded and all(r.info.status == "FAILED" for r in recorded)
+            assert "simulated cell failure" in recorded[0].data.tags["error"]
+
+
+def test_a_reseed_worker_that_ends_without_an_answer_is_named_with_its_last_words(tmp_path):
+    """A worker that dies (here: at its start, on a plugin file that is gone) is a WorkerDied naming its pid,
+    its exit code and the last lines it wrote, not a hang or a bare pickle error."""
+    from rnnbench.sweep.reseed_pool import WorkerDied, _Worker
+    from rnnbench.training.config import TrainConfig
+
+    worker = _Worker([str(tmp_path / "gone.py")], tmp_path / "worker.log")
+    try:
+        worker.send(("device", TrainConfig(cell="lstm", task="adding")))
+        with pytest.raises(
+            WorkerDied,
+            match=r"pid \d+\) ended with code 1 without an answer: .*PluginLoadError: .*gone\.py .*does not exist",
+        ):
+            worker.receive()
+    finally:
+        worker.end()

@@ -190,7 +190,7 @@ def _run_child(plan: SweepPlan, writing: int, parent: int, prctl: Any, blocked: 
         plan.check_data_and_cells()
         outcome: tuple[str, Any] = ("ok", _picklable(vars(plan.task)))
     except BaseException as exc:  # reported to the driver, which raises it
-        outcome = ("error", _portable(exc))
+        outcome = ("error", portable(exc))
     try:
         with open(writing, "wb") as pipe:
             pipe.write(pickle.dumps(outcome))
@@ -235,8 +235,8 @@ def _picklable(state: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` as it can cross the pipe. Pickling keeps its type and message but not its traceback or chain:
+def portable(exc: BaseException, where: str = "the process checking the data and the cells") -> BaseException:
+    """``exc`` as it can cross to another process (``where`` it was raised). Pickling keeps its type and message but not its traceback or chain:
     an error other than rnnbench's own (whose message is complete) carries the child's traceback as a note.
     One that does not pickle, or whose copy reads differently (an ``__init__`` that rewrites its
     arguments), becomes a RuntimeError (or RnnbenchError) naming its type."""
@@ -253,5 +253,5 @@ def _portable(exc: BaseException) -> BaseException:
         )
         copy = base(f"{type(exc).__name__}: {exc}")
     if not isinstance(copy, (KeyboardInterrupt, rnnbench.errors.RnnbenchError)):
-        copy.add_note(f"raised in the process checking the data and the cells:\n{text}")
+        copy.add_note(f"raised in {where}:\n{text}")
     return copy

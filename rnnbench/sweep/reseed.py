@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import contextlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.store import Store
-from rnnbench.tracking.tracked_run import TrackedRun, run_tracked
-from rnnbench.training.config import TrainConfig, parse_option, recorded_fields
+from rnnbench.tracking.tracked_run import TrackedRun, record_trained, run_tracked
+from rnnbench.training.config import TrainConfig, build_task, parse_option, recorded_fields
 
 SEED_STRIDE = 1000  # re-seeds use seed + 1000 k, far from the search's seed
 
@@ -42,12 +43,11 @@ def reseed(
         raise RnnbenchError(f"seeds must be a positive integer, got {seeds}")
     board = build(tracking_uri, sweep=sweep, experiment=experiment, with_importance=False)
     store = board.runs  # the store's runs (MlflowRuns): the store the reseed runs are recorded in
-    runs: list[TrackedRun] = []
+    jobs: list[Reseed] = []
     for entry in board.entries:
         if not entry.run_id:
             continue
         best = store.client.get_run(entry.run_id)
-        parent = best.data.tags.get("mlflow.parentRunId")
         # The trial's CPU share is its thread count: oversubscribed threads make small RNN kernels crawl.
         cpus = int(float(best.data.params.get("cpus_per_trial", 0))) or None
         config = replace(config_from_params(best.data.params), cache_dir=cache_dir, threads=cpus)
@@ -55,20 +55,61 @@ def reseed(
         done = {r.data.params.get("seed") for r in board.runs.reseed_runs(entry.run_id)
                 if r.data.tags.get("status") in ("completed", "diverged")}  # fmt: skip
         for k in range(1, seeds + 1):
-            if str(config.seed + SEED_STRIDE * k) in done:
-                continue
-            run = run_tracked(
-                replace(config, seed=config.seed + SEED_STRIDE * k),
-                run_name=f"{entry.cell}-reseed{k}",
-                parent_run_id=parent,
-                extra_tags={"kind": "reseed", "reseed_of": entry.run_id, "sweep": sweep},
-                store=store,
-            )
-            runs.append(run)
-            if on_run is not None:
-                on_run(entry, k, run)
+            if str(config.seed + SEED_STRIDE * k) not in done:
+                tags = {"kind": "reseed", "reseed_of": entry.run_id, "sweep": sweep}
+                jobs.append(Reseed(entry, k, replace(config, seed=config.seed + SEED_STRIDE * k),
+                                   best.data.tags.get("mlflow.parentRunId"), tags))  # fmt: skip
+    runs = train_and_record(jobs, store, on_run)
     _log_leaderboard(sweep, store)
     return runs
+
+
+@dataclass
+class Reseed:
+    """One seed of one cell's best configuration to train, and where its run goes."""
+
+    entry: Any
+    k: int
+    config: TrainConfig
+    parent_run_id: str | None
+    tags: dict[str, str]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.entry.cell}-reseed{self.k}"
+
+
+def train_and_record(jobs: list[Reseed], store: Store, on_run: Any = None) -> list[TrackedRun]:
+    """Train and record ``jobs``: side by side in worker processes where they fit (``reseed_pool``), else
+    one after another here; returns their runs in the order given."""
+    from rnnbench.core.plugin_manager import get_cell
+    from rnnbench.sweep.reseed_pool import trained_side_by_side, workers_for
+
+    recorded: dict[int, TrackedRun] = {}
+
+    def keep(index: int, run: TrackedRun) -> None:
+        recorded[index] = run
+        if on_run is not None:
+            on_run(jobs[index].entry, jobs[index].k, run)
+
+    workers = workers_for([job.config for job in jobs])
+    if workers > 1:
+        for job in jobs:  # a bad configuration, an unknown cell or bad data fail before any worker starts
+            job.config.validate()
+            get_cell(job.config.cell)
+            # Built here once for all workers (cached data are not read again).
+            build_task(job.config).ensure_cached(seed=job.config.data_seed, cache_dir=job.config.cache_dir)
+        # Closed as soon as a record fails: its workers end then, not when the generator is collected.
+        with contextlib.closing(trained_side_by_side([job.config for job in jobs], workers)) as outcomes:
+            for index, trained, folder in outcomes:
+                job = jobs[index]
+                keep(index, record_trained(job.config, trained, folder, store, job.run_name, job.parent_run_id,
+                                           job.tags))  # fmt: skip
+    for index, job in enumerate(jobs):  # those that could not train side by side (a GPU, one CPU)
+        if index not in recorded:
+            keep(index, run_tracked(job.config, run_name=job.run_name, parent_run_id=job.parent_run_id,
+                                    extra_tags=job.tags, store=store))  # fmt: skip
+    return [recorded[index] for index in range(len(jobs))]
 
 
 def _log_leaderboard(sweep: str, store: Store) -> None:

@@ -63,7 +63,10 @@ class RunRecorder:
         tags: dict[str, str],
         parent_run_id: str | None = None,
         description: str | None = None,
+        start_time: float | None = None,
     ) -> str:
+        """Create the run (``start_time``: when it started, in seconds since the epoch, where that was
+        before now: a run trained elsewhere and recorded once done)."""
         from mlflow.entities import Param
 
         all_tags = dict(tags)
@@ -71,7 +74,8 @@ class RunRecorder:
             all_tags["mlflow.parentRunId"] = parent_run_id
         if description:
             all_tags["mlflow.note.content"] = description
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        started = None if start_time is None else int(start_time * 1000)
+        run = self.client.create_run(self.experiment_id, start_time=started, tags=all_tags, run_name=run_name)
         self.run_id = run.info.run_id
         self.client.log_batch(
             self.run_id, params=[Param(k, _param_value(v)) for k, v in params.items() if v is not None]
@@ -79,23 +83,25 @@ class RunRecorder:
         return self.run_id
 
     @_writes
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int, at: float | None = None) -> None:
+        """Log ``metrics`` at ``step``, timed now or ``at`` (seconds since the epoch)."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        when = int((time.time() if at is None else at) * 1000)
         self.client.log_batch(
-            self._id(), metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+            self._id(), metrics=[Metric(k, float(v), when, step) for k, v in metrics.items()]
         )
 
-    def log_epoch(self, report: EpochReport) -> None:
-        self.log_metrics(report.metrics(), step=report.epoch)
+    def log_epoch(self, report: EpochReport, at: float | None = None) -> None:
+        self.log_metrics(report.metrics(), step=report.epoch, at=at)
 
     @_writes
-    def finish(self, result: TrainResult) -> None:
+    def finish(self, result: TrainResult, end_time: float | None = None) -> None:
+        """Record the result and end the run, now or at ``end_time`` (seconds since the epoch)."""
         from mlflow.entities import RunTag
 
         step = result.epochs_run
-        self.log_metrics(result.final_metrics(), step=step)
+        self.log_metrics(result.final_metrics(), step=step, at=end_time)
         tags = {"status": result.status}
         if result.diverged_step is not None:
             tags["diverged_step"] = str(result.diverged_step)
@@ -104,7 +110,8 @@ class RunRecorder:
             with tempfile.TemporaryDirectory() as folder:
                 for path in write_lrd_artifacts(result.lrd, Path(folder), title=_title(result.config)):
                     self.client.log_artifact(self._id(), str(path))
-        self.client.set_terminated(self._id(), "FINISHED")
+        ended = None if end_time is None else int(end_time * 1000)
+        self.client.set_terminated(self._id(), "FINISHED", end_time=ended)
 
     @_writes
     def fail(self, error: BaseException) -> None:

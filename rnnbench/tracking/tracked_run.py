@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rnnbench.errors import RnnbenchError
@@ -20,7 +21,15 @@ from rnnbench.training.config import TrainConfig, build_task, parse_option
 if TYPE_CHECKING:
     from rnnbench.training.loop import EpochReport, TrainResult
 
-__all__ = ["TrackedRun", "TrainingFailed", "parse_option", "run_tracked"]
+__all__ = [
+    "TrackedRun",
+    "TrainingFailed",
+    "parse_option",
+    "record_failure",
+    "record_trained",
+    "run_header",
+    "run_tracked",
+]
 
 
 class TrainingFailed(RnnbenchError):
@@ -58,8 +67,7 @@ def run_tracked(
     run is created; an error during training marks the run FAILED and raises TrainingFailed. ``store``:
     an open store to record in (its URI and experiment then stand for ``tracking_uri`` and ``experiment``).
     """
-    from rnnbench.core.plugin_manager import get_cell, plugin_infos
-    from rnnbench.version import __version__
+    from rnnbench.core.plugin_manager import get_cell
 
     config.validate()
     cell = get_cell(config.cell)
@@ -70,23 +78,8 @@ def run_tracked(
 
     resolve_device(config.device)  # a device this machine lacks fails here, before a run
     recorder = RunRecorder(tracking_uri, experiment, store=store)
-    versions = {info.name: info.version for info in plugin_infos()}
-    tags = {
-        "status": "running",
-        "rnnbench_version": __version__,
-        "task_data_version": task.data_version,
-        "cell": config.cell,
-        "task": config.task,
-        **(extra_tags or {}),
-    }
-    name = run_name or f"{config.cell}-{config.task}-d{config.depth}w{config.width}-s{config.seed}"
-    run_id = recorder.start(
-        name,
-        run_params(config, task.options(), cell.plugin, versions.get(cell.plugin), task.encoding),
-        tags,
-        parent_run_id=parent_run_id,
-        description=f"{cell.name} ({cell.description}) on {config.task} ({task.description})",
-    )
+    name, params, tags, description = run_header(config, task, run_name, extra_tags)
+    run_id = recorder.start(name, params, tags, parent_run_id=parent_run_id, description=description)
 
     def epoch_done(report: EpochReport) -> None:
         recorder.log_epoch(report)
@@ -97,13 +90,77 @@ def run_tracked(
         result = train(config, on_epoch=epoch_done, on_step=on_step, task=task, splits=splits)
         recorder.finish(result)
     except BaseException as exc:
-        _record_failure(recorder, run_id, exc)
+        record_failure(recorder, run_id, exc)
     if result.best_state is not None:  # after the run is FINISHED: a failure here loses no result
-        _log_model(recorder.store, run_id, config, task, splits, result.best_state)
+        from rnnbench.tracking.models import log_trained
+
+        _log_model(recorder.store, run_id, lambda: log_trained(recorder.store, run_id, config, task, splits,
+                                                               result.best_state))  # fmt: skip
     return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, result)
 
 
-def _record_failure(recorder: RunRecorder, run_id: str, exc: BaseException) -> NoReturn:
+def record_trained(
+    config: TrainConfig,
+    trained: Any,
+    folder: Path,
+    store: Store,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> TrackedRun:
+    """Record as one MLflow run what a worker trained (``rnnbench.sweep.reseed_pool.Trained``), with its
+    times, and log its model from the files it wrote into ``folder``; an error in training marks the run
+    FAILED and raises TrainingFailed, as ``run_tracked`` does."""
+    from rnnbench.tracking.models import log_model_files
+    from rnnbench.training.recipe import RECIPE_FILE
+
+    task = build_task(config)
+    task.ensure_cached(
+        seed=config.data_seed, cache_dir=config.cache_dir
+    )  # a task's load may set its encoding
+    recorder = RunRecorder(store=store)
+    name, params, tags, description = run_header(config, task, run_name, extra_tags)
+    run_id = recorder.start(name, params, tags, parent_run_id=parent_run_id, description=description,
+                            start_time=trained.started)  # fmt: skip
+    try:
+        for report, at in trained.epochs:
+            recorder.log_epoch(report, at=at)
+        if trained.error is not None:
+            raise trained.error
+        recorder.finish(trained.result, end_time=trained.ended)
+    except BaseException as exc:
+        record_failure(recorder, run_id, exc)
+    if (folder / RECIPE_FILE).is_file():
+        _log_model(store, run_id, lambda: log_model_files(store, run_id, folder))
+    return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, trained.result)
+
+
+def run_header(
+    config: TrainConfig, task: Any, run_name: str | None = None, extra_tags: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any], dict[str, str], str]:
+    """A tracked run's name, params, tags and description, for ``RunRecorder.start``."""
+    from rnnbench.core.plugin_manager import get_cell, plugin_infos
+    from rnnbench.version import __version__
+
+    cell = get_cell(config.cell)
+    versions = {info.name: info.version for info in plugin_infos()}
+    tags = {
+        "status": "running",
+        "rnnbench_version": __version__,
+        "task_data_version": task.data_version,
+        "cell": config.cell,
+        "task": config.task,
+        **(extra_tags or {}),
+    }
+    return (
+        run_name or f"{config.cell}-{config.task}-d{config.depth}w{config.width}-s{config.seed}",
+        run_params(config, task.options(), cell.plugin, versions.get(cell.plugin), task.encoding),
+        tags,
+        f"{cell.name} ({cell.description}) on {config.task} ({task.description})",
+    )
+
+
+def record_failure(recorder: RunRecorder, run_id: str, exc: BaseException) -> NoReturn:
     """Mark the run FAILED with ``exc`` and raise: domain errors and Ctrl-C as they are, the rest as
     TrainingFailed; a store that cannot take the mark is a TrackingError naming both errors."""
     try:
@@ -120,12 +177,12 @@ def _record_failure(recorder: RunRecorder, run_id: str, exc: BaseException) -> N
     raise TrainingFailed(run_id, exc) from exc
 
 
-def _log_model(store: Store, run_id: str, config: TrainConfig, task: Any, splits: Any, best: Any) -> None:
+def _log_model(store: Store, run_id: str, log: Callable[[], Any]) -> None:
+    """Run ``log`` (which logs the run's model); an error other than rnnbench's own is a TrackingError."""
     from rnnbench.errors import root_cause
-    from rnnbench.tracking.models import log_trained
 
     try:
-        log_trained(store, run_id, config, task, splits, best)
+        log()
     except RnnbenchError:
         raise
     except Exception as exc:  # the run and its metrics are recorded; only the model is missing

@@ -1,0 +1,208 @@
+"""Reseeds trained side by side in worker processes; this process records each run once its worker is done.
+
+A reseed trains one small model on its trial's CPU share (one thread in the README's quick start): one
+after another, the quick start's 12 reseeds took 20.8 s on 2 cores, one of them idle. Here worker processes
+(``python -m rnnbench.sweep.reseed_worker``: this process's environment and one-file plugins, none of its
+threads, and not its main module, so a script calling ``reseed`` needs no ``__main__`` guard) import torch and
+the training loop once each; a worker checks a reseed's cell, trains it and writes its model's files
+(``final_checkpoint``); this process, the store's one writer as a sweep's driver is, then records the run with
+the worker's start and end times and each epoch's time, and logs the model from those files without torch.
+
+Used only where every reseed trains on the CPU (a worker says where ``auto`` lands) with a known thread
+count, and more than one fits: anything else trains one after another in this process, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rnnbench.training.config import TrainConfig
+
+# What each worker imports as it starts, before its first reseed.
+PRELOAD = ["torch", "rnnbench.training.loop", "rnnbench.training.recipe", "rnnbench.core.plugin_manager"]
+POLL = 0.2  # seconds between looks for a finished worker: Ctrl-C is acted on between them
+
+
+@dataclass
+class Trained:
+    """What a worker sends back: the result (its weights are in the model's files), each epoch's report
+    with the time it ended, when training started and ended, and the error training raised, if any."""
+
+    result: Any
+    epochs: list[tuple[Any, float]]
+    started: float
+    ended: float
+    error: BaseException | None = None
+
+
+def workers_for(configs: list[TrainConfig]) -> int:
+    """How many reseeds fit side by side on this machine's CPUs: 1 where any thread count is unknown."""
+    threads = {config.threads for config in configs}
+    if None in threads or len(configs) < 2:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(len(configs), cpus // max(t or 1 for t in threads)))
+
+
+def device_kind(config: TrainConfig) -> str:
+    """In a worker: the kind of device ``config`` trains on (``cpu``, ``cuda``, ...)."""
+    from rnnbench.training.loop import resolve_device
+
+    return resolve_device(config.device).type
+
+
+def train_apart(config: TrainConfig, folder: str) -> Trained:
+    """In a worker: check the cell and train ``config``; the model's files go to ``folder``. A cell that
+    fails its check raises (no run is recorded, as in this process); an error in training is sent back."""
+    from rnnbench.core.plugin_manager import get_cell
+    from rnnbench.sweep.forked_check import portable
+    from rnnbench.training.config import build_task
+    from rnnbench.training.loop import train
+    from rnnbench.training.recipe import final_checkpoint, input_example, recipe
+
+    task = build_task(config)
+    splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)
+    get_cell(config.cell).preflight(task.input_size)
+    epochs: list[tuple[Any, float]] = []
+    started = time.time()
+    try:
+        result = train(config, on_epoch=lambda r: epochs.append((replace(r, snapshot=None), time.time())),
+                       task=task, splits=splits)  # fmt: skip
+    except Exception as exc:  # recorded as the run's failure by the recording process
+        return Trained(None, epochs, started, time.time(), portable(exc, "a reseed's worker"))
+    if result.best_state is not None:
+        final_checkpoint(result.best_state, recipe(config, task), input_example(splits), Path(folder))
+    result.best_state = None
+    return Trained(result, epochs, started, time.time())
+
+
+class WorkerDied(RuntimeError):
+    """A reseed's worker process ended without an answer (killed, out of memory)."""
+
+
+class _Worker:
+    """One worker process (``python -m rnnbench.sweep.reseed_worker``): pickles in on its standard input,
+    pickles out on its own channel; its standard output and error go to a file, shown if it dies."""
+
+    def __init__(self, plugin_files: list[str], log: Path) -> None:
+        import subprocess
+        import sys
+
+        self.log = log
+        with open(log, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rnnbench.sweep.reseed_worker", *plugin_files],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+            )  # fmt: skip
+        self.busy: int | None = None  # the index of the reseed it trains
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Send a request; to a worker that has ended, nothing (``receive`` then says how it ended)."""
+        with contextlib.suppress(BrokenPipeError):
+            pickle.dump(message, self.process.stdin)
+            self.process.stdin.flush()
+
+    def receive(self) -> Any:
+        """The worker's answer; WorkerDied where it ended without one."""
+        try:
+            return pickle.load(self.process.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            code = self.process.wait()
+            said = self.log.read_text(errors="replace").strip().splitlines()[-1:]  # a traceback's error
+            raise WorkerDied(f"a reseed's worker (pid {self.process.pid}) ended with code {code} without an "
+                             f"answer{': ' + said[0] if said else ''}") from None  # fmt: skip
+
+    def end(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
+
+
+def trained_side_by_side(configs: list[TrainConfig], workers: int) -> Iterator[tuple[int, Trained, Path]]:
+    """Train ``configs`` on ``workers`` processes; yields (index, outcome, model folder) as each ends, or
+    nothing where the first reseed's device is not the CPU (the caller then trains them itself). A cell that
+    fails its check raises here, as does a worker that dies; the other workers are ended."""
+    import selectors
+
+    from rnnbench.core.plugin_manager import plugin_infos
+
+    files = [info.location for info in plugin_infos() if info.source == "file"]
+    with tempfile.TemporaryDirectory(prefix="rnnbench-reseed-") as scratch:
+        pool = [_Worker(files, Path(scratch) / f"worker-{k}.log") for k in range(workers)]
+        try:
+            pool[0].send(("device", configs[0]))
+            if _answer(pool[0].receive()) != "cpu":
+                return
+            waiting = list(range(len(configs)))
+            with selectors.DefaultSelector() as ready:
+                for worker in pool:
+                    ready.register(worker.process.stdout, selectors.EVENT_READ, worker)
+                for _ in configs:
+                    for worker in pool:
+                        if worker.busy is None and waiting:
+                            worker.busy = waiting.pop(0)
+                            worker.send(
+                                ("train", configs[worker.busy], str(Path(scratch) / str(worker.busy)))
+                            )
+                    worker = _first_done(ready)
+                    index, worker.busy = worker.busy, None
+                    answer = worker.receive()  # an idle worker has nothing to say: it ended
+                    if index is None:
+                        raise WorkerDied(
+                            f"a reseed's worker (pid {worker.process.pid}) spoke unasked: {answer!r}"
+                        )
+                    yield index, _answer(answer), Path(scratch) / str(index)
+        finally:
+            for worker in pool:
+                worker.end()
+
+
+def _first_done(ready: Any) -> Any:
+    """The first worker with an answer (or an end) to read; Ctrl-C is acted on between looks."""
+    while True:
+        for key, _ in ready.select(timeout=POLL):
+            return key.data
+
+
+def _answer(message: tuple[str, Any]) -> Any:
+    kind, value = message
+    if kind == "error":
+        raise value
+    return value
+
+
+def serve(plugin_files: list[str]) -> None:
+    """A worker's life: load what reseeds need once, then answer each request until its input closes."""
+    import importlib
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recording process's to act on
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # what training prints goes to the log, not into the answers
+    for module in PRELOAD:
+        importlib.import_module(module)
+    from rnnbench.core.plugin_manager import load_plugins
+    from rnnbench.sweep.forked_check import portable
+
+    load_plugins(plugin_files)
+    while True:
+        try:
+            request = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            kind, config, *rest = request
+            answer = ("ok", device_kind(config) if kind == "device" else train_apart(config, *rest))
+        except Exception as exc:
+            answer = ("error", portable(exc, "a reseed's worker"))
+        pickle.dump(answer, channel)
+        channel.flush()
