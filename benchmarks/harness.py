@@ -219,9 +219,12 @@ def measure(trials: int, epochs: int, repeats: int, device: str) -> tuple[list[d
         workdir = Path(tmp)
         cache = str(workdir / "cache")
         singles, floors = [], []
-        for k in range(repeats or 3):  # interleaved: the host's speed moves between runs
+        for k in range(repeats or 3):  # interleaved, each first in turn: the host's speed moves between runs
+            if k % 2:
+                floors.append(tune_floor(workdir / f"floor-{k}.json", device_env(device)))
             singles.append(one_trial_sweep(workdir / f"one-{k}", device_env(device)))
-            floors.append(tune_floor(workdir / f"floor-{k}.json", device_env(device)))
+            if not k % 2:
+                floors.append(tune_floor(workdir / f"floor-{k}.json", device_env(device)))
         joined = joined_sweeps(workdir, device, repeats or 3)
         # Warm-up (not counted): writes the data cache both sides read, and warms torch in this process.
         plain_loop(1, epochs, cache, device)

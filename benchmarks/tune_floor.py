@@ -44,6 +44,8 @@ def main(argv: list[str]) -> None:
                 tune_config=tune.TuneConfig(num_samples=1),
                 run_config=tune.RunConfig(storage_path=storage, verbose=0),
             ).fit()
+            if grid.errors:  # the trial's own error, not a missing metric
+                raise grid.errors[0]
             entered = grid[0].metrics["entered"]
     finally:
         disconnect(started)

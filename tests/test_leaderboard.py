@@ -721,11 +721,10 @@ def test_a_reseed_worker_that_ends_without_an_answer_is_named_with_its_last_word
     """A worker that dies (here: at its start, on a plugin file that is gone) is a WorkerDied naming its pid,
     its exit code and the last lines it wrote, not a hang or a bare pickle error."""
     from rnnbench.sweep.reseed_pool import WorkerDied, _Worker
-    from rnnbench.training.config import TrainConfig
 
     worker = _Worker([str(tmp_path / "gone.py")], tmp_path / "worker.log")
     try:
-        worker.send(("device", TrainConfig(cell="lstm", task="adding")))
+        worker.send(("device", "cpu"))
         with pytest.raises(
             WorkerDied,
             match=r"pid \d+\) ended with code 1 without an answer: .*PluginLoadError: .*gone\.py .*does not exist",
@@ -733,3 +732,29 @@ def test_a_reseed_worker_that_ends_without_an_answer_is_named_with_its_last_word
             worker.receive()
     finally:
         worker.end()
+
+
+def test_a_reseed_whose_model_files_could_not_be_written_is_recorded_then_named(tmp_path):
+    """As in this process: the run trained elsewhere is recorded FINISHED with its metrics and its times,
+    and only then a TrackingError says that its model could not be logged, and why."""
+    from rnnbench.sweep.reseed_pool import Trained
+    from rnnbench.tracking.store import Store, TrackingError
+    from rnnbench.tracking.tracked_run import record_trained
+    from rnnbench.training.config import TrainConfig
+    from rnnbench.training.loop import train
+
+    config = TrainConfig(cell="rnn", task="adding", task_options=dict(TINY_TASK), epochs=1, threads=1,
+                         cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    result = train(config)
+    result.best_state = None
+    ended = time.time() - 5
+    trained = Trained(result, [], ended - 2, ended, model_error=OSError("No space left on device"))
+    store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "rnnbench")
+    with pytest.raises(
+        TrackingError, match=r"is recorded, but its model could not be logged .*No space left"
+    ):
+        record_trained(config, trained, tmp_path / "none", store, run_name="rnn-reseed1")
+    (run,) = MlflowClient(store.uri).search_runs([store.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "rnn-reseed1"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.final_metrics()["test_accuracy"])
+    assert (run.info.start_time, run.info.end_time) == (int((ended - 2) * 1000), int(ended * 1000))

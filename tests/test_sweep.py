@@ -460,6 +460,12 @@ def test_the_lean_raylet_runs_the_stand_in_agent_only_for_a_minimal_dashboard_ag
     assert words == [sys.executable, "-S", lean_agent.__file__, *agent[3:], "--minimal"]
     whole = [*command, "--dashboard_agent_command=" + " ".join(agent)]
     assert lean_raylet_command(whole) == whole
+    unread = [*command, "--dashboard_agent_command=" + " ".join([*agent, "--minimal", "'unbalanced"])]
+    assert lean_raylet_command(unread) == unread, "a command it cannot split keeps Ray's agent"
+    unnamed = [*command, "--dashboard_agent_command=" + " ".join([*agent[:4], "--minimal"])]
+    assert lean_raylet_command(unnamed) == unnamed, (
+        "without the node's id the stand-in could not name its files"
+    )
 
     process = subprocess.Popen(words, stdin=subprocess.PIPE)
     names = [f"{name}_abc" for name in lean_agent.PORTS]
@@ -470,6 +476,24 @@ def test_the_lean_raylet_runs_the_stand_in_agent_only_for_a_minimal_dashboard_ag
     assert process.poll() is None, "it waits for the raylet"
     process.stdin.close()
     assert process.wait(timeout=30) == 0
+
+    # Told to watch the raylet's pid (its parent) rather than a pipe: it ends once its parent has.
+    parent = subprocess.Popen(["/bin/sh", "-c", f"{shlex.join(words)} </dev/null & echo $!; sleep 2"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, lean_agent.PIPE_CHECK: "0"})  # fmt: skip
+    stand_in = int(parent.stdout.readline())
+
+    def running() -> bool:  # a zombie has ended (a container's first process may never reap it)
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{stand_in}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return False
+
+    time.sleep(0.5)
+    assert running() and parent.poll() is None, "its standard input is closed, its parent is not: it waits"
+    assert parent.wait(timeout=30) == 0
+    deadline = time.monotonic() + 30
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(), "it ended with its parent"
 
 
 def test_a_ray_notice_is_silenced_by_one_filter_however_many_sweeps_a_process_runs(caplog):

@@ -179,10 +179,15 @@ def lean_raylet_command(command: list[str]) -> list[str]:
     lean = []
     for arg in command:
         if arg.startswith(key):
-            words = shlex.split(arg.removeprefix(key))
+            try:
+                words = shlex.split(arg.removeprefix(key))
+            except ValueError:  # quoted in a way this cannot read: Ray's own agent runs
+                words = []
             script = os.path.join("dashboard", "agent.py")
             at = next((i for i, word in enumerate(words) if word.endswith(script)), None)
-            if at is not None and "--minimal" in words:
+            # Only where the stand-in finds what it needs (a Ray that renamed them keeps its own agent).
+            needs = all(any(w.startswith(f"--{n}=") for w in words) for n in ("session-dir", "node-id"))
+            if at is not None and "--minimal" in words and needs:
                 # -S: the stand-in needs the standard library only, not the site-packages' start-up.
                 arg = key + subprocess.list2cmdline(
                     [sys.executable, "-S", lean_agent.__file__, *words[at + 1 :]]

@@ -8,9 +8,12 @@ This does the same with the standard library alone. Run as a script: it imports 
 
 import os
 import sys
+import time
 
 # The ports the minimal agent writes as not served (ray/dashboard/agent.py).
 PORTS = ("metrics_agent_port", "metrics_export_port", "dashboard_agent_listen_port")
+# Ray's switch between watching the raylet through a pipe on stdin (its default) and through its pid.
+PIPE_CHECK = "RAY_enable_pipe_based_agent_to_parent_health_check"
 
 
 def main(argv: list[str]) -> None:
@@ -21,6 +24,13 @@ def main(argv: list[str]) -> None:
         with open(path + ".part", "w") as handle:
             handle.write("-1")
         os.replace(path + ".part", path)
+    if os.environ.get(PIPE_CHECK, "1").lower() in ("0", "false"):
+        # Ray told its agents to watch the raylet's pid instead of a pipe: stdin is not the raylet's then.
+        # The raylet is its parent: once it is gone, this process has another.
+        raylet = int(os.environ.get("RAY_RAYLET_PID", os.getppid()))
+        while os.getppid() == raylet:
+            time.sleep(1)
+        return
     # The raylet holds the other end of this pipe: end of file means it is gone.
     sys.stdin.buffer.read()
 

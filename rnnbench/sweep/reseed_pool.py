@@ -30,18 +30,21 @@ from rnnbench.training.config import TrainConfig
 # What each worker imports as it starts, before its first reseed.
 PRELOAD = ["torch", "rnnbench.training.loop", "rnnbench.training.recipe", "rnnbench.core.plugin_manager"]
 POLL = 0.2  # seconds between looks for a finished worker: Ctrl-C is acted on between them
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
 class Trained:
     """What a worker sends back: the result (its weights are in the model's files), each epoch's report
-    with the time it ended, when training started and ended, and the error training raised, if any."""
+    with the time it ended, when training started and ended, and the errors of training or of writing the
+    model's files, if any."""
 
     result: Any
     epochs: list[tuple[Any, float]]
     started: float
     ended: float
     error: BaseException | None = None
+    model_error: BaseException | None = None  # the model's files could not be written
 
 
 def workers_for(configs: list[TrainConfig]) -> int:
@@ -53,11 +56,11 @@ def workers_for(configs: list[TrainConfig]) -> int:
     return max(1, min(len(configs), cpus // max(t or 1 for t in threads)))
 
 
-def device_kind(config: TrainConfig) -> str:
-    """In a worker: the kind of device ``config`` trains on (``cpu``, ``cuda``, ...)."""
+def device_kind(device: str) -> str:
+    """In a worker: the kind of device a reseed given ``device`` trains on (``cpu``, ``cuda``, ...)."""
     from rnnbench.training.loop import resolve_device
 
-    return resolve_device(config.device).type
+    return resolve_device(device).type
 
 
 def train_apart(config: TrainConfig, folder: str) -> Trained:
@@ -79,10 +82,14 @@ def train_apart(config: TrainConfig, folder: str) -> Trained:
                        task=task, splits=splits)  # fmt: skip
     except Exception as exc:  # recorded as the run's failure by the recording process
         return Trained(None, epochs, started, time.time(), portable(exc, "a reseed's worker"))
+    model_error = None
     if result.best_state is not None:
-        final_checkpoint(result.best_state, recipe(config, task), input_example(splits), Path(folder))
+        try:
+            final_checkpoint(result.best_state, recipe(config, task), input_example(splits), Path(folder))
+        except Exception as exc:  # the run is recorded all the same; its model is missing
+            model_error = portable(exc, "a reseed's worker")
     result.best_state = None
-    return Trained(result, epochs, started, time.time())
+    return Trained(result, epochs, started, time.time(), model_error=model_error)
 
 
 class WorkerDied(RuntimeError):
@@ -97,11 +104,16 @@ class _Worker:
         import subprocess
         import sys
 
+        # Not the current folder first on its path (a local torch.py would shadow torch: PYTHONSAFEPATH,
+        # Python 3.11+), and rnnbench where this process found it (a script may have put it on sys.path).
+        found = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (found, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": path}
         self.log = log
         with open(log, "wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "rnnbench.sweep.reseed_worker", *plugin_files],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+                [sys.executable, "-m", "rnnbench.sweep.reseed_worker", str(os.getpid()), *plugin_files],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output, env=env,
             )  # fmt: skip
         self.busy: int | None = None  # the index of the reseed it trains
 
@@ -116,10 +128,15 @@ class _Worker:
         try:
             return pickle.load(self.process.stdout)
         except (EOFError, pickle.UnpicklingError):
-            code = self.process.wait()
+            import subprocess
+
+            with contextlib.suppress(subprocess.TimeoutExpired):  # its own exit code, where it is ending
+                self.process.wait(timeout=5)
+            self.end()  # one that wrote something else and lives on is ended
             said = self.log.read_text(errors="replace").strip().splitlines()[-1:]  # a traceback's error
-            raise WorkerDied(f"a reseed's worker (pid {self.process.pid}) ended with code {code} without an "
-                             f"answer{': ' + said[0] if said else ''}") from None  # fmt: skip
+            raise WorkerDied(f"a reseed's worker (pid {self.process.pid}) ended with code "
+                             f"{self.process.returncode} without an answer{': ' + said[0] if said else ''}"
+                             ) from None  # fmt: skip
 
     def end(self) -> None:
         with contextlib.suppress(OSError):
@@ -129,41 +146,58 @@ class _Worker:
 
 def trained_side_by_side(configs: list[TrainConfig], workers: int) -> Iterator[tuple[int, Trained, Path]]:
     """Train ``configs`` on ``workers`` processes; yields (index, outcome, model folder) as each ends, or
-    nothing where the first reseed's device is not the CPU (the caller then trains them itself). A cell that
-    fails its check raises here, as does a worker that dies; the other workers are ended."""
-    import selectors
-
+    nothing where a reseed's device is not the CPU (the caller then trains them itself). A cell that fails
+    its check raises here, as does a worker that dies training (an idle one that dies is let go); the other
+    workers are ended."""
     from rnnbench.core.plugin_manager import plugin_infos
 
     files = [info.location for info in plugin_infos() if info.source == "file"]
     with tempfile.TemporaryDirectory(prefix="rnnbench-reseed-") as scratch:
-        pool = [_Worker(files, Path(scratch) / f"worker-{k}.log") for k in range(workers)]
+        pool = [_Worker(files, Path(scratch) / "worker-0.log")]
         try:
-            pool[0].send(("device", configs[0]))
-            if _answer(pool[0].receive()) != "cpu":
-                return
-            waiting = list(range(len(configs)))
-            with selectors.DefaultSelector() as ready:
-                for worker in pool:
-                    ready.register(worker.process.stdout, selectors.EVENT_READ, worker)
-                for _ in configs:
-                    for worker in pool:
-                        if worker.busy is None and waiting:
-                            worker.busy = waiting.pop(0)
-                            worker.send(
-                                ("train", configs[worker.busy], str(Path(scratch) / str(worker.busy)))
-                            )
-                    worker = _first_done(ready)
-                    index, worker.busy = worker.busy, None
-                    answer = worker.receive()  # an idle worker has nothing to say: it ended
-                    if index is None:
-                        raise WorkerDied(
-                            f"a reseed's worker (pid {worker.process.pid}) spoke unasked: {answer!r}"
-                        )
-                    yield index, _answer(answer), Path(scratch) / str(index)
+            for device in dict.fromkeys(config.device for config in configs):  # before more workers start
+                pool[0].send(("device", device))
+                if _answer(pool[0].receive()) != "cpu":
+                    return
+            pool += [_Worker(files, Path(scratch) / f"worker-{k}.log") for k in range(1, workers)]
+            yield from _dispatch(pool, configs, Path(scratch))
         finally:
             for worker in pool:
                 worker.end()
+
+
+def _dispatch(
+    pool: list[_Worker], configs: list[TrainConfig], scratch: Path
+) -> Iterator[tuple[int, Trained, Path]]:
+    """Hand each idle worker the next reseed, and yield each outcome as it comes."""
+    import selectors
+
+    waiting, left = list(range(len(configs))), len(configs)
+
+    def hand_on(worker: _Worker) -> None:
+        if waiting:
+            worker.busy = waiting.pop(0)
+            worker.send(("train", configs[worker.busy], str(scratch / str(worker.busy))))
+
+    with selectors.DefaultSelector() as ready:
+        for worker in pool:
+            ready.register(worker.process.stdout, selectors.EVENT_READ, worker)
+            hand_on(worker)
+        while left:
+            worker = _first_done(ready)
+            index, worker.busy = worker.busy, None
+            if index is None:  # an idle worker has nothing to say: it ended; the others go on
+                ready.unregister(worker.process.stdout)
+                pool.remove(worker)
+                with contextlib.suppress(Exception):
+                    worker.receive()
+                if not pool:
+                    raise WorkerDied(f"every reseed's worker ended, {left} reseeds untrained")
+                continue
+            answer = worker.receive()
+            hand_on(worker)  # before this outcome is recorded: the worker trains meanwhile
+            left -= 1
+            yield index, _answer(answer), scratch / str(index)
 
 
 def _first_done(ready: Any) -> Any:
@@ -180,12 +214,19 @@ def _answer(message: tuple[str, Any]) -> Any:
     return value
 
 
-def serve(plugin_files: list[str]) -> None:
-    """A worker's life: load what reseeds need once, then answer each request until its input closes."""
+def serve(parent: int, plugin_files: list[str]) -> None:
+    """A worker's life: load what reseeds need once, then answer each request until its input closes or
+    ``parent`` (the recording process) dies."""
     import importlib
     import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recording process's to act on
+    with contextlib.suppress(Exception):  # Linux: killed with its parent, not left training for nobody
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request was made
+        return
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what training prints goes to the log, not into the answers
     for module in PRELOAD:
@@ -200,8 +241,8 @@ def serve(plugin_files: list[str]) -> None:
         except EOFError:
             return
         try:
-            kind, config, *rest = request
-            answer = ("ok", device_kind(config) if kind == "device" else train_apart(config, *rest))
+            kind, *asked = request
+            answer = ("ok", device_kind(*asked) if kind == "device" else train_apart(*asked))
         except Exception as exc:
             answer = ("error", portable(exc, "a reseed's worker"))
         pickle.dump(answer, channel)

@@ -1,4 +1,4 @@
-"""A reseed's worker process: ``python -m rnnbench.sweep.reseed_worker [PLUGIN_FILE ...]``
+"""A reseed's worker process: ``python -m rnnbench.sweep.reseed_worker PARENT_PID [PLUGIN_FILE ...]``
 (``rnnbench.sweep.reseed_pool`` starts it and speaks to it)."""
 
 import sys
@@ -6,4 +6,4 @@ import sys
 from rnnbench.sweep.reseed_pool import serve
 
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    serve(int(sys.argv[1]), sys.argv[2:])

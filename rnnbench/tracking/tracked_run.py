@@ -130,7 +130,13 @@ def record_trained(
         recorder.finish(trained.result, end_time=trained.ended)
     except BaseException as exc:
         record_failure(recorder, run_id, exc)
-    if (folder / RECIPE_FILE).is_file():
+    if trained.model_error is not None:
+
+        def lost() -> None:
+            raise trained.model_error
+
+        _log_model(store, run_id, lost)
+    elif (folder / RECIPE_FILE).is_file():
         _log_model(store, run_id, lambda: log_model_files(store, run_id, folder))
     return TrackedRun(run_id, recorder.tracking_uri, recorder.experiment_id, trained.result)
 
