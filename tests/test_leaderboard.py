@@ -758,3 +758,25 @@ def test_a_reseed_whose_model_files_could_not_be_written_is_recorded_then_named(
     assert run.info.status == "FINISHED" and run.info.run_name == "rnn-reseed1"
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.final_metrics()["test_accuracy"])
     assert (run.info.start_time, run.info.end_time) == (int((ended - 2) * 1000), int(ended * 1000))
+
+
+def test_reseed_workers_fit_the_cpus_a_cgroup_gives(tmp_path):
+    """A container's CPU cap (cgroup v2 ``cpu.max`` or v1's quota and period) bounds the workers, not the
+    host's cores; no cap, or an unreadable one, leaves the CPUs this process may run on."""
+    import os
+
+    from rnnbench.sweep.reseed_pool import usable_cpus
+
+    mine = float(len(os.sched_getaffinity(0)))
+    (tmp_path / "none").mkdir()
+    assert usable_cpus(tmp_path / "none") == mine
+    for folder, files, cap in (
+        ("v2", {"cpu.max": "100000 100000\n"}, 1.0),
+        ("v2-max", {"cpu.max": "max 100000\n"}, mine),
+        ("v1", {"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.0),
+        ("v1-off", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, mine),
+    ):
+        for name, text in files.items():
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / name).write_text(text)
+        assert usable_cpus(tmp_path / folder) == min(mine, cap), folder

@@ -52,8 +52,24 @@ def workers_for(configs: list[TrainConfig]) -> int:
     threads = {config.threads for config in configs}
     if None in threads or len(configs) < 2:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(len(configs), cpus // max(t or 1 for t in threads)))
+    return max(1, min(len(configs), int(usable_cpus() // max(t or 1 for t in threads))))
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
+    """The CPUs this process may use: those it may run on, fewer where its cgroup caps its CPU time (a
+    container given 2 CPUs on a 64-core host: cgroup v2's ``cpu.max``, v1's ``cpu.cfs_quota_us``)."""
+    cpus = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            words = (cgroup / quota_file).read_text().split()
+            if period_file is not None:
+                words.append((cgroup / period_file).read_text().strip())
+            quota, period = float(words[0]), float(words[1])
+        except (OSError, ValueError, IndexError):  # no such file, or "max": no cap
+            continue
+        if quota > 0 and period > 0:
+            return min(cpus, max(1.0, quota / period))
+    return cpus
 
 
 def device_kind(device: str) -> str:
