@@ -112,3 +112,26 @@ def root_cause(exc: BaseException) -> str:
     exc = error_chain(exc)[-1]
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def portable(exc: BaseException, where: str) -> BaseException:
+    """``exc`` as it can cross to another process (``where`` names the one it was raised in). Pickling keeps
+    its type and message but not its traceback or chain: an error other than rnnbench's own (whose message
+    is complete) carries that process's traceback as a note. One that does not pickle, or whose copy reads
+    differently (an ``__init__`` that rewrites its arguments), becomes a RuntimeError (or RnnbenchError)
+    naming its type."""
+    import pickle
+    import traceback
+
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    try:
+        copy = pickle.loads(pickle.dumps(exc))
+        if str(copy) != str(exc):
+            raise ValueError("the copy reads differently")
+    except Exception:
+        copy = (RnnbenchError if isinstance(exc, RnnbenchError) else RuntimeError)(
+            f"{type(exc).__name__}: {exc}"
+        )
+    if not isinstance(copy, (KeyboardInterrupt, RnnbenchError)):
+        copy.add_note(f"raised in {where}:\n{text}")
+    return copy

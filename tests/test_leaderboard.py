@@ -740,7 +740,7 @@ def test_a_reseed_whose_model_files_could_not_be_written_is_recorded_then_named(
     from rnnbench.sweep.reseed_pool import Trained
     from rnnbench.tracking.store import Store, TrackingError
     from rnnbench.tracking.tracked_run import record_trained
-    from rnnbench.training.config import TrainConfig
+    from rnnbench.training.config import TrainConfig, build_task
     from rnnbench.training.loop import train
 
     config = TrainConfig(cell="rnn", task="adding", task_options=dict(TINY_TASK), epochs=1, threads=1,
@@ -753,7 +753,7 @@ def test_a_reseed_whose_model_files_could_not_be_written_is_recorded_then_named(
     with pytest.raises(
         TrackingError, match=r"is recorded, but its model could not be logged .*No space left"
     ):
-        record_trained(config, trained, tmp_path / "none", store, run_name="rnn-reseed1")
+        record_trained(config, build_task(config), trained, tmp_path / "none", store, run_name="rnn-reseed1")
     (run,) = MlflowClient(store.uri).search_runs([store.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "rnn-reseed1"
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.final_metrics()["test_accuracy"])

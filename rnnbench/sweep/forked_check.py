@@ -29,8 +29,9 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
+
+from rnnbench.errors import portable
 
 if TYPE_CHECKING:
     from rnnbench.sweep.plan import SweepPlan
@@ -190,7 +191,7 @@ def _run_child(plan: SweepPlan, writing: int, parent: int, prctl: Any, blocked: 
         plan.check_data_and_cells()
         outcome: tuple[str, Any] = ("ok", _picklable(vars(plan.task)))
     except BaseException as exc:  # reported to the driver, which raises it
-        outcome = ("error", portable(exc))
+        outcome = ("error", portable(exc, "the process checking the data and the cells"))
     try:
         with open(writing, "wb") as pipe:
             pipe.write(pickle.dumps(outcome))
@@ -233,25 +234,3 @@ def _picklable(state: dict[str, Any]) -> dict[str, Any] | None:
         return pickle.loads(pickle.dumps(state))
     except Exception:
         return None
-
-
-def portable(exc: BaseException, where: str = "the process checking the data and the cells") -> BaseException:
-    """``exc`` as it can cross to another process (``where`` it was raised). Pickling keeps its type and message but not its traceback or chain:
-    an error other than rnnbench's own (whose message is complete) carries the child's traceback as a note.
-    One that does not pickle, or whose copy reads differently (an ``__init__`` that rewrites its
-    arguments), becomes a RuntimeError (or RnnbenchError) naming its type."""
-    import rnnbench.errors
-
-    text = "".join(traceback.format_exception(exc)).rstrip()
-    try:
-        copy = pickle.loads(pickle.dumps(exc))
-        if str(copy) != str(exc):
-            raise ValueError("the copy reads differently")
-    except Exception:
-        base = (
-            rnnbench.errors.RnnbenchError if isinstance(exc, rnnbench.errors.RnnbenchError) else RuntimeError
-        )
-        copy = base(f"{type(exc).__name__}: {exc}")
-    if not isinstance(copy, (KeyboardInterrupt, rnnbench.errors.RnnbenchError)):
-        copy.add_note(f"raised in {where}:\n{text}")
-    return copy

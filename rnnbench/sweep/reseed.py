@@ -94,17 +94,20 @@ def train_and_record(jobs: list[Reseed], store: Store, on_run: Any = None) -> li
 
     workers = workers_for([job.config for job in jobs])
     if workers > 1:
+        tasks = []
         for job in jobs:  # a bad configuration, an unknown cell or bad data fail before any worker starts
             job.config.validate()
             get_cell(job.config.cell)
-            # Built here once for all workers (cached data are not read again).
-            build_task(job.config).ensure_cached(seed=job.config.data_seed, cache_dir=job.config.cache_dir)
+            tasks.append(build_task(job.config))
+            # Built here once for all workers (cached data are not read again); a task's load may set what
+            # its run records (hf's encoding).
+            tasks[-1].ensure_cached(seed=job.config.data_seed, cache_dir=job.config.cache_dir)
         # Closed as soon as a record fails: its workers end then, not when the generator is collected.
         with contextlib.closing(trained_side_by_side([job.config for job in jobs], workers)) as outcomes:
             for index, trained, folder in outcomes:
                 job = jobs[index]
-                keep(index, record_trained(job.config, trained, folder, store, job.run_name, job.parent_run_id,
-                                           job.tags))  # fmt: skip
+                keep(index, record_trained(job.config, tasks[index], trained, folder, store, job.run_name,
+                                           job.parent_run_id, job.tags))  # fmt: skip
     for index, job in enumerate(jobs):  # those that could not train side by side (a GPU, one CPU)
         if index not in recorded:
             keep(index, run_tracked(job.config, run_name=job.run_name, parent_run_id=job.parent_run_id,

@@ -83,7 +83,7 @@ def train_apart(config: TrainConfig, folder: str) -> Trained:
     """In a worker: check the cell and train ``config``; the model's files go to ``folder``. A cell that
     fails its check raises (no run is recorded, as in this process); an error in training is sent back."""
     from rnnbench.core.plugin_manager import get_cell
-    from rnnbench.sweep.forked_check import portable
+    from rnnbench.errors import portable
     from rnnbench.training.config import build_task
     from rnnbench.training.loop import train
     from rnnbench.training.recipe import final_checkpoint, input_example, recipe
@@ -248,7 +248,7 @@ def serve(parent: int, plugin_files: list[str]) -> None:
     for module in PRELOAD:
         importlib.import_module(module)
     from rnnbench.core.plugin_manager import load_plugins
-    from rnnbench.sweep.forked_check import portable
+    from rnnbench.errors import portable
 
     load_plugins(plugin_files)
     while True:

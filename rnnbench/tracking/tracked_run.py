@@ -101,6 +101,7 @@ def run_tracked(
 
 def record_trained(
     config: TrainConfig,
+    task: Any,
     trained: Any,
     folder: Path,
     store: Store,
@@ -108,16 +109,12 @@ def record_trained(
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrackedRun:
-    """Record as one MLflow run what a worker trained (``rnnbench.sweep.reseed_pool.Trained``), with its
-    times, and log its model from the files it wrote into ``folder``; an error in training marks the run
-    FAILED and raises TrainingFailed, as ``run_tracked`` does."""
+    """Record as one MLflow run what a worker trained (``rnnbench.sweep.reseed_pool.Trained``) on ``task``
+    (its data cached here), with its times, and log its model from the files it wrote into ``folder``; an
+    error in training marks the run FAILED and raises TrainingFailed, as ``run_tracked`` does."""
     from rnnbench.tracking.models import log_model_files
     from rnnbench.training.recipe import RECIPE_FILE
 
-    task = build_task(config)
-    task.ensure_cached(
-        seed=config.data_seed, cache_dir=config.cache_dir
-    )  # a task's load may set its encoding
     recorder = RunRecorder(store=store)
     name, params, tags, description = run_header(config, task, run_name, extra_tags)
     run_id = recorder.start(name, params, tags, parent_run_id=parent_run_id, description=description,
