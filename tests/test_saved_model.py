@@ -186,10 +186,14 @@ def test_a_model_pickled_before_the_layered_packages_still_loads():
     model = saved["model"]
     assert isinstance(model, SequenceModel) and model.recipe["cell"] == "gru" and not model.training
     with torch.no_grad():
-        assert torch.equal(model(saved["inputs"]), saved["outputs"])
+        here = model(saved["inputs"])
+    # The outputs were computed on an AVX2 host: another CPU's vector copy of the kernels sums in another
+    # order (one float32 ulp apart on an AVX-512 Xeon), so across hosts they agree to rounding, not bits.
+    torch.testing.assert_close(here, saved["outputs"], rtol=1e-6, atol=1e-6)
     again = pickle.dumps(model)
     assert b"rnnbench.training.model" in again and b"rnnbench.saved_model" not in again
-    assert torch.equal(pickle.loads(again)(saved["inputs"]).detach(), saved["outputs"])
+    with torch.no_grad():
+        assert torch.equal(pickle.loads(again)(saved["inputs"]), here)  # the same host: the same bits
 
 
 def test_the_requirements_check_is_back_once_the_last_of_overlapping_loggers_ends():
