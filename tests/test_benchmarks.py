@@ -52,6 +52,11 @@ def test_report_describes_the_run(cells_report: tuple[dict, Path]) -> None:
     assert data["command"] in text
     assert machine["torch"] in text
     assert "| B x T x I x H | cell |" in text
+    # which copy of the kernels ran, and whether the LSTM family's steps used packed weights
+    ran = next(n for n in data["benchmarks"]["cells"]["notes"] if n.startswith("compiled kernels ran: "))
+    assert "lstm_family " in ran and "gru " in ran
+    if "lstm_family not built" not in ran:
+        assert "packed GEMM" in ran or "plain GEMM" in ran
 
 
 def test_cells_ratios_are_times_over_the_baseline(cells_report: tuple[dict, Path]) -> None:

@@ -244,6 +244,34 @@ def test_a_combination_outside_the_built_ins_runs_on_the_kernel_and_matches_the_
     assert model(torch.randn(2, 5, 3)).shape == (2, 5, 4)
 
 
+@pytest.mark.parametrize("name", ["peephole", "vanilla", "cifg", "fgr"])
+def test_float32_on_two_threads_matches_the_papers_equations(name, kernel_path):
+    """float32 is where the kernel's steps multiply by weights packed once per pass (MKL's packed GEMM, here
+    on two threads) and sum the peephole gradients as they go: against the equations in float64."""
+    variant = {"peephole": PEEPHOLE, "vanilla": Variant()}.get(name) or VARIANTS[name]
+    layer = _layer(variant, seed=5, input_size=8, hidden=64)
+    with torch.no_grad():
+        layer.weight_hh.mul_(0.1)  # keep the gates off saturation, so float32's rounding stays small
+        if variant.full_gate_recurrence:
+            layer.weight_gg.mul_(0.1)
+    x = torch.randn(300, 6, 8, dtype=torch.float64)
+    target = torch.randn(300, 6, 64, dtype=torch.float64)
+    ref = reference(layer, x)
+    ref_grads = torch.autograd.grad(((ref - target) ** 2).sum(), list(layer.parameters()))
+    single = layer.float()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = single(x.float())
+        ours_grads = torch.autograd.grad(((ours - target.float()) ** 2).sum(), list(single.parameters()))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-5)
+    names = [n for n, _ in single.named_parameters()]
+    for label, a, b in zip(names, ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-3, msg=f"{name}: gradient of {label}")
+
+
 def test_the_sweep_group_odyssey_names_the_nine_cells():
     from rnnbench.sweep.settings import parse_cells
 
@@ -280,3 +308,14 @@ def test_the_kernel_says_which_vector_copy_runs_on_this_cpu():
         assert clone
     if GRU_KERNEL.available():
         assert GRU_KERNEL.vector_clone() == clone
+
+
+def test_the_kernel_says_whether_its_steps_use_packed_weights():
+    """torch's x86 wheels link MKL, whose packed GEMM the kernel finds at load time; elsewhere it runs the
+    plain GEMM and says so."""
+    from rnnbench.cells.lstm_family import KERNEL
+
+    require_lstm_family_kernel()
+    if not torch.backends.mkl.is_available():
+        pytest.skip("this torch links no MKL: the kernel's steps run the plain GEMM")
+    assert KERNEL.load().packed_gemm() is True

@@ -6,8 +6,9 @@
 // below, mirrored by lstm_family.Variant.flags); each built-in variant gets its own instantiation of
 // the pointwise loops, any other combination runs the same code with the switches read at run time.
 // Tensors are time-major (T, B, .) and contiguous. The per-step GEMMs call the BLAS that torch links
-// (MKL's sgemm_/dgemm_) on raw pointers, skipping ATen's dispatch and tensor views at every step;
-// where torch links no such BLAS, ATen does them.
+// (MKL's sgemm_/dgemm_; float32 weights packed once per pass where MKL's packed GEMM is there) on raw
+// pointers, skipping ATen's dispatch and tensor views at every step; where torch links no such BLAS, ATen
+// does them.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -28,6 +29,12 @@ void sgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const int*, const float*, const int*, const float*, float*, const int*) __attribute__((weak));
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
             const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+// MKL's packed GEMM (CBLAS, LP64): a weight every step multiplies is packed once per pass instead of by
+// every step's GEMM (docs/benchmarks.md). Weak too; torch's MKL exports the float32 ones only.
+size_t cblas_sgemm_pack_get_size(int, int, int, int) __attribute__((weak));
+void cblas_sgemm_pack(int, int, int, int, int, int, float, const float*, int, float*) __attribute__((weak));
+void cblas_sgemm_compute(int, int, int, int, int, int, const float*, int, const float*, int, float, float*, int)
+    __attribute__((weak));
 }
 
 namespace {
@@ -124,13 +131,14 @@ RNNBENCH_ALWAYS_INLINE void forward_rows_impl(int64_t runtime, const Layout& L, 
 
 // Backward pointwise work of rows [begin, end) of one step: from dh_t, the carried dc and (full gate
 // recurrence) `da`, the gradient step t+1 sends to this step's i, f, o activations, writes the
-// pre-activation gradients and replaces dc with the gradient that flows to c_{t-1}.
+// pre-activation gradients and replaces dc with the gradient that flows to c_{t-1}. Adds this step's
+// peephole gradients to `dp` (a P x H sum of this thread's rows: i and f saw c_{t-1}, o saw c_t).
 template <typename T, int64_t F>
 RNNBENCH_ALWAYS_INLINE void backward_rows_impl(int64_t runtime, const Layout& L, const T* __restrict act,
                                                const T* __restrict c_prev, const T* __restrict c,
                                                const T* __restrict dh, const T* __restrict da, T* __restrict dc,
-                                               T* __restrict dgates, const T* __restrict peephole, int64_t begin,
-                                               int64_t end, int64_t hidden) {
+                                               T* __restrict dgates, const T* __restrict peephole,
+                                               T* __restrict dp, int64_t begin, int64_t end, int64_t hidden) {
   const int64_t fl = F >= 0 ? F : runtime;
   const bool has_i = fl & HAS_I, has_o = fl & HAS_O, coupled = fl & COUPLED;
   const bool has_f = (fl & HAS_F) && !coupled, peep = fl & PEEP, fgr = fl & FGR;
@@ -139,6 +147,9 @@ RNNBENCH_ALWAYS_INLINE void backward_rows_impl(int64_t runtime, const Layout& L,
   const T* __restrict p_i = peephole + std::max<int64_t>(L.p_i, 0) * hidden;
   const T* __restrict p_f = peephole + std::max<int64_t>(L.p_f, 0) * hidden;
   const T* __restrict p_o = peephole + std::max<int64_t>(L.p_o, 0) * hidden;
+  T* __restrict dp_i = dp + std::max<int64_t>(L.p_i, 0) * hidden;
+  T* __restrict dp_f = dp + std::max<int64_t>(L.p_f, 0) * hidden;
+  T* __restrict dp_o = dp + std::max<int64_t>(L.p_o, 0) * hidden;
   const int64_t oi = std::max<int64_t>(L.i, 0) * hidden, of = std::max<int64_t>(L.f, 0) * hidden;
   const int64_t oz = L.z * hidden, oo = std::max<int64_t>(L.o, 0) * hidden;
   for (int64_t b = begin; b < end; ++b) {
@@ -170,6 +181,9 @@ RNNBENCH_ALWAYS_INLINE void backward_rows_impl(int64_t runtime, const Layout& L,
       if (peep && has_i) d_prev += d_i * p_i[j];
       if (peep && has_f) d_prev += d_f * p_f[j];
       dcb[j] = d_prev;
+      if (peep && has_i) dp_i[j] += d_i * cp[j];
+      if (peep && has_f) dp_f[j] += d_f * cp[j];
+      if (peep && has_o) dp_o[j] += d_o * cb[j];
       if (has_i) d[oi + j] = d_i;
       if (has_f) d[of + j] = d_f;
       d[oz + j] = d_z;
@@ -197,7 +211,7 @@ RNNBENCH_ALWAYS_INLINE void backward_rows_impl(int64_t runtime, const Layout& L,
 
 #define RNNBENCH_FORWARD(V) forward_rows_impl<T, V>(flags, L, gates, c_prev, c, h, peephole, begin, end, hidden)
 #define RNNBENCH_BACKWARD(V) \
-  backward_rows_impl<T, V>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, begin, end, hidden)
+  backward_rows_impl<T, V>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, dp, begin, end, hidden)
 
 template <typename T>
 RNNBENCH_ALWAYS_INLINE void forward_rows_any(int64_t flags, const Layout& L, T* gates, const T* c_prev, T* c,
@@ -209,7 +223,8 @@ RNNBENCH_ALWAYS_INLINE void forward_rows_any(int64_t flags, const Layout& L, T* 
 template <typename T>
 RNNBENCH_ALWAYS_INLINE void backward_rows_any(int64_t flags, const Layout& L, const T* act, const T* c_prev,
                                               const T* c, const T* dh, const T* da, T* dc, T* dgates,
-                                              const T* peephole, int64_t begin, int64_t end, int64_t hidden) {
+                                              const T* peephole, T* dp, int64_t begin, int64_t end,
+                                              int64_t hidden) {
   RNNBENCH_VARIANT_CASES(RNNBENCH_BACKWARD)
 }
 
@@ -225,14 +240,14 @@ void forward_rows(int64_t flags, const Layout& L, double* gates, const double* c
 
 RNNBENCH_CLONES void backward_rows(int64_t flags, const Layout& L, const float* act, const float* c_prev,
                                    const float* c, const float* dh, const float* da, float* dc, float* dgates,
-                                   const float* peephole, int64_t begin, int64_t end, int64_t hidden) {
-  backward_rows_any<float>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, begin, end, hidden);
+                                   const float* peephole, float* dp, int64_t begin, int64_t end, int64_t hidden) {
+  backward_rows_any<float>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, dp, begin, end, hidden);
 }
 
 void backward_rows(int64_t flags, const Layout& L, const double* act, const double* c_prev, const double* c,
                    const double* dh, const double* da, double* dc, double* dgates, const double* peephole,
-                   int64_t begin, int64_t end, int64_t hidden) {
-  backward_rows_any<double>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, begin, end, hidden);
+                   double* dp, int64_t begin, int64_t end, int64_t hidden) {
+  backward_rows_any<double>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, dp, begin, end, hidden);
 }
 
 // C (m x n, row stride ldc) = beta * C + A (m x k, row stride lda) . op(W), all row-major: op(W) = W^T
@@ -258,6 +273,49 @@ void gemm_rows(T* c, int64_t ldc, const T* a, int64_t lda, const T* w, bool tran
                                    : at::from_blob(const_cast<T*>(w), {k, n}, options);
   tc.addmm_(ta_, tw_, beta, 1);
 }
+
+// CBLAS's enum values (mkl_cblas.h): row-major, no transpose, transpose, packed, the B matrix.
+enum : int { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, PACKED = 151, B_MATRIX = 162 };
+
+bool packed_gemm() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
+}
+
+// op(W) of one GEMM shape that every step repeats, C (m x n) = beta * C + A (m x k) . op(W) as in gemm_rows:
+// packed once where MKL can (float32), else each step's gemm_rows.
+template <typename T>
+class StepWeight {
+ public:
+  StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k)
+      : w_(w), transpose_(transpose), m_(m), n_(n), k_(k) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (m <= 0 || n <= 0 || k <= 0 || !packed_gemm()) return;
+      const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+      packed_ = at::empty({static_cast<int64_t>(cblas_sgemm_pack_get_size(B_MATRIX, im, in, ik))}, at::kByte);
+      cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, transpose ? TRANS : NO_TRANS, im, in, ik, 1.0f, w, transpose ? ik : in,
+                       packed_data());
+    }
+  }
+
+  void apply(T* c, int64_t ldc, const T* a, int64_t lda, T beta) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_.defined()) {
+        return cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, static_cast<int>(m_), static_cast<int>(n_),
+                                   static_cast<int>(k_), a, static_cast<int>(lda), packed_data(),
+                                   static_cast<int>(n_), beta, c, static_cast<int>(ldc));
+      }
+    }
+    gemm_rows<T>(c, ldc, a, lda, w_, transpose_, m_, n_, k_, beta);
+  }
+
+ private:
+  T* packed_data() const { return reinterpret_cast<T*>(packed_.data_ptr<uint8_t>()); }
+
+  const T* w_;
+  bool transpose_;
+  int64_t m_, n_, k_;
+  at::Tensor packed_;  // torch's CPU allocator aligns it to 64 bytes, as MKL asks
+};
 
 void check_inputs(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& bias,
                   const at::Tensor& peephole, const at::Tensor& w_gg, int64_t flags) {
@@ -297,18 +355,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> family_forward(const at::Tensor& 
     scalar_t* gates_data = gates.data_ptr<scalar_t>();
     scalar_t* c_data = c.data_ptr<scalar_t>();
     scalar_t* h_data = h.data_ptr<scalar_t>();
-    const scalar_t* w_hh_data = w_hh.data_ptr<scalar_t>();
-    const scalar_t* w_gg_data = w_gg.data_ptr<scalar_t>();
     const scalar_t* p_data = peephole.data_ptr<scalar_t>();
+    const bool recurrent = steps > 1, fgr = recurrent && (flags & FGR);
+    const StepWeight<scalar_t> r(w_hh.data_ptr<scalar_t>(), true, recurrent ? batch : 0, width, hidden);
+    const StepWeight<scalar_t> r_gg(w_gg.data_ptr<scalar_t>(), true, fgr ? batch : 0, 3 * hidden, 3 * hidden);
     for (int64_t t = 0; t < steps; ++t) {
       scalar_t* gates_t = gates_data + t * batch * width;
       if (t > 0) {  // h_{-1} = 0 and no gate activations before step 0: no recurrent term
-        gemm_rows<scalar_t>(gates_t, width, h_data + (t - 1) * batch * hidden, hidden, w_hh_data, true, batch,
-                            width, hidden, scalar_t(1));
-        if (flags & FGR) {  // i, f, o (the first 3H columns) see the previous step's i, f, o
-          gemm_rows<scalar_t>(gates_t, width, gates_t - batch * width, width, w_gg_data, true, batch, 3 * hidden,
-                              3 * hidden, scalar_t(1));
-        }
+        r.apply(gates_t, width, h_data + (t - 1) * batch * hidden, hidden, scalar_t(1));
+        if (fgr) r_gg.apply(gates_t, width, gates_t - batch * width, width, scalar_t(1));  // i, f, o see i, f, o
       }
       const scalar_t* c_prev = t > 0 ? c_data + (t - 1) * batch * hidden : c_zero.data_ptr<scalar_t>();
       scalar_t* c_t = c_data + t * batch * hidden;
@@ -336,35 +391,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor dc = at::zeros({batch, hidden}, x.options());
   at::Tensor da = at::zeros({fgr ? batch : 0, 3 * hidden}, x.options());
   const at::Tensor c_zero = at::zeros({batch, hidden}, x.options());  // c_{-1}
+  // Each thread sums its rows' peephole gradients while the steps are walked (the data are in cache then).
+  at::Tensor dp_threads = at::zeros({at::get_num_threads(), L.peepholes, hidden}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "family_backward", [&] {
     const scalar_t* act_data = act.data_ptr<scalar_t>();
     const scalar_t* c_data = c.data_ptr<scalar_t>();
     const scalar_t* grad_data = grad_h.data_ptr<scalar_t>();
-    const scalar_t* w_hh_data = w_hh.data_ptr<scalar_t>();
-    const scalar_t* w_gg_data = w_gg.data_ptr<scalar_t>();
     const scalar_t* p_data = peephole.data_ptr<scalar_t>();
+    const bool recurrent = steps > 1;
+    const StepWeight<scalar_t> r(w_hh.data_ptr<scalar_t>(), false, recurrent ? batch : 0, hidden, width);
+    const StepWeight<scalar_t> r_gg(w_gg.data_ptr<scalar_t>(), false, recurrent && fgr ? batch : 0, 3 * hidden,
+                                    3 * hidden);
     scalar_t* dgates_data = dgates.data_ptr<scalar_t>();
     scalar_t* dc_data = dc.data_ptr<scalar_t>();
     scalar_t* dh_data = dh.data_ptr<scalar_t>();
     scalar_t* da_data = da.data_ptr<scalar_t>();
+    scalar_t* dp_data = dp_threads.data_ptr<scalar_t>();
     for (int64_t t = steps - 1; t >= 0; --t) {
       // dh_t = dL/dh_t from the output plus what step t+1 sends back through W_hh.
       std::memcpy(dh_data, grad_data + t * batch * hidden, sizeof(scalar_t) * batch * hidden);
       if (t < steps - 1) {
         const scalar_t* dgates_next = dgates_data + (t + 1) * batch * width;
-        gemm_rows<scalar_t>(dh_data, hidden, dgates_next, width, w_hh_data, false, batch, hidden, width,
-                            scalar_t(1));
-        if (fgr) {
-          gemm_rows<scalar_t>(da_data, 3 * hidden, dgates_next, width, w_gg_data, false, batch, 3 * hidden,
-                              3 * hidden, scalar_t(0));
-        }
+        r.apply(dh_data, hidden, dgates_next, width, scalar_t(1));
+        if (fgr) r_gg.apply(da_data, 3 * hidden, dgates_next, width, scalar_t(0));
       }
       const scalar_t* act_t = act_data + t * batch * width;
       const scalar_t* c_prev = t > 0 ? c_data + (t - 1) * batch * hidden : c_zero.data_ptr<scalar_t>();
       const scalar_t* c_t = c_data + t * batch * hidden;
       scalar_t* dgates_t = dgates_data + t * batch * width;
       at::parallel_for(0, batch, grain_rows(hidden), [&](int64_t begin, int64_t end) {
-        backward_rows(flags, L, act_t, c_prev, c_t, dh_data, da_data, dc_data, dgates_t, p_data, begin, end,
+        scalar_t* dp = dp_data + at::get_thread_num() * L.peepholes * hidden;
+        backward_rows(flags, L, act_t, c_prev, c_t, dh_data, da_data, dc_data, dgates_t, p_data, dp, begin, end,
                       hidden);
       });
     }
@@ -376,14 +433,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor later = dgates.narrow(0, 1, steps - 1);  // the steps with a previous step
   const at::Tensor dw_hh = at::mm(later.reshape({(steps - 1) * batch, width}).t(),
                                   h.narrow(0, 0, steps - 1).reshape({(steps - 1) * batch, hidden}));
-  // Peephole gradients: i and f saw c_{t-1} (zero at t = 0), o saw c_t.
-  at::Tensor dpeephole = at::empty({L.peepholes, hidden}, x.options());
-  const at::Tensor c_prev = c.narrow(0, 0, steps - 1);
-  // Named: a braced {0, 1} is ambiguous (int list or dimname list) in some torch versions' headers.
-  const std::vector<int64_t> over_steps_and_batch = {0, 1};
-  if (L.p_i >= 0) dpeephole.select(0, L.p_i).copy_((later.narrow(2, L.i * hidden, hidden) * c_prev).sum(over_steps_and_batch));
-  if (L.p_f >= 0) dpeephole.select(0, L.p_f).copy_((later.narrow(2, L.f * hidden, hidden) * c_prev).sum(over_steps_and_batch));
-  if (L.p_o >= 0) dpeephole.select(0, L.p_o).copy_((dgates.narrow(2, L.o * hidden, hidden) * c).sum(over_steps_and_batch));
+  const at::Tensor dpeephole = dp_threads.sum(0);
   at::Tensor dw_gg = at::zeros_like(w_gg);
   if (fgr) {
     dw_gg = at::mm(later.narrow(2, 0, 3 * hidden).reshape({(steps - 1) * batch, 3 * hidden}).t(),
@@ -399,6 +449,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
 RNNBENCH_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("vector_clone() -> str", &vector_clone);  // which copy of the pointwise loops runs
+  m.def("packed_gemm() -> bool", &packed_gemm);  // whether float32 steps' GEMMs use packed weights
   m.def(
       "forward(Tensor x, Tensor w_ih, Tensor w_hh, Tensor bias, Tensor peephole, Tensor w_gg, int flags) "
       "-> (Tensor, Tensor, Tensor)");
