@@ -98,6 +98,14 @@ def add_trials(client: Any, experiment: str, parent: str, start: int, stop: int,
         client.set_terminated(run, "FINISHED", end_time=now + 20_000)
 
 
+def finish_sweep(uri: str) -> None:
+    """The sweep's end, as a finished sweep does it: its importances kept, its leaderboard attached."""
+    from rnnbench.report.leaderboard import log_sweep_leaderboard
+    from rnnbench.tracking.store import Store
+
+    log_sweep_leaderboard(Store.open(uri, "rnnbench", checked=True), SWEEP)
+
+
 def time_leaderboard(folder: Path, uri: str, *extra: str) -> float:
     """Seconds from launching ``rnnbench leaderboard`` to its exit (it must succeed)."""
     command = [*rnnbench_command(), "leaderboard", "--tracking-uri", uri, "--sweep", SWEEP, *extra]
@@ -118,7 +126,6 @@ def search_seconds(client: Any, experiment: str, uri: str) -> float:
 
 
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
-    from rnnbench.report.leaderboard import log_sweep_leaderboard
 
     sizes = QUICK_SIZES if quick else SIZES
     rows, measurements = [], []
@@ -133,7 +140,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) ->
             fill = time.perf_counter() - started
             have = size
             started = time.perf_counter()
-            log_sweep_leaderboard(uri, SWEEP, "rnnbench")
+            finish_sweep(uri)
             cache = time.perf_counter() - started
             cached = min(time_leaderboard(folder, uri) for _ in range(repeats or 1))
             fresh = time_leaderboard(folder, uri, "--recompute-importance")

@@ -174,3 +174,24 @@ def test_ray_tunes_floor_starts_ray_as_a_sweep_does_and_times_its_empty_trial(tm
     rows = floor_rows([slower, floor], {"first trial": floor["trial entered"] + 2.5})
     assert rows[0][1] == floor["trial entered"] and rows[-1][1] == pytest.approx(2.5)
     assert sum(row[1] for row in rows[1:4]) == pytest.approx(floor["trial entered"])
+
+
+def test_the_leaderboard_benchmarks_store_ends_its_sweep_as_a_sweep_does(tmp_path: Path) -> None:
+    """(f) builds a synthetic store and ends its sweep through rnnbench's own sweep-end code: the call
+    must follow that code's signature (it once fell behind it and the benchmark died before its first
+    figure), and the importances it keeps must be there for ``rnnbench leaderboard`` to read."""
+    import random
+
+    from benchmarks.leaderboard import SWEEP, add_trials, finish_sweep, open_store
+    from rnnbench.analysis.importance import CACHE_TAG
+
+    cells = ("peephole", "cifg")
+    client, uri, experiment, parent = open_store(tmp_path, cells)
+    add_trials(client, experiment, parent, 0, 16, random.Random(0), cells)
+    finish_sweep(uri)
+    tags = client.get_run(parent).data.tags
+    kept = [name for name in tags if name.startswith(CACHE_TAG)]
+    assert kept and all(json.loads(tags[name]) for name in kept), sorted(tags)
+    assert tags["sweep"] == SWEEP
+    artifacts = [a.path for a in client.list_artifacts(parent)]
+    assert artifacts, "the leaderboard's plots are attached to the sweep's run"
