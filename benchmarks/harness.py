@@ -48,10 +48,11 @@ TAIL_TARGET = 1.0  # seconds from the last trial's end to the exit
 # The moments the command marks (rnnbench.util.timings), in order, and what each piece before it holds.
 PIECES = (
     ("command imported", "imports (Python, typer, rnnbench's command line)"),
-    ("settings checked", "settings read and checked (plugins, task, space)"),
+    ("settings checked", "settings read and range-checked (the sweep file, the flags)"),
     (
         "cells checked",
-        "task data and cells checked in a forked child (the driver imports MLflow, Ray starts)",
+        "cells, task, space and store URI checked, then the task data and cells in a forked child "
+        "(the driver imports MLflow, Ray starts)",
     ),
     ("store opened", "the sweep's lock taken, the MLflow store opened or created (Ray still starting)"),
     ("ray started", "the rest of Ray's start"),
