@@ -420,7 +420,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       const scalar_t* c_t = c_data + t * batch * hidden;
       scalar_t* dgates_t = dgates_data + t * batch * width;
       at::parallel_for(0, batch, grain_rows(hidden), [&](int64_t begin, int64_t end) {
-        scalar_t* dp = dp_data + at::get_thread_num() * L.peepholes * hidden;
+        const int64_t thread = at::get_thread_num();
+        // Below the count the sums were sized for, even if a build's OpenMP team outgrew torch's threads.
+        TORCH_CHECK(thread < dp_threads.size(0), "LSTM-family kernel: thread ", thread, " has no peephole sum");
+        scalar_t* dp = dp_data + thread * L.peepholes * hidden;
         backward_rows(flags, L, act_t, c_prev, c_t, dh_data, da_data, dc_data, dgates_t, p_data, dp, begin, end,
                       hidden);
       });
