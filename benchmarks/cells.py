@@ -164,7 +164,7 @@ def odyssey_targets(
 
 def kernel_clones() -> dict[str, str]:
     """Which copy of each compiled kernel's pointwise loops ran (AVX-512, AVX2, baseline), by kernel, and
-    whether the LSTM family's steps multiplied by packed weights."""
+    whether its steps multiplied by packed weights."""
     from rnnbench.cells import gru, lstm_family
 
     found = {}
@@ -174,9 +174,8 @@ def kernel_clones() -> dict[str, str]:
         except Exception as exc:  # a kernel that cannot be built here: its cells ran the PyTorch path
             found[kernel.cell] = f"not built ({type(exc).__name__})"
             continue
-        if kernel is lstm_family.KERNEL:
-            packed = kernel.load().packed_gemm()
-            found[kernel.cell] += " with MKL's packed GEMM" if packed else " with the plain GEMM"
+        packed = kernel.load().packed_gemm()
+        found[kernel.cell] += " with MKL's packed GEMM" if packed else " with the plain GEMM"
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,9 @@ def test_report_describes_the_run(cells_report: tuple[dict, Path]) -> None:
     # which copy of the kernels ran, and whether the LSTM family's steps used packed weights
     ran = next(n for n in data["benchmarks"]["cells"]["notes"] if n.startswith("compiled kernels ran: "))
     assert "lstm_family " in ran and "gru " in ran
-    if "lstm_family not built" not in ran:
-        assert "packed GEMM" in ran or "plain GEMM" in ran
+    for kernel in ("lstm_family", "gru"):
+        if f"{kernel} not built" not in ran:
+            assert re.search(rf"{kernel} [^,]* with (MKL's packed|the plain) GEMM", ran), ran
 
 
 def test_cells_ratios_are_times_over_the_baseline(cells_report: tuple[dict, Path]) -> None:

@@ -311,11 +311,14 @@ def test_the_kernel_says_which_vector_copy_runs_on_this_cpu():
 
 
 def test_the_kernel_says_whether_its_steps_use_packed_weights():
-    """torch's x86 wheels link MKL, whose packed GEMM the kernel finds at load time; elsewhere it runs the
-    plain GEMM and says so."""
+    """torch's x86 wheels link MKL, whose packed GEMM the kernels find at load time; elsewhere they run
+    the plain GEMM and say so."""
+    from rnnbench.cells.gru import KERNEL as GRU_KERNEL
     from rnnbench.cells.lstm_family import KERNEL
 
     require_lstm_family_kernel()
     if not torch.backends.mkl.is_available():
-        pytest.skip("this torch links no MKL: the kernel's steps run the plain GEMM")
+        pytest.skip("this torch links no MKL: the kernels' steps run the plain GEMM")
     assert KERNEL.load().packed_gemm() is True
+    if GRU_KERNEL.available():
+        assert GRU_KERNEL.load().packed_gemm() is True

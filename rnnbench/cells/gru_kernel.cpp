@@ -2,7 +2,8 @@
 //
 // Built on first use by rnnbench.cells.kernels with torch.utils.cpp_extension and registered as
 // torch.ops.<extension name>.{forward,backward}. The per-step pointwise work is one plain loop over
-// raw pointers; the GEMMs go to ATen (MKL/oneDNN). Tensors are time-major (T, B, .) and contiguous,
+// raw pointers; each step's GEMM calls torch's BLAS on raw pointers, its float32 weight packed once per
+// pass (kernel_math.h's StepWeight); the GEMMs over all steps go to ATen (MKL/oneDNN). Tensors are time-major (T, B, .) and contiguous,
 // gates are stacked (r, z, n) as in torch.nn.GRU. The float exp/tanh helpers are kernel_math.h's.
 // Only ATen and the op registry are included, so Python headers are not needed.
 
@@ -138,15 +139,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(const at::Tensor& x, 
   // contiguous() would return b_hh itself, and the steps below write into hgates.
   at::Tensor hgates = b_hh.reshape({1, 3 * hidden}).expand({batch, 3 * hidden}).clone(at::MemoryFormat::Contiguous);
   const at::Tensor h_zero = at::zeros({batch, hidden}, x.options());
-  const at::Tensor w_hh_t = w_hh.t();
+  const at::Tensor w_hh_c = w_hh.contiguous(), b_hh_c = b_hh.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
     scalar_t* gates_data = gates.data_ptr<scalar_t>();
     scalar_t* h_data = h.data_ptr<scalar_t>();
     scalar_t* hn_data = hn.data_ptr<scalar_t>();
-    const scalar_t* hgates_data = hgates.data_ptr<scalar_t>();
+    scalar_t* hgates_data = hgates.data_ptr<scalar_t>();
+    const scalar_t* b_hh_data = b_hh_c.data_ptr<scalar_t>();
+    const StepWeight<scalar_t> r(w_hh_c.data_ptr<scalar_t>(), true, steps > 1 ? batch : 0, 3 * hidden, hidden);
     for (int64_t t = 0; t < steps; ++t) {
-      if (t > 0) {
-        at::addmm_out(hgates, b_hh, h.select(0, t - 1), w_hh_t);
+      if (t > 0) {  // hgates = b_h + W_h h_{t-1}
+        for (int64_t b = 0; b < batch; ++b) {
+          std::memcpy(hgates_data + b * 3 * hidden, b_hh_data, sizeof(scalar_t) * 3 * hidden);
+        }
+        r.apply(hgates_data, 3 * hidden, h_data + (t - 1) * batch * hidden, hidden, scalar_t(1));
       }
       scalar_t* gates_t = gates_data + t * batch * 3 * hidden;
       const scalar_t* h_prev = t > 0 ? h_data + (t - 1) * batch * hidden : h_zero.data_ptr<scalar_t>();
@@ -172,6 +178,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
   at::Tensor dh = at::empty({batch, hidden}, x.options());
   at::Tensor carry = at::zeros({batch, hidden}, x.options());
   const at::Tensor h_zero = at::zeros({batch, hidden}, x.options());  // h_{-1}
+  const at::Tensor w_hh_c = w_hh.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward", [&] {
     const scalar_t* act_data = act.data_ptr<scalar_t>();
     const scalar_t* hn_data = hn.data_ptr<scalar_t>();
@@ -179,12 +186,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
     scalar_t* dgates_data = dgates.data_ptr<scalar_t>();
     scalar_t* dhgates_data = dhgates.data_ptr<scalar_t>();
     scalar_t* carry_data = carry.data_ptr<scalar_t>();
+    const scalar_t* grad_data = grad_h.data_ptr<scalar_t>();
+    scalar_t* dh_buffer = dh.data_ptr<scalar_t>();
+    const StepWeight<scalar_t> r(w_hh_c.data_ptr<scalar_t>(), false, steps > 1 ? batch : 0, hidden, 3 * hidden);
     for (int64_t t = steps - 1; t >= 0; --t) {
       // dL/dh_t from the output plus what step t+1 sends back through W_h (its z term is in carry).
-      const at::Tensor dh_t = t == steps - 1
-                                  ? grad_h.select(0, t)
-                                  : at::addmm_out(dh, grad_h.select(0, t), dhgates.select(0, t + 1), w_hh);
-      const scalar_t* dh_data = dh_t.data_ptr<scalar_t>();
+      const scalar_t* dh_data = grad_data + t * batch * hidden;
+      if (t < steps - 1) {
+        std::memcpy(dh_buffer, dh_data, sizeof(scalar_t) * batch * hidden);
+        r.apply(dh_buffer, hidden, dhgates_data + (t + 1) * batch * 3 * hidden, 3 * hidden, scalar_t(1));
+        dh_data = dh_buffer;
+      }
       const scalar_t* act_t = act_data + t * batch * 3 * hidden;
       const scalar_t* hn_t = hn_data + t * batch * hidden;
       const scalar_t* h_prev = t > 0 ? h_data + (t - 1) * batch * hidden : h_zero.data_ptr<scalar_t>();
@@ -216,6 +228,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
 
 RNNBENCH_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("vector_clone() -> str", &vector_clone);  // which copy of the pointwise loops runs
+  m.def("packed_gemm() -> bool", &packed_gemm);  // whether float32 steps' GEMMs use packed weights
   m.def("forward(Tensor x, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh) -> (Tensor, Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_h, Tensor x, Tensor w_ih, Tensor w_hh, Tensor h, Tensor act, Tensor hn, "

@@ -23,20 +23,6 @@
 
 #include "kernel_math.h"
 
-extern "C" {
-// Fortran BLAS (LP64) as MKL exports it from libtorch_cpu; weak, so a torch without it still loads.
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-            const int*, const float*, const int*, const float*, float*, const int*) __attribute__((weak));
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
-            const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
-// MKL's packed GEMM (CBLAS, LP64): a weight every step multiplies is packed once per pass instead of by
-// every step's GEMM (docs/benchmarks.md). Weak too; torch's MKL exports the float32 ones only.
-size_t cblas_sgemm_pack_get_size(int, int, int, int) __attribute__((weak));
-void cblas_sgemm_pack(int, int, int, int, int, int, float, const float*, int, float*) __attribute__((weak));
-void cblas_sgemm_compute(int, int, int, int, int, int, const float*, int, const float*, int, float, float*, int)
-    __attribute__((weak));
-}
-
 namespace {
 
 enum : int64_t {
@@ -249,73 +235,6 @@ void backward_rows(int64_t flags, const Layout& L, const double* act, const doub
                    double* dp, int64_t begin, int64_t end, int64_t hidden) {
   backward_rows_any<double>(flags, L, act, c_prev, c, dh, da, dc, dgates, peephole, dp, begin, end, hidden);
 }
-
-// C (m x n, row stride ldc) = beta * C + A (m x k, row stride lda) . op(W), all row-major: op(W) = W^T
-// for a contiguous W (n x k) when `transpose`, else W (k x n). A row-major matrix is its transpose in
-// column-major terms, so BLAS computes C^T = op(W)^T . A^T: W goes first.
-template <typename T>
-void gemm_rows(T* c, int64_t ldc, const T* a, int64_t lda, const T* w, bool transpose, int64_t m, int64_t n,
-               int64_t k, T beta) {
-  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
-  const int ilda = static_cast<int>(lda), ildc = static_cast<int>(ldc);
-  const int ldw = static_cast<int>(transpose ? k : n);
-  const char tw = transpose ? 'T' : 'N', ta = 'N';
-  const T one = T(1);
-  if constexpr (std::is_same_v<T, float>) {
-    if (sgemm_ != nullptr) return sgemm_(&tw, &ta, &in, &im, &ik, &one, w, &ldw, a, &ilda, &beta, c, &ildc);
-  } else {
-    if (dgemm_ != nullptr) return dgemm_(&tw, &ta, &in, &im, &ik, &one, w, &ldw, a, &ilda, &beta, c, &ildc);
-  }
-  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  at::Tensor tc = at::from_blob(c, {m, n}, {ldc, 1}, options);
-  const at::Tensor ta_ = at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, options);
-  const at::Tensor tw_ = transpose ? at::from_blob(const_cast<T*>(w), {n, k}, options).t()
-                                   : at::from_blob(const_cast<T*>(w), {k, n}, options);
-  tc.addmm_(ta_, tw_, beta, 1);
-}
-
-// CBLAS's enum values (mkl_cblas.h): row-major, no transpose, transpose, packed, the B matrix.
-enum : int { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, PACKED = 151, B_MATRIX = 162 };
-
-bool packed_gemm() {
-  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
-}
-
-// op(W) of one GEMM shape that every step repeats, C (m x n) = beta * C + A (m x k) . op(W) as in gemm_rows:
-// packed once where MKL can (float32), else each step's gemm_rows.
-template <typename T>
-class StepWeight {
- public:
-  StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k)
-      : w_(w), transpose_(transpose), m_(m), n_(n), k_(k) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (m <= 0 || n <= 0 || k <= 0 || !packed_gemm()) return;
-      const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
-      packed_ = at::empty({static_cast<int64_t>(cblas_sgemm_pack_get_size(B_MATRIX, im, in, ik))}, at::kByte);
-      cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, transpose ? TRANS : NO_TRANS, im, in, ik, 1.0f, w, transpose ? ik : in,
-                       packed_data());
-    }
-  }
-
-  void apply(T* c, int64_t ldc, const T* a, int64_t lda, T beta) const {
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed_.defined()) {
-        return cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, static_cast<int>(m_), static_cast<int>(n_),
-                                   static_cast<int>(k_), a, static_cast<int>(lda), packed_data(),
-                                   static_cast<int>(n_), beta, c, static_cast<int>(ldc));
-      }
-    }
-    gemm_rows<T>(c, ldc, a, lda, w_, transpose_, m_, n_, k_, beta);
-  }
-
- private:
-  T* packed_data() const { return reinterpret_cast<T*>(packed_.data_ptr<uint8_t>()); }
-
-  const T* w_;
-  bool transpose_;
-  int64_t m_, n_, k_;
-  at::Tensor packed_;  // torch's CPU allocator aligns it to 64 bytes, as MKL asks
-};
 
 void check_inputs(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& bias,
                   const at::Tensor& peephole, const at::Tensor& w_gg, int64_t flags) {
