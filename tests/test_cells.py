@@ -380,6 +380,23 @@ def test_gru_compiled_and_python_paths_agree(dtype, monkeypatch):
         torch.testing.assert_close(ours, theirs, **tolerance)
 
 
+def test_gru_kernels_backward_refuses_tensors_of_other_shapes_than_its_forwards():
+    """The steps read the saved tensors through raw pointers: a mismatch is an error, not a read past them."""
+    _require_gru_kernel()
+    ops = gru_module.load_kernel()
+    steps, batch, inputs, hidden = 4, 3, 2, 5
+    x = torch.randn(steps, batch, inputs)
+    w_ih, w_hh = torch.randn(3 * hidden, inputs), torch.randn(3 * hidden, hidden)
+    b_ih, b_hh = torch.zeros(3 * hidden), torch.zeros(3 * hidden)
+    h, act, hn = ops.forward(x, w_ih, w_hh, b_ih, b_hh)
+    grads = ops.backward(torch.ones_like(h), x, w_ih, w_hh, h, act, hn, False)
+    assert grads[2].shape == w_hh.shape
+    with pytest.raises(RuntimeError, match="backward tensors do not have the forward pass's shapes"):
+        ops.backward(torch.ones(steps, batch + 1, hidden), x, w_ih, w_hh, h, act, hn, False)
+    with pytest.raises(RuntimeError, match="backward tensors do not have the forward pass's shapes"):
+        ops.backward(torch.ones_like(h), x, w_ih, w_hh, h, act[:, :, :hidden].contiguous(), hn, False)
+
+
 def test_gru_cell_state_dict_round_trips_with_plain_torch_gru():
     cell = rnnbench.get_cell("gru").build(input_size=3, hidden_size=4, num_layers=2, dropout=0.0).double()
     before = FusedRecurrent("gru", 3, 4, num_layers=2)

@@ -173,6 +173,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
   TORCH_CHECK(grad_h.is_contiguous() && act.is_contiguous() && hn.is_contiguous() && h.is_contiguous(),
               "gru kernel: backward tensors must be contiguous");
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
+  // The steps read these through raw pointers: their shapes must be the forward pass's.
+  TORCH_CHECK(x.dim() == 3 && w_hh.dim() == 2 && w_hh.size(0) == 3 * hidden &&
+                  grad_h.sizes() == at::IntArrayRef({steps, batch, hidden}) && h.sizes() == grad_h.sizes() &&
+                  hn.sizes() == grad_h.sizes() && act.sizes() == at::IntArrayRef({steps, batch, 3 * hidden}),
+              "gru kernel: backward tensors do not have the forward pass's shapes");
   at::Tensor dgates = at::empty({steps, batch, 3 * hidden}, x.options());
   at::Tensor dhgates = at::empty({steps, batch, 3 * hidden}, x.options());
   at::Tensor dh = at::empty({batch, hidden}, x.options());
