@@ -3,8 +3,9 @@
 // Built on first use by rnnbench.cells.kernels with torch.utils.cpp_extension and registered as
 // torch.ops.<extension name>.{forward,backward}. The per-step pointwise work is one plain loop over
 // raw pointers; each step's GEMM calls torch's BLAS on raw pointers, its float32 weight packed once per
-// pass (kernel_math.h's StepWeight); the GEMMs over all steps go to ATen (MKL/oneDNN). Tensors are time-major (T, B, .) and contiguous,
-// gates are stacked (r, z, n) as in torch.nn.GRU. The float exp/tanh helpers are kernel_math.h's.
+// pass (kernel_math.h's StepWeight); the GEMMs over all steps go to ATen (MKL/oneDNN). Tensors are
+// time-major (T, B, .) and contiguous, gates are stacked (r, z, n) as in torch.nn.GRU. The float exp/tanh
+// helpers are kernel_math.h's.
 // Only ATen and the op registry are included, so Python headers are not needed.
 
 #include <ATen/ATen.h>
@@ -135,9 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(const at::Tensor& x, 
       at::addmm(b_ih, x.reshape({steps * batch, x.size(2)}), w_ih.t()).view({steps, batch, 3 * hidden});
   at::Tensor h = at::empty({steps, batch, hidden}, x.options());
   at::Tensor hn = at::empty({steps, batch, hidden}, x.options());
-  // h_{-1} = 0: step 0 has W_h h_{-1} + b_h = b_h in every row. A copy, always: with one row,
-  // contiguous() would return b_hh itself, and the steps below write into hgates.
-  at::Tensor hgates = b_hh.reshape({1, 3 * hidden}).expand({batch, 3 * hidden}).clone(at::MemoryFormat::Contiguous);
+  at::Tensor hgates = at::empty({batch, 3 * hidden}, x.options());  // W_h h_{t-1} + b_h, step by step
   const at::Tensor h_zero = at::zeros({batch, hidden}, x.options());
   const at::Tensor w_hh_c = w_hh.contiguous(), b_hh_c = b_hh.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
@@ -148,10 +147,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(const at::Tensor& x, 
     const scalar_t* b_hh_data = b_hh_c.data_ptr<scalar_t>();
     const StepWeight<scalar_t> r(w_hh_c.data_ptr<scalar_t>(), true, steps > 1 ? batch : 0, 3 * hidden, hidden);
     for (int64_t t = 0; t < steps; ++t) {
-      if (t > 0) {  // hgates = b_h + W_h h_{t-1}
-        for (int64_t b = 0; b < batch; ++b) {
-          std::memcpy(hgates_data + b * 3 * hidden, b_hh_data, sizeof(scalar_t) * 3 * hidden);
-        }
+      for (int64_t b = 0; b < batch; ++b) {
+        std::memcpy(hgates_data + b * 3 * hidden, b_hh_data, sizeof(scalar_t) * 3 * hidden);
+      }
+      if (t > 0) {  // h_{-1} = 0: step 0's is b_h alone
         r.apply(hgates_data, 3 * hidden, h_data + (t - 1) * batch * hidden, hidden, scalar_t(1));
       }
       scalar_t* gates_t = gates_data + t * batch * 3 * hidden;

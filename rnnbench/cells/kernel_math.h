@@ -1,6 +1,6 @@
 // Shared by rnnbench's compiled cell kernels (lstm_family_kernel.cpp, gru_kernel.cpp): the inlining
-// macro, the parallel grain, the fast float activations and the per-step GEMMs. rnnbench.cells.kernels hashes this file
-// into every kernel's extension name, so a change here rebuilds them all.
+// macro, the parallel grain, the fast float activations and the per-step GEMMs. rnnbench.cells.kernels
+// hashes this file into every kernel's extension name, so a change here rebuilds them all.
 #pragma once
 
 #include <ATen/ATen.h>
