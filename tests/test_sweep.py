@@ -374,6 +374,58 @@ def _last_line_of_fresh_python(code: str) -> str:
     return done.stdout.split("\n")[-2]
 
 
+def test_a_start_whose_gcs_died_is_given_up_at_once_and_one_still_starting_is_waited_for(monkeypatch):
+    """A SIGTERM to the command's process group ends Ray's GCS and raylet as they start; ray.init then
+    tried to reach the dead GCS for 15 s. The stop takes "not started" at once where the start's GCS or
+    raylet has exited, and keeps waiting for the start's own answer while they live."""
+    import threading
+    from concurrent.futures import Future
+
+    from rnnbench.sweep import cluster
+    from rnnbench.sweep.cluster import RayStart
+
+    class Process:
+        def __init__(self, code):
+            self.code = code
+
+        def poll(self):
+            return self.code
+
+    def started(*kinds):
+        return [(kind, type("Info", (), {"process": Process(code)})()) for kind, code in kinds]
+
+    disconnected = []
+    monkeypatch.setattr(cluster, "disconnect", disconnected.append)
+    start = RayStart()
+    start._starting = Future()  # a ray.init answering "started" only after ray.init's retries
+    late = threading.Timer(15, lambda: start._starting.set_result(True))
+    late.start()
+    monkeypatch.setattr(cluster, "_head_processes", started(("gcs_server", -15), ("raylet", None)))
+    start.stop(hand_on=False)
+    late.cancel()
+    assert disconnected == [False] and start._release.is_set(), "given up at once, nothing to shut down"
+    start = RayStart()
+    start._starting = Future()
+    with pytest.raises(SweepError, match="lost its GCS server or raylet while starting"):
+        start.wait()  # the driver's wait for Ray, once the checks are done
+
+    start = RayStart()
+    start._starting = Future()
+    monkeypatch.setattr(
+        cluster, "_head_processes", started(("gcs_server", None), ("raylet", None), ("dashboard_agent", 1))
+    )
+    waited = []
+
+    def answer_later():
+        time.sleep(0.5)
+        waited.append(True)
+        start._starting.set_result(False)
+
+    threading.Thread(target=answer_later).start()
+    start.stop(hand_on=False)
+    assert waited == [True] and disconnected == [False, False], "a live head's start is waited for"
+
+
 def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     """In a fresh process, as the command is: Ray starts in a thread while the main thread works; its
     processes (started from that thread with a parent-death signal) stay up after the start, SIGTERM then

@@ -36,6 +36,9 @@ _saved_env: dict[str, str | None] = {}
 _saved_cluster: list[bool] = []
 _saved_sigterm: list[Any] = []
 terminated = threading.Event()  # set once SIGTERM arrived: the command exits 143 (128 + 15), not 130
+# The processes ``lean_head`` saw Ray start (type, Ray's ProcessInfo), and the types without which it is down.
+_head_processes: list[tuple[str, Any]] = []
+VITAL = ("gcs_server", "raylet")  # ray_constants.PROCESS_TYPE_GCS_SERVER, PROCESS_TYPE_RAYLET
 
 
 def check_address(address: str) -> None:
@@ -155,7 +158,9 @@ def lean_head() -> Iterator[None]:
     def start_lean(command: list[str], process_type: str, *args: Any, **kwargs: Any) -> Any:
         if process_type == "raylet":
             command = lean_raylet_command(command)
-        return start_process(command, process_type, *args, **kwargs)
+        started = start_process(command, process_type, *args, **kwargs)
+        _head_processes.append((process_type, started))
+        return started
 
     services.start_ray_process = start_lean
     try:
@@ -221,20 +226,32 @@ class RayStart:
     leave CPython's import lock held (see ``driver._start_beside_ray``)."""
 
     def __init__(self) -> None:
-        self._pool: Any = None
+        self._release = threading.Event()
         self._starting: Any = None
         self._sigterm_before: Any = None
         self._sigterm_set = False
         self._stopped = False
 
     def begin(self, settings: SweepSettings) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import Future
 
         # Ray warns that it set no SIGTERM handler outside the main thread: stop_on_sigterm sets rnnbench's.
         silence("ray._private.worker", "SIGTERM handler is not set")
         self._sigterm_before = signal.getsignal(signal.SIGTERM)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rnnbench-ray")
-        self._starting = self._pool.submit(connect, settings)
+        self._starting = Future()
+        _head_processes.clear()  # an earlier start's, long shut down, are not this one's
+        # A daemon thread: where the Ray it starts has died under it, the command exits without waiting
+        # for ray.init's retries (``stop``).
+        threading.Thread(target=self._connect, args=(settings,), name="rnnbench-ray", daemon=True).start()
+
+    def _connect(self, settings: SweepSettings) -> None:
+        try:
+            self._starting.set_result(connect(settings))
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self._starting.set_exception(exc)
+        # Ray's processes were started from this thread with a parent-death signal, which Linux sends when
+        # the thread exits, not the process (the GCS and raylet were killed): it ends once ``stop`` is done.
+        self._release.wait()
 
     def poll(self) -> None:
         """Once Ray is up, SIGTERM stops the sweep again: Ray's core replaced the handler as it started."""
@@ -243,9 +260,25 @@ class RayStart:
 
     def wait(self) -> bool:
         """Whether this process started (or joined) Ray; Ray's own error if it could not."""
-        started = self._starting.result()
+        started = self._answer()
         self._handle_sigterm(started)
         return started
+
+    def _answer(self) -> bool:
+        """The thread's answer, once it has one; a SweepError at once where the Ray it is starting lost its
+        GCS or raylet: a SIGTERM to the command's process group (``timeout``, Slurm, systemd) ends them too,
+        and ray.init then tried to reach the dead GCS for 15 s before failing (the command exited 17 s after
+        the signal instead of 0.5 s)."""
+        while True:
+            try:
+                return bool(self._starting.result(timeout=0.1))
+            except TimeoutError:
+                if head_died():
+                    raise SweepError(
+                        "the Ray this sweep started lost its GCS server or raylet while starting (a signal to "
+                        "the command's process group, or the out-of-memory killer); Ray's own logs are under "
+                        "its session folder (/tmp/ray/session_latest/logs by default)"
+                    ) from None
 
     def _handle_sigterm(self, started: bool) -> None:
         if started and not self._sigterm_set:
@@ -259,27 +292,38 @@ class RayStart:
             return
         self._stopped = True
         with held_interrupts() as held:  # the thread may still be importing Ray
-            try:
-                started = self._starting.result()
-            except BaseException:  # nothing started; the error that stopped the sweep is the one to show
-                started = False
+            started = self._start_result()
             disconnect(started)
             if started and not self._sigterm_set and threading.current_thread() is threading.main_thread():
                 # Stopped before rnnbench's handler came back: the one before Ray's start, not Ray's abort.
                 before = self._sigterm_before
                 signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
-            # Only now may the thread end: Ray's processes were started from it with a parent-death signal,
-            # which Linux sends when that thread exits, not the process (the GCS and raylet were killed).
-            self._pool.shutdown()
+            self._release.set()
         handler = signal.getsignal(signal.SIGINT)
         if held and hand_on and callable(handler):  # to a hold around this one, or raised as Ctrl-C
             handler(signal.SIGINT, None)
+
+    def _start_result(self) -> bool:
+        """Whether the thread started Ray; False where it failed or its Ray died starting (``_answer``)."""
+        try:
+            return self._answer()
+        except BaseException:  # nothing started; the error that stopped the sweep is the one to show
+            return False
 
     def __enter__(self) -> RayStart:
         return self
 
     def __exit__(self, kind: object, *exc: object) -> None:
         self.stop(hand_on=kind is None)
+
+
+def head_died() -> bool:
+    """Whether the GCS or the raylet of the Ray this process is starting (``lean_head``) has exited; never
+    for a Ray joined, or one started whole (``RNNBENCH_LEAN_RAY=0``): that start takes ray.init's own answer."""
+    try:
+        return any(kind in VITAL and info.process.poll() is not None for kind, info in list(_head_processes))
+    except Exception:  # Ray's private process record moved: wait for ray.init's own answer
+        return False
 
 
 def _refused(address: str | None, exc: ConnectionError) -> Exception:

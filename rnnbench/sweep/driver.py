@@ -165,7 +165,13 @@ def _start_beside_ray(plan: SweepPlan, lock: SweepLock, resume: bool, ray: RaySt
             # The plan resolved and checked the URI before any work: the store is opened once, here.
             recorder = RunRecorder(store=Store.open(settings.tracking_uri, settings.experiment, checked=True))
             mark("store opened")
-            ray.wait()
+            try:
+                ray.wait()
+            except SweepError:
+                _stop_if(
+                    held
+                )  # a signal to the whole process group ended Ray too: the stop is what to report
+                raise
             mark("ray started")
             _stop_if(held)
         _stop_if(held)  # arrived as the block ended
