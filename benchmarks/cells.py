@@ -164,7 +164,7 @@ def odyssey_targets(
 
 def kernel_clones() -> dict[str, str]:
     """Which copy of each compiled kernel's pointwise loops ran (AVX-512, AVX2, baseline), by kernel, and
-    whether its steps multiplied by packed weights."""
+    which GEMM its float32 steps ran (oneDNN's brgemm, MKL's packed GEMM or the plain one)."""
     from rnnbench.cells import gru, lstm_family
 
     found = {}
@@ -174,8 +174,7 @@ def kernel_clones() -> dict[str, str]:
         except Exception as exc:  # a kernel that cannot be built here: its cells ran the PyTorch path
             found[kernel.cell] = f"not built ({type(exc).__name__})"
             continue
-        packed = kernel.load().packed_gemm()
-        found[kernel.cell] += " with MKL's packed GEMM" if packed else " with the plain GEMM"
+        found[kernel.cell] += f" with {kernel.load().gemm_engine()}"
     return found
 
 

@@ -53,12 +53,14 @@ def test_report_describes_the_run(cells_report: tuple[dict, Path]) -> None:
     assert data["command"] in text
     assert machine["torch"] in text
     assert "| B x T x I x H | cell |" in text
-    # which copy of the kernels ran, and whether the LSTM family's steps used packed weights
+    # which copy of the kernels ran, and which GEMM their float32 steps ran
     ran = next(n for n in data["benchmarks"]["cells"]["notes"] if n.startswith("compiled kernels ran: "))
     assert "lstm_family " in ran and "gru " in ran
     for kernel in ("lstm_family", "gru"):
         if f"{kernel} not built" not in ran:
-            assert re.search(rf"{kernel} [^,]* with (MKL's packed|the plain) GEMM", ran), ran
+            assert re.search(
+                rf"{kernel} [^,]* with (oneDNN's brgemm|MKL's packed GEMM|the plain GEMM)", ran
+            ), ran
 
 
 def test_cells_ratios_are_times_over_the_baseline(cells_report: tuple[dict, Path]) -> None:

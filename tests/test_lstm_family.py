@@ -246,8 +246,9 @@ def test_a_combination_outside_the_built_ins_runs_on_the_kernel_and_matches_the_
 
 @pytest.mark.parametrize("name", ["peephole", "vanilla", "cifg", "fgr"])
 def test_float32_on_two_threads_matches_the_papers_equations(name, kernel_path):
-    """float32 is where the kernel's steps multiply by weights packed once per pass (MKL's packed GEMM, here
-    on two threads) and sum the peephole gradients as they go: against the equations in float64."""
+    """float32 is where the kernel's steps run this host's GEMM engine (oneDNN's brgemm, or weights packed once
+    per pass for MKL's packed GEMM), here on two threads, and sum the peephole gradients as they go: against the
+    equations in float64 (tests/test_gemm_engine.py compares the two engines)."""
     variant = {"peephole": PEEPHOLE, "vanilla": Variant()}.get(name) or VARIANTS[name]
     layer = _layer(variant, seed=5, input_size=8, hidden=64)
     with torch.no_grad():

@@ -3,7 +3,8 @@
 // Built on first use by rnnbench.cells.kernels with torch.utils.cpp_extension and registered as
 // torch.ops.<extension name>.{forward,backward}. The per-step pointwise work is one plain loop over
 // raw pointers; each step's GEMM calls torch's BLAS on raw pointers, its float32 weight packed once per
-// pass (kernel_math.h's StepWeight); the GEMMs over all steps go to ATen (MKL/oneDNN). Tensors are
+// pass (kernel_math.h's StepWeight); the GEMMs over all steps go to ATen (MKL), or to oneDNN's brgemm where
+// that is the float32 engine (kernel_math.h). Tensors are
 // time-major (T, B, .) and contiguous, gates are stacked (r, z, n) as in torch.nn.GRU. The float exp/tanh
 // helpers are kernel_math.h's.
 // Only ATen and the op registry are included, so Python headers are not needed.
@@ -133,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru_forward(const at::Tensor& x, 
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1);
   // One GEMM projects every step.
   at::Tensor gates =
-      at::addmm(b_ih, x.reshape({steps * batch, x.size(2)}), w_ih.t()).view({steps, batch, 3 * hidden});
+      engine_mm(x.reshape({steps * batch, x.size(2)}), w_ih.t(), b_ih).view({steps, batch, 3 * hidden});
   at::Tensor h = at::empty({steps, batch, hidden}, x.options());
   at::Tensor hn = at::empty({steps, batch, hidden}, x.options());
   at::Tensor hgates = at::empty({batch, 3 * hidden}, x.options());  // W_h h_{t-1} + b_h, step by step
@@ -214,15 +215,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
   // Weight gradients as a few large GEMMs over all steps instead of one small GEMM per step.
   const at::Tensor dgates_2d = dgates.view({steps * batch, 3 * hidden});
   const at::Tensor dhgates_2d = dhgates.view({steps * batch, 3 * hidden});
-  const at::Tensor dw_ih = at::mm(dgates_2d.t(), x.view({steps * batch, x.size(2)}));
+  const at::Tensor dw_ih = engine_mm(dgates_2d.t(), x.view({steps * batch, x.size(2)}));
   const at::Tensor db_ih = dgates_2d.sum(0);
   const at::Tensor db_hh = dhgates_2d.sum(0);
   // Step 0 saw h_{-1} = 0, so it adds nothing to dw_hh.
   const at::Tensor dw_hh =
-      at::mm(dhgates.narrow(0, 1, steps - 1).reshape({(steps - 1) * batch, 3 * hidden}).t(),
+      engine_mm(dhgates.narrow(0, 1, steps - 1).reshape({(steps - 1) * batch, 3 * hidden}).t(),
              h.narrow(0, 0, steps - 1).reshape({(steps - 1) * batch, hidden}));
   const at::Tensor dx =
-      need_x_grad ? at::mm(dgates_2d, w_ih).view({steps, batch, x.size(2)}) : at::empty({0}, x.options());
+      need_x_grad ? engine_mm(dgates_2d, w_ih).view({steps, batch, x.size(2)}) : at::empty({0}, x.options());
   return {dx, dw_ih, dw_hh, db_ih, db_hh};
 }
 
@@ -233,6 +234,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backw
 RNNBENCH_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("vector_clone() -> str", &vector_clone);  // which copy of the pointwise loops runs
   m.def("packed_gemm() -> bool", &packed_gemm);  // whether float32 steps' GEMMs use packed weights
+  m.def("gemm_engine() -> str", &gemm_engine);  // which GEMM float32 steps run: oneDNN's or MKL's
   m.def("forward(Tensor x, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh) -> (Tensor, Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_h, Tensor x, Tensor w_ih, Tensor w_hh, Tensor h, Tensor act, Tensor hn, "

@@ -1,16 +1,21 @@
 // Shared by rnnbench's compiled cell kernels (lstm_family_kernel.cpp, gru_kernel.cpp): the inlining
-// macro, the parallel grain, the fast float activations and the per-step GEMMs. rnnbench.cells.kernels
+// macro, the parallel grain, the fast float activations, the GEMM engine and the per-step GEMMs. rnnbench.cells.kernels
 // hashes this file into every kernel's extension name, so a change here rebuilds them all.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 extern "C" {
 // Fortran BLAS (LP64) as MKL exports it from libtorch_cpu; weak, so a torch without it still loads.
@@ -123,6 +128,152 @@ void gemm_rows(T* c, int64_t ldc, const T* a, int64_t lda, const T* w, bool tran
   tc.addmm_(ta_, tw_, beta, 1);
 }
 
+// torch >= 2.2 is supported; ATen's float32 brgemm came later and says so with this macro.
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+#define RNNBENCH_HAS_BRGEMM 1
+#else
+#define RNNBENCH_HAS_BRGEMM 0
+#endif
+
+// Which library multiplies float32 matrices. MKL picks its code by the CPU's vendor: on AMD's AVX-512 CPUs it
+// runs its AVX2 code, where oneDNN (through ATen's brgemm, as torch.nn.LSTM's own oneDNN kernels) runs
+// AVX-512: 2.4-2.8x MKL's sgemm at the kernels' shapes on a Zen 5 EPYC (docs/benchmarks.md). Intel CPUs, and
+// CPUs without AVX-512, keep MKL, measured there. RNNBENCH_CPU_GEMM=mkl or onednn overrides the choice
+// (rnnbench.cells.kernels checks the value before a kernel loads).
+enum class GemmEngine { MKL, ONEDNN };
+
+GemmEngine pick_gemm_engine() {
+  const char* env = std::getenv("RNNBENCH_CPU_GEMM");
+  std::string choice;  // trimmed and lower-cased, as rnnbench.cells.kernels.gemm_choice reads it
+  for (const char* ch = env == nullptr ? "" : env; *ch != '\0'; ++ch) {
+    if (!std::isspace(static_cast<unsigned char>(*ch))) choice += static_cast<char>(std::tolower(*ch));
+  }
+  if (choice == "mkl") return GemmEngine::MKL;
+  TORCH_CHECK(choice.empty() || choice == "auto" || choice == "onednn", "RNNBENCH_CPU_GEMM=", choice,
+              ": choose auto, mkl or onednn");
+#if RNNBENCH_HAS_BRGEMM
+  if (choice == "onednn") return GemmEngine::ONEDNN;
+#if RNNBENCH_HAS_CLONES
+  __builtin_cpu_init();
+  if (!__builtin_cpu_is("intel") && __builtin_cpu_supports("x86-64-v4")) return GemmEngine::ONEDNN;
+#endif
+#else
+  TORCH_CHECK(choice != "onednn",
+              "RNNBENCH_CPU_GEMM=onednn, but this torch has no float32 brgemm (ATen's CPUBLAS_BRGEMM_F32F32F32): "
+              "use auto or mkl");
+#endif
+  return GemmEngine::MKL;
+}
+
+// Fixed for the process: a result's bits depend on the engine. A user who turns oneDNN off in torch
+// (torch.backends.mkldnn) gets MKL.
+bool onednn_gemm_on() {
+  static const GemmEngine engine = pick_gemm_engine();
+  return engine == GemmEngine::ONEDNN && at::globalContext().userEnabledMkldnn();
+}
+
+// dst (rows x cols, row stride ld_dst) = the transpose of src (cols x rows, row stride ld_src), in tiles.
+void transpose_into(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int64_t cols) {
+  constexpr int64_t TILE = 32;
+  at::parallel_for(0, (rows + TILE - 1) / TILE, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i0 = begin * TILE; i0 < std::min(rows, end * TILE); i0 += TILE) {
+      for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
+        for (int64_t i = i0; i < std::min(rows, i0 + TILE); ++i) {
+          for (int64_t j = j0; j < std::min(cols, j0 + TILE); ++j) dst[i * ld_dst + j] = src[j * ld_src + i];
+        }
+      }
+    }
+  });
+}
+
+// C (m x n, row stride ldc) = beta * C + op(A) . op(B), row-major, through oneDNN's brgemm: op(A) is A (m x k,
+// row stride lda) or, with `ta`, the transpose of A (k x m); op(B) is B (k x n, row stride ldb) or, with
+// `tb`, the transpose of B (n x k). brgemm takes row-major blocks, so a transposed operand is copied row-major
+// a chunk of k at a time. Each block of C is one thread's, with all of k in a fixed order: the result's bits
+// do not depend on the thread count.
+void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc) {
+#if !RNNBENCH_HAS_BRGEMM
+  TORCH_CHECK(false, "rnnbench kernel: oneDNN's brgemm is not in this torch");
+#else
+  constexpr int64_t MB = 64, NB = 256, KB = 512, KC = 4096;  // C's blocks; k per brgemm call, per copied chunk
+  if (m <= 0 || n <= 0) return;
+  if (beta != 0.0f && beta != 1.0f) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] *= beta;
+    }
+    beta = 1.0f;
+  }
+  if (k <= 0) {
+    if (beta == 0.0f) {
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    }
+    return;
+  }
+  std::vector<float> a_rows, b_rows;
+  const int64_t m_blocks = (m + MB - 1) / MB, n_blocks = (n + NB - 1) / NB;
+  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+    const int64_t kc = std::min(KC, k - k0);
+    const float* ap = a + k0;
+    int64_t ap_ld = lda;
+    if (ta) {
+      a_rows.resize(static_cast<size_t>(m * kc));
+      transpose_into(a_rows.data(), kc, a + k0 * lda, lda, m, kc);
+      ap = a_rows.data();
+      ap_ld = kc;
+    }
+    const float* bp = b + k0 * ldb;
+    int64_t bp_ld = ldb;
+    if (tb) {
+      b_rows.resize(static_cast<size_t>(kc * n));
+      transpose_into(b_rows.data(), n, b + k0, ldb, kc, n);
+      bp = b_rows.data();
+      bp_ld = n;
+    }
+    const bool add = beta != 0.0f || k0 > 0;
+    at::parallel_for(0, m_blocks * n_blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t tile = begin; tile < end; ++tile) {
+        const int64_t i0 = (tile / n_blocks) * MB, j0 = (tile % n_blocks) * NB;
+        const int64_t mb = std::min(MB, m - i0), nb = std::min(NB, n - j0);
+        for (int64_t kk = 0; kk < kc; kk += KB) {
+          at::native::cpublas::brgemm(mb, nb, std::min(KB, kc - kk), ap_ld, bp_ld, ldc, add || kk > 0,
+                                      ap + i0 * ap_ld + kk, bp + kk * bp_ld + j0, c + i0 * ldc + j0, false);
+        }
+      }
+    });
+  }
+#endif
+}
+
+// A 2-D float view as a GEMM operand: its data, whether it is stored transposed, and its row stride as stored.
+struct Operand {
+  at::Tensor data;
+  bool transposed;
+  int64_t ld;
+};
+
+Operand operand_of(const at::Tensor& x) {
+  if (x.stride(1) == 1 && x.stride(0) >= std::max<int64_t>(1, x.size(1))) return {x, false, x.stride(0)};
+  if (x.stride(0) == 1 && x.stride(1) >= std::max<int64_t>(1, x.size(0))) return {x, true, x.stride(1)};
+  const at::Tensor copy = x.contiguous();
+  return {copy, false, std::max<int64_t>(1, copy.size(1))};
+}
+
+// a . b (+ bias, one row added to every row of the product) for 2-D tensors, which may be transposed or
+// narrowed views: oneDNN's brgemm where it is the engine for float32, else ATen.
+at::Tensor engine_mm(const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& bias = c10::nullopt) {
+  if (a.scalar_type() != at::kFloat || !onednn_gemm_on()) {
+    return bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b);
+  }
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  TORCH_CHECK(b.size(0) == k, "GEMM: shapes (", m, " x ", k, ") and (", b.size(0), " x ", n, ") do not match");
+  at::Tensor out = bias.has_value() ? bias->expand({m, n}).contiguous() : at::empty({m, n}, a.options());
+  const Operand oa = operand_of(a), ob = operand_of(b);
+  onednn_gemm(oa.transposed, ob.transposed, m, n, k, oa.data.data_ptr<float>(), oa.ld, ob.data.data_ptr<float>(),
+              ob.ld, bias.has_value() ? 1.0f : 0.0f, out.data_ptr<float>(), n);
+  return out;
+}
+
 // CBLAS's enum values (mkl_cblas.h): row-major, no transpose, transpose, packed, the B matrix.
 enum : int { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112, PACKED = 151, B_MATRIX = 162 };
 
@@ -130,15 +281,31 @@ bool packed_gemm() {
   return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
 }
 
+// Which GEMM float32 steps run, as benchmarks record it.
+std::string gemm_engine() {
+  if (onednn_gemm_on()) return "oneDNN's brgemm";
+  return packed_gemm() ? "MKL's packed GEMM" : "the plain GEMM";
+}
+
 // op(W) of one GEMM shape that every step repeats, C (m x n) = beta * C + A (m x k) . op(W) as in gemm_rows:
-// packed once where MKL can (float32), else each step's gemm_rows.
+// for float32, oneDNN's brgemm on W laid out (k x n) once per pass where oneDNN is the engine, else packed once
+// where MKL can; otherwise each step's gemm_rows.
 template <typename T>
 class StepWeight {
  public:
   StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k)
       : w_(w), transpose_(transpose), m_(m), n_(n), k_(k) {
     if constexpr (std::is_same_v<T, float>) {
-      if (m <= 0 || n <= 0 || k <= 0 || !packed_gemm()) return;
+      if (m <= 0 || n <= 0 || k <= 0) return;
+      if (onednn_gemm_on()) {
+        onednn_ = true;
+        if (transpose) {
+          rows_ = at::empty({k, n}, at::kFloat);
+          transpose_into(rows_.data_ptr<float>(), n, w, k, k, n);
+        }
+        return;
+      }
+      if (!packed_gemm()) return;
       const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
       packed_ = at::empty({static_cast<int64_t>(cblas_sgemm_pack_get_size(B_MATRIX, im, in, ik))}, at::kByte);
       cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, transpose ? TRANS : NO_TRANS, im, in, ik, 1.0f, w, transpose ? ik : in,
@@ -148,6 +315,10 @@ class StepWeight {
 
   void apply(T* c, int64_t ldc, const T* a, int64_t lda, T beta) const {
     if constexpr (std::is_same_v<T, float>) {
+      if (onednn_) {
+        return onednn_gemm(false, false, m_, n_, k_, a, lda, rows_.defined() ? rows_.data_ptr<float>() : w_, n_,
+                           beta, c, ldc);
+      }
       if (packed_.defined()) {
         return cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, static_cast<int>(m_), static_cast<int>(n_),
                                    static_cast<int>(k_), a, static_cast<int>(lda), packed_data(),
@@ -163,6 +334,8 @@ class StepWeight {
   const T* w_;
   bool transpose_;
   int64_t m_, n_, k_;
+  bool onednn_ = false;
+  at::Tensor rows_;    // op(W) laid out (k x n) for oneDNN when W is stored transposed
   at::Tensor packed_;  // torch's CPU allocator aligns it to 64 bytes, as MKL asks
 };
 

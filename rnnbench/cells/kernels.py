@@ -56,6 +56,22 @@ class KernelChoiceError(RnnbenchError, ValueError):
     """A kernel-choice environment variable holds a value that is not one of the choices."""
 
 
+GEMM_ENV = "RNNBENCH_CPU_GEMM"
+GEMM_CHOICES = ("auto", "mkl", "onednn")
+
+
+def gemm_choice() -> str:
+    """Which library the kernels' float32 GEMMs use, as ``RNNBENCH_CPU_GEMM`` asks (kernel_math.h reads it too):
+    ``auto`` (unset) takes oneDNN where MKL leaves AVX-512 unused (non-Intel CPUs with AVX-512), else MKL."""
+    raw = os.environ.get(GEMM_ENV, "")
+    value = raw.strip().lower() or "auto"
+    if value not in GEMM_CHOICES:
+        raise KernelChoiceError(
+            f"{GEMM_ENV}={raw!r} is not a valid choice; use one of: {', '.join(GEMM_CHOICES)}"
+        )
+    return value
+
+
 def autocast_enabled(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
@@ -194,6 +210,7 @@ class CompiledKernel:
         """Build (first use only; cached on disk) and load the kernel, or raise ``self.error``."""
         if self._ops is not None:
             return self._ops
+        gemm_choice()  # a bad value is the user's error, never a reason to fall back
         with self._lock:
             if self._ops is None:
                 if self._failure is not None:  # do not pay for a failing compiler call at every forward

@@ -6,9 +6,9 @@
 // below, mirrored by lstm_family.Variant.flags); each built-in variant gets its own instantiation of
 // the pointwise loops, any other combination runs the same code with the switches read at run time.
 // Tensors are time-major (T, B, .) and contiguous. The per-step GEMMs call the BLAS that torch links
-// (MKL's sgemm_/dgemm_; float32 weights packed once per pass where MKL's packed GEMM is there) on raw
-// pointers, skipping ATen's dispatch and tensor views at every step; where torch links no such BLAS, ATen
-// does them.
+// (MKL's sgemm_/dgemm_; float32 weights packed once per pass where MKL's packed GEMM is there) or, for
+// float32 on CPUs where MKL leaves AVX-512 unused, oneDNN's brgemm (kernel_math.h), on raw pointers, skipping
+// ATen's dispatch and tensor views at every step; where torch links no such BLAS, ATen does them.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -266,7 +266,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> family_forward(const at::Tensor& 
   const Layout L = layout_of(flags);
   const int64_t steps = x.size(0), batch = x.size(1), hidden = w_hh.size(1), width = L.gates * hidden;
   // One GEMM projects every step; each step then adds its recurrent term in place.
-  at::Tensor gates = at::addmm(bias, x.reshape({steps * batch, x.size(2)}), w_ih.t()).view({steps, batch, width});
+  at::Tensor gates = engine_mm(x.reshape({steps * batch, x.size(2)}), w_ih.t(), bias).view({steps, batch, width});
   at::Tensor h = at::empty({steps, batch, hidden}, x.options());
   at::Tensor c = at::empty({steps, batch, hidden}, x.options());
   const at::Tensor c_zero = at::zeros({batch, hidden}, x.options());  // c_{-1}
@@ -350,19 +350,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   });
   // Weight gradients as a few large GEMMs over all steps instead of one small GEMM per step.
   const at::Tensor dgates_2d = dgates.view({steps * batch, width});
-  const at::Tensor dw_ih = at::mm(dgates_2d.t(), x.view({steps * batch, x.size(2)}));
+  const at::Tensor dw_ih = engine_mm(dgates_2d.t(), x.view({steps * batch, x.size(2)}));
   const at::Tensor dbias = dgates_2d.sum(0);
   // The steps with a previous step, as (rows, width) views of the contiguous tensors.
   const at::Tensor later = dgates.narrow(0, 1, steps - 1).view({(steps - 1) * batch, width});
-  const at::Tensor dw_hh = at::mm(later.t(), h.narrow(0, 0, steps - 1).view({(steps - 1) * batch, hidden}));
+  const at::Tensor dw_hh = engine_mm(later.t(), h.narrow(0, 0, steps - 1).view({(steps - 1) * batch, hidden}));
   const at::Tensor dpeephole = dp_threads.sum(0);
   // FGR's i, f, o columns are taken as strided views (the BLAS reads them with the full row's stride):
   // reshaping them copied both operands first, 2 x 1.2 MB at (16, 100, 64, 64).
   const at::Tensor dw_gg =
-      fgr ? at::mm(later.narrow(1, 0, 3 * hidden).t(),
-                   act.narrow(0, 0, steps - 1).view({(steps - 1) * batch, width}).narrow(1, 0, 3 * hidden))
+      fgr ? engine_mm(later.narrow(1, 0, 3 * hidden).t(),
+                    act.narrow(0, 0, steps - 1).view({(steps - 1) * batch, width}).narrow(1, 0, 3 * hidden))
           : at::zeros_like(w_gg);
-  const at::Tensor dx = need_x_grad ? at::mm(dgates_2d, w_ih).view({steps, batch, x.size(2)}) : at::empty({0}, x.options());
+  const at::Tensor dx =
+      need_x_grad ? engine_mm(dgates_2d, w_ih).view({steps, batch, x.size(2)}) : at::empty({0}, x.options());
   return {dx, dw_ih, dw_hh, dbias, dpeephole, dw_gg};
 }
 
@@ -373,6 +374,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 RNNBENCH_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("vector_clone() -> str", &vector_clone);  // which copy of the pointwise loops runs
   m.def("packed_gemm() -> bool", &packed_gemm);  // whether float32 steps' GEMMs use packed weights
+  m.def("gemm_engine() -> str", &gemm_engine);  // which GEMM float32 steps run: oneDNN's or MKL's
   m.def(
       "forward(Tensor x, Tensor w_ih, Tensor w_hh, Tensor bias, Tensor peephole, Tensor w_gg, int flags) "
       "-> (Tensor, Tensor, Tensor)");
