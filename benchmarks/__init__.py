@@ -11,9 +11,11 @@ Run from the repository root: ``python -m benchmarks`` (``--help`` for the optio
                      search without early stopping
 * ``leaderboard``    ``rnnbench leaderboard`` on a store growing to 5,400 trial runs (Greff's study), with
                      the importances kept by the sweep and recomputed
+* ``gemm``           one step's float32 GEMM of the compiled kernels on oneDNN's brgemm against MKL, at
+                     every step shape: which engine ``RNNBENCH_CPU_GEMM=auto`` should take on this host
 * ``report``         targets, machine description, report.json and report.md
 
 The benchmarks are not part of the test suite (``tests/test_benchmarks.py`` smoke-tests the cells one).
 """
 
-BENCHMARKS = ("cells", "harness", "logging_tax", "parallel", "time_to_target", "leaderboard")
+BENCHMARKS = ("cells", "harness", "logging_tax", "parallel", "time_to_target", "leaderboard", "gemm")

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import report
 from benchmarks.__main__ import main
@@ -199,3 +200,25 @@ def test_the_leaderboard_benchmarks_store_ends_its_sweep_as_a_sweep_does(tmp_pat
     assert tags["sweep"] == SWEEP
     artifacts = [a.path for a in client.list_artifacts(parent)]
     assert artifacts, "the leaderboard's plots are attached to the sweep's run"
+
+
+def test_the_gemm_benchmark_times_both_engines_at_each_step_shape_and_checks_the_one_in_use() -> None:
+    from benchmarks import gemm
+    from rnnbench.cells import lstm_family
+    from tests.conftest import require_lstm_family_kernel
+
+    require_lstm_family_kernel()
+    threads = torch.get_num_threads()
+    try:
+        result = gemm.run(quick=True, repeats=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["params"]["engine_in_use"] == lstm_family.KERNEL.load().gemm_engine()
+    assert [row[0] for row in result["table"]["rows"]] == [label for label, *_ in gemm.QUICK_SHAPES]
+    for measured in result["measurements"]:
+        assert measured["seconds"]["mkl"] > 0, measured
+        if torch.backends.mkldnn.is_available():
+            assert measured["seconds"]["onednn"] > 0, measured
+    (checked,) = result["targets"]
+    # the engine in use over the faster one: 1 where it is the faster, above 1 by how much it is slower
+    assert checked["value"] >= 1.0 and checked["threshold"] == 1.1

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -293,11 +294,12 @@ std::string gemm_engine() {
 template <typename T>
 class StepWeight {
  public:
-  StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k)
+  // `onednn`: the engine, the process's unless a benchmark compares the two.
+  StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k, bool onednn = onednn_gemm_on())
       : w_(w), transpose_(transpose), m_(m), n_(n), k_(k) {
     if constexpr (std::is_same_v<T, float>) {
       if (m <= 0 || n <= 0 || k <= 0) return;
-      if (onednn_gemm_on()) {
+      if (onednn) {
         onednn_ = true;
         if (transpose) {
           rows_ = at::empty({k, n}, at::kFloat);
@@ -338,5 +340,22 @@ class StepWeight {
   at::Tensor rows_;    // op(W) laid out (k x n) for oneDNN when W is stored transposed
   at::Tensor packed_;  // torch's CPU allocator aligns it to 64 bytes, as MKL asks
 };
+
+// Seconds per call of one step's float32 GEMM, C (m x n) += A (m x k) . W (k x n), on either engine, best of
+// three timings of `calls` calls: `python -m benchmarks --only gemm` compares the engines on each host.
+double step_gemm_seconds(bool onednn, int64_t m, int64_t n, int64_t k, int64_t calls) {
+  TORCH_CHECK(m > 0 && n > 0 && k > 0 && calls > 0, "step_gemm_seconds: sizes and calls must be positive");
+  const at::Tensor a = at::randn({m, k}), w = at::randn({k, n});
+  at::Tensor c = at::zeros({m, n});
+  const StepWeight<float> step(w.data_ptr<float>(), false, m, n, k, onednn);
+  double best = 0.0;
+  for (int round = 0; round < 4; ++round) {  // the first warms the caches (and builds oneDNN's kernel)
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < calls; ++i) step.apply(c.data_ptr<float>(), n, a.data_ptr<float>(), k, 1.0f);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls;
+    if (round > 0 && (best == 0.0 || took < best)) best = took;
+  }
+  return best;
+}
 
 }  // namespace

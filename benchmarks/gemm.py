@@ -1,0 +1,115 @@
+"""(g) The kernels' GEMM engines: one step's float32 GEMM on oneDNN's brgemm against MKL, at every step shape.
+
+The compiled LSTM-family and GRU kernels run their float32 GEMMs on one engine per process
+(``RNNBENCH_CPU_GEMM``; ``auto`` takes oneDNN on non-Intel CPUs with AVX-512, where MKL runs its AVX2 code,
+and MKL elsewhere). Each shape below is one step's product, C (m x n) += A (m x k) . W (k x n), as the
+kernels make it at the cells benchmark's sizes (forward: the batch times the gates' width from the hidden
+size; backward: the reverse; FGR: its 3H x 3H matrix). Both engines are timed in the same process,
+interleaved, through the kernel's own code (``step_gemm_seconds``: MKL with the weight packed once, as the
+kernel does); the target asks that the engine this process runs be the faster one here, within 10 %.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from benchmarks.report import target
+
+NAME = "gemm"
+TITLE = "(g) GEMM engines: oneDNN's brgemm against MKL at the kernels' step shapes"
+ENGINES = ("mkl", "onednn")
+# (label, m, n, k): the per-step GEMMs at (16, 100, 64, 64), (64, 100, 32, 128) and (64, 100, 512, 512)
+SHAPES = [
+    ("B16 H64 forward", 16, 256, 64),
+    ("B16 H64 backward", 16, 64, 256),
+    ("B16 H64 fgr", 16, 192, 192),
+    ("B64 H128 forward", 64, 512, 128),
+    ("B64 H128 backward", 64, 128, 512),
+    ("B64 H128 fgr", 64, 384, 384),
+    ("B64 H512 forward", 64, 2048, 512),
+    ("B64 H512 backward", 64, 512, 2048),
+]
+QUICK_SHAPES = SHAPES[:3]
+
+
+def calls_for(m: int, n: int, k: int, flops: float) -> int:
+    """Calls whose product does about `flops` floating-point operations: a timing of some milliseconds."""
+    return max(10, int(flops / (2 * m * n * k)))
+
+
+def time_shape(ops: Any, m: int, n: int, k: int, repeats: int, flops: float) -> dict[str, float | None]:
+    """Best seconds per call of each engine at one shape, interleaved; None for an engine this torch lacks."""
+    best: dict[str, float | None] = dict.fromkeys(ENGINES)
+    for _ in range(repeats):
+        for engine in ENGINES:
+            try:
+                took = float(ops.step_gemm_seconds(engine == "onednn", m, n, k, calls_for(m, n, k, flops)))
+            except RuntimeError:  # a torch without a float32 brgemm: oneDNN cannot run here
+                continue
+            previous = best[engine]
+            best[engine] = took if previous is None else min(previous, took)
+    return best
+
+
+def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
+    from rnnbench.cells import lstm_family
+
+    torch.set_num_threads(1)
+    ops = lstm_family.KERNEL.load()
+    in_use = ops.gemm_engine()
+    repeats = repeats or (2 if quick else 5)
+    flops = 2e8 if quick else 1e9
+    rows, measurements, worst = [], [], None
+    for label, m, n, k in QUICK_SHAPES if quick else SHAPES:
+        best = time_shape(ops, m, n, k, repeats, flops)
+        gflops = {e: (2 * m * n * k / t / 1e9 if t else None) for e, t in best.items()}
+        used = "onednn" if in_use.startswith("oneDNN") else "mkl"
+        faster = min((e for e in ENGINES if best[e]), key=lambda e: best[e])  # type: ignore[arg-type,return-value]
+        ratio = best[used] / best[faster] if best[used] and best[faster] else None  # type: ignore[operator]
+        if ratio is not None:
+            worst = ratio if worst is None else max(worst, ratio)
+        measurements.append({"shape": label, "m": m, "n": n, "k": k, "seconds": best, "gflops": gflops})
+        rows.append(
+            [label, f"{m} x {k} . {k} x {n}"]
+            + [f"{best[e] * 1e6:.2f}" if best[e] else "n/a" for e in ENGINES]
+            + [f"{gflops[e]:.0f}" if gflops[e] else "n/a" for e in ENGINES]
+            + [f"{best['mkl'] / best['onednn']:.2f}x" if best["mkl"] and best["onednn"] else "n/a"]
+        )
+    return {
+        "name": NAME,
+        "title": TITLE,
+        "description": "One step's float32 GEMM per engine, microseconds per call and GFLOP/s, one thread.",
+        "params": {"repeats": repeats, "flops_per_timing": flops, "engine_in_use": in_use},
+        "measurements": measurements,
+        "table": {
+            "columns": [
+                "step",
+                "product",
+                "MKL us",
+                "oneDNN us",
+                "MKL GFLOP/s",
+                "oneDNN GFLOP/s",
+                "oneDNN speed-up",
+            ],
+            "rows": rows,
+        },
+        "targets": [
+            target(
+                "the engine in use / the faster engine, time at the slowest step shape", worst, "<=", 1.1, "x"
+            )
+        ],
+        "notes": [
+            f"this process's engine: {in_use} (RNNBENCH_CPU_GEMM={gemm_env_value()})",
+            f"best of {repeats} interleaved timings per engine, each of calls doing about {flops:.0e} flops",
+        ],
+    }
+
+
+def gemm_env_value() -> str:
+    import os
+
+    from rnnbench.cells.kernels import GEMM_ENV
+
+    return os.environ.get(GEMM_ENV) or "auto (unset)"
