@@ -56,8 +56,16 @@ def time_shape(ops: Any, m: int, n: int, k: int, repeats: int, flops: float) -> 
 def run(quick: bool = False, device: str = "cpu", repeats: int | None = None) -> dict[str, Any]:
     from rnnbench.cells import lstm_family
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    ops = lstm_family.KERNEL.load()
+    try:
+        return measure(lstm_family.KERNEL.load(), quick, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def measure(ops: Any, quick: bool, repeats: int | None) -> dict[str, Any]:
+    """Both engines at every shape, and the target on the engine this process runs."""
     in_use = ops.gemm_engine()
     repeats = repeats or (2 if quick else 5)
     flops = 2e8 if quick else 1e9

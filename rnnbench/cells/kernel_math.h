@@ -143,25 +143,41 @@ void gemm_rows(T* c, int64_t ldc, const T* a, int64_t lda, const T* w, bool tran
 // (rnnbench.cells.kernels checks the value before a kernel loads).
 enum class GemmEngine { MKL, ONEDNN };
 
+// Why oneDNN's brgemm cannot be the engine here, or "" where it can: ATen's float32 brgemm exists (torch 2.2
+// lacks it) and runs oneDNN's code, which it does on x86-64 with AVX2 and FMA; elsewhere it calls ATen's GEMM.
+std::string brgemm_missing() {
+#if !RNNBENCH_HAS_BRGEMM
+  return "this torch's ATen has no float32 brgemm (CPUBLAS_BRGEMM_F32F32F32)";
+#elif !RNNBENCH_HAS_CLONES
+  return "the kernel was not built for x86-64 Linux with GCC, where rnnbench checks the CPU for AVX2";
+#else
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return "this CPU lacks AVX2 or FMA";
+  return "";
+#endif
+}
+
+bool has_brgemm() { return brgemm_missing().empty(); }
+
 GemmEngine pick_gemm_engine() {
   const char* env = std::getenv("RNNBENCH_CPU_GEMM");
-  std::string choice;  // trimmed and lower-cased, as rnnbench.cells.kernels.gemm_choice reads it
-  for (const char* ch = env == nullptr ? "" : env; *ch != '\0'; ++ch) {
-    if (!std::isspace(static_cast<unsigned char>(*ch))) choice += static_cast<char>(std::tolower(*ch));
-  }
+  // Trimmed and lower-cased (ASCII), as rnnbench.cells.kernels.gemm_choice reads it.
+  std::string choice = env == nullptr ? "" : env;
+  const auto space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
+  while (!choice.empty() && space(choice.back())) choice.pop_back();
+  choice.erase(choice.begin(), std::find_if_not(choice.begin(), choice.end(), space));
+  for (char& ch : choice) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   if (choice == "mkl") return GemmEngine::MKL;
   TORCH_CHECK(choice.empty() || choice == "auto" || choice == "onednn", "RNNBENCH_CPU_GEMM=", choice,
               ": choose auto, mkl or onednn");
-#if RNNBENCH_HAS_BRGEMM
-  if (choice == "onednn") return GemmEngine::ONEDNN;
+  if (choice == "onednn") {
+    TORCH_CHECK(has_brgemm(), "RNNBENCH_CPU_GEMM=onednn, but oneDNN's float32 brgemm does not run here: ",
+                brgemm_missing(), "; use auto or mkl");
+    return GemmEngine::ONEDNN;
+  }
 #if RNNBENCH_HAS_CLONES
   __builtin_cpu_init();
-  if (!__builtin_cpu_is("intel") && __builtin_cpu_supports("x86-64-v4")) return GemmEngine::ONEDNN;
-#endif
-#else
-  TORCH_CHECK(choice != "onednn",
-              "RNNBENCH_CPU_GEMM=onednn, but this torch has no float32 brgemm (ATen's CPUBLAS_BRGEMM_F32F32F32): "
-              "use auto or mkl");
+  if (has_brgemm() && !__builtin_cpu_is("intel") && __builtin_cpu_supports("x86-64-v4")) return GemmEngine::ONEDNN;
 #endif
   return GemmEngine::MKL;
 }
@@ -217,11 +233,11 @@ void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float*
     const int64_t kc = std::min(KC, k - k0);
     const float* ap = a + k0;
     int64_t ap_ld = lda;
-    if (ta) {
-      a_rows.resize(static_cast<size_t>(m * kc));
-      transpose_into(a_rows.data(), kc, a + k0 * lda, lda, m, kc);
+    if (ta) {  // rows of KC whatever the chunk's length: ATen keeps one compiled brgemm per (sizes, strides)
+      a_rows.resize(static_cast<size_t>(m * KC));
+      transpose_into(a_rows.data(), KC, a + k0 * lda, lda, m, kc);
       ap = a_rows.data();
-      ap_ld = kc;
+      ap_ld = KC;
     }
     const float* bp = b + k0 * ldb;
     int64_t bp_ld = ldb;
@@ -268,7 +284,8 @@ at::Tensor engine_mm(const at::Tensor& a, const at::Tensor& b, const c10::option
   }
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   TORCH_CHECK(b.size(0) == k, "GEMM: shapes (", m, " x ", k, ") and (", b.size(0), " x ", n, ") do not match");
-  at::Tensor out = bias.has_value() ? bias->expand({m, n}).contiguous() : at::empty({m, n}, a.options());
+  at::Tensor out = at::empty({m, n}, a.options());
+  if (bias.has_value()) out.copy_(bias->expand({m, n}));  // a copy: with m = 1 the expanded bias is contiguous
   const Operand oa = operand_of(a), ob = operand_of(b);
   onednn_gemm(oa.transposed, ob.transposed, m, n, k, oa.data.data_ptr<float>(), oa.ld, ob.data.data_ptr<float>(),
               ob.ld, bias.has_value() ? 1.0f : 0.0f, out.data_ptr<float>(), n);
@@ -295,7 +312,8 @@ template <typename T>
 class StepWeight {
  public:
   // `onednn`: the engine, the process's unless a benchmark compares the two.
-  StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k, bool onednn = onednn_gemm_on())
+  StepWeight(const T* w, bool transpose, int64_t m, int64_t n, int64_t k,
+             bool onednn = std::is_same_v<T, float> && onednn_gemm_on())
       : w_(w), transpose_(transpose), m_(m), n_(n), k_(k) {
     if constexpr (std::is_same_v<T, float>) {
       if (m <= 0 || n <= 0 || k <= 0) return;
@@ -345,6 +363,9 @@ class StepWeight {
 // three timings of `calls` calls: `python -m benchmarks --only gemm` compares the engines on each host.
 double step_gemm_seconds(bool onednn, int64_t m, int64_t n, int64_t k, int64_t calls) {
   TORCH_CHECK(m > 0 && n > 0 && k > 0 && calls > 0, "step_gemm_seconds: sizes and calls must be positive");
+  TORCH_CHECK(!onednn || (has_brgemm() && at::globalContext().userEnabledMkldnn()),
+              "step_gemm_seconds: oneDNN's brgemm does not run here: ",
+              has_brgemm() ? "torch.backends.mkldnn is off" : brgemm_missing());
   const at::Tensor a = at::randn({m, k}), w = at::randn({k, n});
   at::Tensor c = at::zeros({m, n});
   const StepWeight<float> step(w.data_ptr<float>(), false, m, n, k, onednn);

@@ -64,8 +64,8 @@ def gemm_choice() -> str:
     """Which library the kernels' float32 GEMMs use, as ``RNNBENCH_CPU_GEMM`` asks (kernel_math.h reads it too):
     ``auto`` (unset) takes oneDNN where MKL leaves AVX-512 unused (non-Intel CPUs with AVX-512), else MKL."""
     raw = os.environ.get(GEMM_ENV, "")
-    value = raw.strip().lower() or "auto"
-    if value not in GEMM_CHOICES:
+    value = raw.strip(" \t\n\r\f\v").lower() or "auto"  # as kernel_math.h reads it: ASCII only
+    if not raw.isascii() or value not in GEMM_CHOICES:
         raise KernelChoiceError(
             f"{GEMM_ENV}={raw!r} is not a valid choice; use one of: {', '.join(GEMM_CHOICES)}"
         )
@@ -222,6 +222,10 @@ class CompiledKernel:
                         f"the compiled {self.cell} kernel is unavailable ({self._failure_reason(exc)})"
                     )
                     raise self.error(self._failure) from exc
+        if gemm_choice() == "onednn" and (missing := self._ops.brgemm_missing()):
+            raise KernelChoiceError(
+                f"{GEMM_ENV}=onednn, but oneDNN's float32 brgemm does not run here: {missing}"
+            )
         return self._ops
 
     def vector_clone(self) -> str:

@@ -24,7 +24,7 @@ def kernels() -> dict[str, CompiledKernel]:
 
 
 def main(argv: list[str]) -> int:
-    from rnnbench.cells.kernels import KernelError
+    from rnnbench.cells.kernels import KernelChoiceError, KernelError
 
     known = kernels()
     unknown = [name for name in argv if name not in known]
@@ -41,6 +41,9 @@ def main(argv: list[str]) -> int:
             print(f"kernel {name}: not built: {exc}", file=sys.stderr)
             status = 1
             continue
+        except KernelChoiceError as exc:  # a bad RNNBENCH_CPU_GEMM: the user's to mend, named in the message
+            print(f"kernel {name}: {exc}", file=sys.stderr)
+            return 2
         print(f"kernel {name}: ready in {kernel.build_dir()} ({time.monotonic() - started:.1f} s)")
     return status
 
