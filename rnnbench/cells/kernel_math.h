@@ -233,11 +233,11 @@ void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float*
     const int64_t kc = std::min(KC, k - k0);
     const float* ap = a + k0;
     int64_t ap_ld = lda;
-    if (ta) {  // rows of KC whatever the chunk's length: ATen keeps one compiled brgemm per (sizes, strides)
-      a_rows.resize(static_cast<size_t>(m * KC));
-      transpose_into(a_rows.data(), KC, a + k0 * lda, lda, m, kc);
+    if (ta) {
+      a_rows.resize(static_cast<size_t>(m * kc));
+      transpose_into(a_rows.data(), kc, a + k0 * lda, lda, m, kc);
       ap = a_rows.data();
-      ap_ld = KC;
+      ap_ld = kc;
     }
     const float* bp = b + k0 * ldb;
     int64_t bp_ld = ldb;
@@ -284,9 +284,17 @@ at::Tensor engine_mm(const at::Tensor& a, const at::Tensor& b, const c10::option
   }
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   TORCH_CHECK(b.size(0) == k, "GEMM: shapes (", m, " x ", k, ") and (", b.size(0), " x ", n, ") do not match");
+  const Operand oa = operand_of(a), ob = operand_of(b);
+  // A transposed operand is copied row-major before brgemm reads it. The weight gradients (dG^T . X, summed
+  // over every step's rows) would copy all of dG; C^T = X^T . dG copies X and the small C instead.
+  if (oa.transposed && !ob.transposed && !bias.has_value() && 2 * (k * n + m * n) < m * k) {
+    at::Tensor ct = at::empty({n, m}, a.options());
+    onednn_gemm(true, false, n, m, k, ob.data.data_ptr<float>(), ob.ld, oa.data.data_ptr<float>(), oa.ld, 0.0f,
+                ct.data_ptr<float>(), m);
+    return ct.t().contiguous();
+  }
   at::Tensor out = at::empty({m, n}, a.options());
   if (bias.has_value()) out.copy_(bias->expand({m, n}));  // a copy: with m = 1 the expanded bias is contiguous
-  const Operand oa = operand_of(a), ob = operand_of(b);
   onednn_gemm(oa.transposed, ob.transposed, m, n, k, oa.data.data_ptr<float>(), oa.ld, ob.data.data_ptr<float>(),
               ob.ld, bias.has_value() ? 1.0f : 0.0f, out.data_ptr<float>(), n);
   return out;
