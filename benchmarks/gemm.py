@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from benchmarks.report import target
+from rnnbench.cells.kernels import gemm_choice
 
 NAME = "gemm"
 TITLE = "(g) GEMM engines: oneDNN's brgemm against MKL at the kernels' step shapes"
@@ -69,11 +70,11 @@ def measure(ops: Any, quick: bool, repeats: int | None) -> dict[str, Any]:
     in_use = ops.gemm_engine()
     repeats = repeats or (2 if quick else 5)
     flops = 2e8 if quick else 1e9
+    used = "onednn" if in_use.startswith("oneDNN") else "mkl"
     rows, measurements, worst = [], [], None
     for label, m, n, k in QUICK_SHAPES if quick else SHAPES:
         best = time_shape(ops, m, n, k, repeats, flops)
         gflops = {e: (2 * m * n * k / t / 1e9 if t else None) for e, t in best.items()}
-        used = "onednn" if in_use.startswith("oneDNN") else "mkl"
         faster = min((e for e in ENGINES if best[e]), key=lambda e: best[e])  # type: ignore[arg-type,return-value]
         ratio = best[used] / best[faster] if best[used] and best[faster] else None  # type: ignore[operator]
         if ratio is not None:
@@ -109,15 +110,7 @@ def measure(ops: Any, quick: bool, repeats: int | None) -> dict[str, Any]:
             )
         ],
         "notes": [
-            f"this process's engine: {in_use} (RNNBENCH_CPU_GEMM={gemm_env_value()})",
+            f"this process's engine: {in_use} (RNNBENCH_CPU_GEMM={gemm_choice()})",
             f"best of {repeats} interleaved timings per engine, each of calls doing about {flops:.0e} flops",
         ],
     }
-
-
-def gemm_env_value() -> str:
-    import os
-
-    from rnnbench.cells.kernels import GEMM_ENV
-
-    return os.environ.get(GEMM_ENV) or "auto (unset)"

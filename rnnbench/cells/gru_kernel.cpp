@@ -236,6 +236,7 @@ RNNBENCH_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("packed_gemm() -> bool", &packed_gemm);  // whether float32 steps' GEMMs use packed weights
   m.def("gemm_engine() -> str", &gemm_engine);  // which GEMM float32 steps run: oneDNN's or MKL's
   m.def("brgemm_missing() -> str", &brgemm_missing);  // why oneDNN cannot be the engine here, or ""
+  m.def("set_gemm_choice(str choice) -> ()", &set_gemm_choice);  // RNNBENCH_CPU_GEMM, before any GEMM runs
   m.def("forward(Tensor x, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh) -> (Tensor, Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_h, Tensor x, Tensor w_ih, Tensor w_hh, Tensor h, Tensor act, Tensor hn, "

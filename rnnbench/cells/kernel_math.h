@@ -8,14 +8,13 @@
 #include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -140,7 +139,7 @@ void gemm_rows(T* c, int64_t ldc, const T* a, int64_t lda, const T* w, bool tran
 // runs its AVX2 code, where oneDNN (through ATen's brgemm, as torch.nn.LSTM's own oneDNN kernels) runs
 // AVX-512: 2.4-2.8x MKL's sgemm at the kernels' shapes on a Zen 5 EPYC (docs/benchmarks.md). Intel CPUs, and
 // CPUs without AVX-512, keep MKL, measured there. RNNBENCH_CPU_GEMM=mkl or onednn overrides the choice
-// (rnnbench.cells.kernels checks the value before a kernel loads).
+// (set_gemm_choice).
 enum class GemmEngine { MKL, ONEDNN };
 
 // Why oneDNN's brgemm cannot be the engine here, or "" where it can: ATen's float32 brgemm exists (torch 2.2
@@ -159,17 +158,22 @@ std::string brgemm_missing() {
 
 bool has_brgemm() { return brgemm_missing().empty(); }
 
-GemmEngine pick_gemm_engine() {
-  const char* env = std::getenv("RNNBENCH_CPU_GEMM");
-  // Trimmed and lower-cased (ASCII), as rnnbench.cells.kernels.gemm_choice reads it.
-  std::string choice = env == nullptr ? "" : env;
-  const auto space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
-  while (!choice.empty() && space(choice.back())) choice.pop_back();
-  choice.erase(choice.begin(), std::find_if_not(choice.begin(), choice.end(), space));
-  for (char& ch : choice) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (choice == "mkl") return GemmEngine::MKL;
-  TORCH_CHECK(choice.empty() || choice == "auto" || choice == "onednn", "RNNBENCH_CPU_GEMM=", choice,
+// The choice RNNBENCH_CPU_GEMM makes, as rnnbench.cells.kernels reads and checks it and hands it over when it
+// loads the kernel, before any GEMM runs.
+std::string& gemm_choice_slot() {
+  static std::string choice = "auto";
+  return choice;
+}
+
+void set_gemm_choice(std::string choice) {
+  TORCH_CHECK(choice == "auto" || choice == "mkl" || choice == "onednn", "RNNBENCH_CPU_GEMM=", choice,
               ": choose auto, mkl or onednn");
+  gemm_choice_slot() = std::move(choice);
+}
+
+GemmEngine pick_gemm_engine() {
+  const std::string& choice = gemm_choice_slot();
+  if (choice == "mkl") return GemmEngine::MKL;
   if (choice == "onednn") {
     TORCH_CHECK(has_brgemm(), "RNNBENCH_CPU_GEMM=onednn, but oneDNN's float32 brgemm does not run here: ",
                 brgemm_missing(), "; use auto or mkl");

@@ -61,10 +61,10 @@ GEMM_CHOICES = ("auto", "mkl", "onednn")
 
 
 def gemm_choice() -> str:
-    """Which library the kernels' float32 GEMMs use, as ``RNNBENCH_CPU_GEMM`` asks (kernel_math.h reads it too):
-    ``auto`` (unset) takes oneDNN where MKL leaves AVX-512 unused (non-Intel CPUs with AVX-512), else MKL."""
+    """Which library the kernels' float32 GEMMs use, as ``RNNBENCH_CPU_GEMM`` asks (handed to each kernel as it
+    loads): ``auto`` (unset) takes oneDNN where MKL leaves AVX-512 unused (non-Intel CPUs with AVX-512), else MKL."""
     raw = os.environ.get(GEMM_ENV, "")
-    value = raw.strip(" \t\n\r\f\v").lower() or "auto"  # as kernel_math.h reads it: ASCII only
+    value = raw.strip(" \t\n\r\f\v").lower() or "auto"  # ASCII only: "m\u212al" is not "mkl"
     if not raw.isascii() or value not in GEMM_CHOICES:
         raise KernelChoiceError(
             f"{GEMM_ENV}={raw!r} is not a valid choice; use one of: {', '.join(GEMM_CHOICES)}"
@@ -210,22 +210,24 @@ class CompiledKernel:
         """Build (first use only; cached on disk) and load the kernel, or raise ``self.error``."""
         if self._ops is not None:
             return self._ops
-        gemm_choice()  # a bad value is the user's error, never a reason to fall back
+        choice = gemm_choice()  # a bad value is the user's error, never a reason to fall back
         with self._lock:
             if self._ops is None:
                 if self._failure is not None:  # do not pay for a failing compiler call at every forward
                     raise self.error(self._failure)
                 try:
-                    self._ops = self._build_and_load()
+                    ops = self._build_and_load()
                 except Exception as exc:
                     self._failure = (
                         f"the compiled {self.cell} kernel is unavailable ({self._failure_reason(exc)})"
                     )
                     raise self.error(self._failure) from exc
-        if gemm_choice() == "onednn" and (missing := self._ops.brgemm_missing()):
-            raise KernelChoiceError(
-                f"{GEMM_ENV}=onednn, but oneDNN's float32 brgemm does not run here: {missing}"
-            )
+                if choice == "onednn" and (missing := ops.brgemm_missing()):
+                    raise KernelChoiceError(
+                        f"{GEMM_ENV}=onednn, but oneDNN's float32 brgemm does not run here: {missing}"
+                    )
+                ops.set_gemm_choice(choice)  # the kernel's engine, fixed at its first GEMM
+                self._ops = ops
         return self._ops
 
     def vector_clone(self) -> str:
