@@ -1,0 +1,116 @@
+"""``python -m rnnbench.util.bytecode``: write the bytecode of what rnnbench's processes import, once.
+
+Where ``PYTHONDONTWRITEBYTECODE`` is set (hosts of this project's kind set it) and the install wrote no
+``.pyc`` files, every process compiles each module it imports again: each sweep's driver, its forked
+check, each trial's Ray worker, each of Ray's own agents. Compiling the whole environment at install
+(``uv pip install --compile-bytecode``) cost 88 s of CPU for 18,877 files, of which a sweep and its
+leaderboard import about 4,700. This writes the files of those instead: every module that rnnbench's
+source names in an import (at any depth: the lazy imports inside functions too), what the scripts Ray
+runs as its own processes import, and the folders whose files are loaded by path (Ray's runtime-env
+agent, MLflow's database migrations). A module imported only through another's lazy import is written
+by the first process that imports it where writing is allowed (``scripts/test`` allows it).
+"""
+
+from __future__ import annotations
+
+import ast
+import compileall
+import importlib
+import importlib.util
+import logging
+import sys
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+RNNBENCH = Path(__file__).resolve().parents[1]
+# Files Ray runs as scripts (a script's own bytecode is never read, but what it imports is), relative to
+# the package they ship in.
+SCRIPTS = {
+    "ray": (
+        "_private/workers/default_worker.py",
+        "_private/workers/setup_worker.py",
+        "_private/runtime_env/agent/main.py",
+    ),
+}
+# Folders whose modules are loaded by path or by a bare name after a change of sys.path: compiled whole.
+FOLDERS = {
+    "ray": ("_private/runtime_env/agent", "thirdparty_files"),  # psutil from the latter, in every Ray process
+    "mlflow": ("store/db_migrations",),
+}
+# Imported inside MLflow when its sqlite store is opened or set up (its dialect, alembic's commands).
+EXTRA_NAMES = ("sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config")
+
+
+def imported_names(source: Path) -> set[str]:
+    """Every absolute module name a file imports, and ``package.name`` for each ``from package import name``
+    (``name`` may be a submodule, which importing the package alone does not load)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"), str(source))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+def package_folder(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def names_to_import() -> set[str]:
+    """The third-party modules named by rnnbench's source and by the scripts Ray runs."""
+    sources = list(RNNBENCH.rglob("*.py"))
+    for package, scripts in SCRIPTS.items():
+        folder = package_folder(package)
+        if folder is not None:
+            sources += [folder / script for script in scripts if (folder / script).is_file()]
+    names = set(EXTRA_NAMES).union(*(imported_names(source) for source in sources))
+    return {name for name in names if name.partition(".")[0] not in sys.stdlib_module_names | {"rnnbench"}}
+
+
+def import_each(names: Iterable[str]) -> tuple[int, list[str]]:
+    """Import each name (writing its bytecode); a name that is not a module (``from m import function``) or
+    whose package is not installed (an optional extra) is passed over. Returns the count imported and the
+    names whose import raised something else."""
+    imported, failed = 0, []
+    logging.disable(logging.WARNING)  # what a module logs as it loads (torch: "No CUDA runtime is found")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in sorted(names):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                continue
+            except Exception as error:  # a module failing on import here fails again where it is used
+                failed.append(f"{name} ({type(error).__name__}: {error})")
+                continue
+            imported += 1
+    logging.disable(logging.NOTSET)
+    return imported, failed
+
+
+def compile_folders() -> None:
+    for package, folders in FOLDERS.items():
+        root = package_folder(package)
+        for folder in folders if root is not None else ():
+            compileall.compile_dir(root / folder, quiet=2)
+
+
+def main() -> int:
+    sys.dont_write_bytecode = False  # the point of this command, whatever PYTHONDONTWRITEBYTECODE says
+    imported, failed = import_each(names_to_import())
+    compile_folders()
+    compileall.compile_dir(RNNBENCH, quiet=2)
+    print(f"bytecode written for {imported} modules rnnbench's processes import, and their imports")
+    for line in failed:
+        print(f"  not imported: {line}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
