@@ -35,11 +35,33 @@ SCRIPTS = {
 }
 # Folders whose modules are loaded by path or by a bare name after a change of sys.path: compiled whole.
 FOLDERS = {
-    "ray": ("_private/runtime_env/agent", "thirdparty_files"),  # psutil from the latter, in every Ray process
-    "mlflow": ("store/db_migrations",),
+    # The runtime-env agent's folder (and the plugins Ray probes in every worker); psutil, in every Ray process.
+    "ray": (
+        "_private/runtime_env",
+        "_private/thirdparty",
+        "air/_internal/device_manager",
+        "thirdparty_files",
+    ),
+    "mlflow": ("store/db_migrations", "tracing"),
 }
-# Imported inside MLflow when its sqlite store is opened or set up (its dialect, alembic's commands).
-EXTRA_NAMES = ("sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config")
+# What the libraries import inside their own functions during a sweep, found by running one with writing
+# allowed (docs/development.md, "Bytecode"): MLflow's sqlite store and its tracing, Tune's integrations
+# it probes for, pydantic's v1 API and OpenTelemetry's metrics (imported by those).
+EXTRA_NAMES = (
+    "sqlalchemy.dialects.sqlite",
+    "alembic.command",
+    "alembic.config",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
+    "mlflow.store.tracking.file_store",
+    "mlflow.utils.search_logged_model_utils",
+    "ray.air.integrations.mlflow",
+    "ray.air.integrations.wandb",
+    "ray.air.integrations.comet",
+    "ray.train.trainer",
+    "ray.tune.logger.aim",
+    "pydantic.v1",
+    "opentelemetry.sdk.metrics",
+)
 
 
 def imported_names(source: Path) -> set[str]:
