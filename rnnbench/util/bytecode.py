@@ -33,7 +33,8 @@ SCRIPTS = {
         "_private/runtime_env/agent/main.py",
     ),
 }
-# Folders whose modules are loaded by path or by a bare name after a change of sys.path: compiled whole.
+# Folders compiled whole: modules loaded by path or by a bare name after a change of sys.path (the
+# runtime-env agent's, MLflow's migrations), or many imported lazily from one place (MLflow's tracing).
 FOLDERS = {
     # The runtime-env agent's folder (and the plugins Ray probes in every worker); psutil, in every Ray process.
     "ray": (
@@ -96,23 +97,27 @@ def names_to_import() -> set[str]:
 
 
 def import_each(names: Iterable[str]) -> tuple[int, list[str]]:
-    """Import each name (writing its bytecode); a name that is not a module (``from m import function``) or
-    whose package is not installed (an optional extra) is passed over. Returns the count imported and the
-    names whose import raised something else."""
+    """Import each name, writing its bytecode and its imports'. A name that raises ImportError is passed over:
+    one that is not a module (``from m import function``), an optional package not installed. Returns how many
+    were imported and the names whose import raised anything else (SystemExit included: a module's exit
+    would end this command)."""
     imported, failed = 0, []
+    before = logging.root.manager.disable
     logging.disable(logging.WARNING)  # what a module logs as it loads (torch: "No CUDA runtime is found")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in sorted(names):
-            try:
-                importlib.import_module(name)
-            except ImportError:
-                continue
-            except Exception as error:  # a module failing on import here fails again where it is used
-                failed.append(f"{name} ({type(error).__name__}: {error})")
-                continue
-            imported += 1
-    logging.disable(logging.NOTSET)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in sorted(names):
+                try:
+                    importlib.import_module(name)
+                except ImportError:
+                    continue
+                except (Exception, SystemExit) as error:  # it fails again where it is used, and says so there
+                    failed.append(f"{name} ({type(error).__name__}: {error})")
+                    continue
+                imported += 1
+    finally:
+        logging.disable(before)
     return imported, failed
 
 
@@ -124,14 +129,17 @@ def compile_folders() -> None:
 
 
 def main() -> int:
+    """Exit status 1 where one of rnnbench's own files does not compile (a syntax error), else 0."""
     sys.dont_write_bytecode = False  # the point of this command, whatever PYTHONDONTWRITEBYTECODE says
     imported, failed = import_each(names_to_import())
     compile_folders()
-    compileall.compile_dir(RNNBENCH, quiet=2)
-    print(f"bytecode written for {imported} modules rnnbench's processes import, and their imports")
+    compiled = compileall.compile_dir(RNNBENCH, quiet=1)
+    print(
+        f"bytecode: {imported} modules that rnnbench's processes import, with their own imports, are compiled"
+    )
     for line in failed:
         print(f"  not imported: {line}", file=sys.stderr)
-    return 0
+    return 0 if compiled else 1
 
 
 if __name__ == "__main__":
