@@ -95,6 +95,7 @@ def test_the_command_writes_the_folders_and_rnnbench_and_fails_on_a_syntax_error
     own.mkdir()
     (own / "fine.py").write_text("X = 1\n")
     monkeypatch.setattr(bytecode, "RNNBENCH", own)
+    monkeypatch.setattr(bytecode, "STAMP", tmp_path / "stamp")
     monkeypatch.setattr(bytecode, "FOLDERS", {"warmpkg": ("loaded_by_path",)})
     monkeypatch.setattr(bytecode, "names_to_import", lambda: {"warmpkg.good"})
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # as PYTHONDONTWRITEBYTECODE sets it
@@ -103,3 +104,22 @@ def test_the_command_writes_the_folders_and_rnnbench_and_fails_on_a_syntax_error
     assert pyc(own / "fine.py").is_file()
     (own / "typo.py").write_text("def f(:\n")
     assert bytecode.main() == 1, "a syntax error in rnnbench's own files is a failure"
+
+
+def test_a_second_run_imports_again_only_when_the_distributions_or_the_names_change(
+    package, tmp_path, monkeypatch
+):
+    names = {"warmpkg.good"}
+    monkeypatch.setattr(bytecode, "RNNBENCH", tmp_path / "own")
+    monkeypatch.setattr(bytecode, "STAMP", tmp_path / "stamp")
+    monkeypatch.setattr(bytecode, "FOLDERS", {})
+    monkeypatch.setattr(bytecode, "names_to_import", lambda: set(names))
+    assert bytecode.main() == 0 and pyc(package / "good.py").is_file()
+    pyc(package / "good.py").unlink()
+    del sys.modules["warmpkg.good"]
+    assert bytecode.main() == 0
+    assert not pyc(package / "good.py").exists(), "the same distributions and names: nothing imported again"
+    names.add("warmpkg.loaded_by_path.step")
+    assert bytecode.main() == 0
+    assert pyc(package / "good.py").is_file(), "another name: everything imported again"
+    assert bytecode.fingerprint(names) != bytecode.fingerprint({"warmpkg.good"})
