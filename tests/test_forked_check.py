@@ -201,3 +201,30 @@ def test_the_driver_imports_the_store_only_while_the_child_still_checks(tmp_path
     assert raised.value is error
     assert imports == ([] if answered else ["store"])
     assert check.closed and released == [True]
+
+
+RACE = """
+import os, signal
+from rnnbench.sweep.forked_check import _STOPPING, _stop_once
+for number in _STOPPING:
+    signal.signal(number, _stop_once)
+signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)
+try:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)  # both land at once
+    for _ in range(1000):
+        pass
+except KeyboardInterrupt:
+    for _ in range(1000):  # where the child reports the stop
+        pass
+print("stopped once")
+"""
+
+
+def test_two_stops_at_once_stop_the_child_once_without_a_traceback():
+    """The group's SIGTERM and the SIGINT the dying parent sends can land together: the second, still pending
+    when the first's handler runs, once surfaced as "OSError: Signal 15 ignored due to race condition"."""
+    done = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "stopped once", done.stderr
+    assert "race condition" not in done.stderr and "Traceback" not in done.stderr, done.stderr

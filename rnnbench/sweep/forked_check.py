@@ -206,8 +206,16 @@ def _run_child(plan: SweepPlan, writing: int, parent: int, prctl: Any, blocked: 
 def _stop_once(number: int, frame: Any) -> None:
     """The child's first Ctrl-C or SIGTERM stops its check; later ones are ignored while it cleans up."""
     for each in _STOPPING:
-        signal.signal(each, signal.SIG_IGN)
+        # A handler that does nothing, not SIG_IGN: a signal that arrived with this one (the group's SIGTERM
+        # beside the SIGINT its dying parent sends) is still pending, and Python raises "OSError: Signal 15
+        # ignored due to race condition" for a pending signal whose handler became SIG_IGN, a traceback in
+        # the command's output where it should stop quietly.
+        signal.signal(each, _ignore)
     raise KeyboardInterrupt
+
+
+def _ignore(number: int, frame: Any) -> None:
+    """Later stops, while the child cleans up after the first."""
 
 
 def _prctl() -> Any:
