@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 RNNBENCH = Path(__file__).resolve().parents[1]
+STAMP = Path(sys.prefix) / ".rnnbench-bytecode"  # the fingerprint of what the last run wrote
 # Files Ray runs as scripts (a script's own bytecode is never read, but what it imports is), relative to
 # the package they ship in.
 SCRIPTS = {
@@ -52,7 +53,6 @@ FOLDERS = {
 # What the libraries import inside their own functions during a sweep, found by running one with writing
 # allowed (docs/development.md, "Bytecode"): MLflow's sqlite store and its tracing, Tune's integrations
 # it probes for, pydantic's v1 API and OpenTelemetry's metrics (imported by those).
-STAMP = Path(sys.prefix) / ".rnnbench-bytecode"  # the fingerprint of what the last run wrote
 EXTRA_NAMES = (
     "sqlalchemy.dialects.sqlite",
     "alembic.command",
@@ -162,7 +162,7 @@ def main() -> int:
         except OSError:  # a read-only environment: the next run writes nothing new either, only slower
             pass
     else:
-        print("bytecode: the libraries' is up to date (same distributions, same imports)")
+        print("bytecode: up to date (the same distributions and imports as the last run)")
     return 0 if compileall.compile_dir(RNNBENCH, quiet=1) else 1
 
 
