@@ -32,7 +32,7 @@ from rnnbench.sweep import run_sweep
 from rnnbench.sweep.search import FINISHED
 from rnnbench.sweep.settings import SweepSettings, check_values, load_sweep_file, validate
 from tests.conftest import TEST_PLUGINS, TINY_TASK
-from tests.test_sweep import PACED, cli, optuna_trials, trial_runs, wait_for_a_finished_trial
+from tests.test_sweep import PACED, UNPACED, cli, optuna_trials, trial_runs, wait_for_a_finished_trial
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -170,7 +170,7 @@ def test_killed_driver_resumes_to_exact_counts(tmp_path, ray_address):
     assert finished_before_kill, f"the sweep never got going: {err[-3000:]}"
     assert len(finished_before_kill) < 6
 
-    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json", "--address", ray_address, extra_env=PACED)
+    resumed = cli(tmp_path, "sweep", "--resume", "k1", "--json", "--address", ray_address, extra_env=UNPACED)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     for cell in ("paced-rnn", "paced-gru"):
@@ -646,7 +646,9 @@ def test_sigterm_stops_cleanly_like_ctrl_c_and_resumes(tmp_path, ray_address):
         "nothing left RUNNING"
     )
     # The stop is what runs on a Ray of the sweep's own; the resume joins the session's (its counts are the point).
-    resumed = cli(tmp_path, "sweep", "--resume", "term", "--json", "--address", ray_address, extra_env=PACED)
+    resumed = cli(
+        tmp_path, "sweep", "--resume", "term", "--json", "--address", ray_address, extra_env=UNPACED
+    )
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
     runs = trial_runs(uri, "term")

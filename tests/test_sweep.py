@@ -720,6 +720,9 @@ def test_resume_of_unknown_sweep(tmp_path):
 # Trials that last seconds on any machine (tests/plugins/paced.py): a test that signals or kills a sweep
 # mid-run finds trials running when it acts, without sizing their work for the fastest host.
 PACED = {"RNNBENCH_PLUGINS": str(TEST_PLUGINS / "paced.py")}
+# The same cells without the waits (tests/plugins/unpaced.py), for the resume after the stop: its counts
+# are the point, and its trials, paced, waited 4 s each on the test's Ray.
+UNPACED = {"RNNBENCH_PLUGINS": str(TEST_PLUGINS / "unpaced.py")}
 
 
 def wait_for_a_finished_trial(uri: str, sweep: str, timeout: float = 300) -> None:
@@ -757,7 +760,9 @@ def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_resumes(tmp_path, ra
         "nothing left RUNNING"
     )
     # The stop is what runs on a Ray of the sweep's own; the resume joins the session's (its counts are the point).
-    resumed = cli(tmp_path, "sweep", "--resume", "ctrlc", "--json", "--address", ray_address, extra_env=PACED)
+    resumed = cli(
+        tmp_path, "sweep", "--resume", "ctrlc", "--json", "--address", ray_address, extra_env=UNPACED
+    )
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     runs = trial_runs(uri, "ctrlc")
