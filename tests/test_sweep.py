@@ -7,7 +7,6 @@ import gc
 import json
 import os
 import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -433,9 +432,9 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
     A sweep's own Ray starts without its autoscaler monitor, API server and log monitor (``lean_head``);
     with ``RNNBENCH_LEAN_RAY=0`` it has all three, and the monitor is already ended when ``ray.shutdown`` starts (which
     kills the raylet and the GCS first, and then waited a second for the monitor, blocked on the GCS).
-    Where Ray's dashboard agent would run minimal, the lean Ray runs ``lean_agent`` in its place, which
-    writes the same "not served" ports. Either way none of the processes ``ray.init`` started is left, nor
-    the raylet's agents."""
+    The lean Ray runs ``lean_agent`` for the runtime-env agent, and for the dashboard agent where that would
+    run minimal (writing the same "not served" ports). Either way none of the processes ``ray.init`` started
+    is left, nor the raylet's agents."""
     code = (
         "import os, signal, threading, time, ray\n"
         "from rnnbench.sweep import cluster\n"
@@ -470,11 +469,13 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "    start.stop(); start.stop()\n"
         "    left = [kind for kind, found in processes.items() for p in found if p.poll() is None]\n"
         "    assert not psutil.wait_procs(agents, timeout=30)[1], commands\n"
-        "    stand_in = any('lean_agent.py' in c for c in commands)\n"
-        "    # Ray's agent names its process ray::DashboardAgent\n"
+        "    stand_in = any('lean_agent.py' in c and '--minimal' in c for c in commands)\n"
+        "    env_stand_in = any('lean_agent.py' in c and '--runtime-env-agent-port=' in c for c in commands)\n"
+        "    # Ray's agents name their processes ray::DashboardAgent and ray::RuntimeEnvAgent\n"
         "    assert stand_in != any('DashboardAgent' in c for c in commands), commands\n"
+        "    assert env_stand_in != any('RuntimeEnvAgent' in c for c in commands), commands\n"
         "    assert ports == ['-1'] * 3 or not stand_in, ports\n"
-        "    starts.append(stand_in)\n"
+        "    starts.append((stand_in, env_stand_in))\n"
         "    assert {'raylet', 'gcs_server'} <= set(processes) and not left, (processes, left)\n"
         "    assert not ray.is_initialized() and 'RAY_prestart_worker_first_driver' not in os.environ\n"
         "    assert signal.getsignal(signal.SIGTERM) is not stop_as_on_ctrl_c\n"
@@ -491,61 +492,10 @@ def test_ray_started_in_a_thread_beside_the_checks_outlives_it_and_stops_once():
         "assert [getattr(Node, m).__name__ for m in cluster.LEFT_OUT] == list(cluster.LEFT_OUT), 'given back'\n"
         "assert services.start_ray_process is start_process, 'given back'\n"
         "minimal = get_dashboard_dependency_error() is not None\n"
-        "assert starts == [minimal, False], (starts, minimal)\n"
+        "assert starts == [(minimal, True), (False, False)], (starts, minimal)\n"
         "print('ok')\n"
     )
     assert _last_line_of_fresh_python(code) == "ok"
-
-
-def test_the_lean_raylet_runs_the_stand_in_agent_only_for_a_minimal_dashboard_agent(tmp_path):
-    """The raylet's command keeps every argument but the dashboard agent's, which becomes ``lean_agent``
-    with the agent's own arguments, and only where Ray marked that agent minimal. The stand-in writes the
-    ports a minimal agent writes and ends when the raylet's end of its standard input closes."""
-    from rnnbench.sweep import lean_agent
-    from rnnbench.sweep.cluster import lean_raylet_command
-
-    agent = ["/py", "-u", "/site/ray/dashboard/agent.py", f"--session-dir={tmp_path}", "--node-id=abc"]
-    command = ["/raylet", "--num_prestart_python_workers=2", "--runtime_env_agent_command=/py x.py"]
-    minimal = lean_raylet_command([*command, "--dashboard_agent_command=" + " ".join([*agent, "--minimal"])])
-    assert minimal[:3] == command
-    words = shlex.split(minimal[3].removeprefix("--dashboard_agent_command="))
-    assert words == [sys.executable, "-S", lean_agent.__file__, *agent[3:], "--minimal"]
-    whole = [*command, "--dashboard_agent_command=" + " ".join(agent)]
-    assert lean_raylet_command(whole) == whole
-    unread = [*command, "--dashboard_agent_command=" + " ".join([*agent, "--minimal", "'unbalanced"])]
-    assert lean_raylet_command(unread) == unread, "a command it cannot split keeps Ray's agent"
-    unnamed = [*command, "--dashboard_agent_command=" + " ".join([*agent[:4], "--minimal"])]
-    assert lean_raylet_command(unnamed) == unnamed, (
-        "without the node's id the stand-in could not name its files"
-    )
-
-    process = subprocess.Popen(words, stdin=subprocess.PIPE)
-    names = [f"{name}_abc" for name in lean_agent.PORTS]
-    deadline = time.monotonic() + 30
-    while not all((tmp_path / name).exists() for name in names) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert [(tmp_path / name).read_text() for name in names] == ["-1"] * 3
-    assert process.poll() is None, "it waits for the raylet"
-    process.stdin.close()
-    assert process.wait(timeout=30) == 0
-
-    # Told to watch the raylet's pid (its parent) rather than a pipe: it ends once its parent has.
-    parent = subprocess.Popen(["/bin/sh", "-c", f"{shlex.join(words)} </dev/null & echo $!; sleep 2"],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, lean_agent.PIPE_CHECK: "0"})  # fmt: skip
-    stand_in = int(parent.stdout.readline())
-
-    def running() -> bool:  # a zombie has ended (a container's first process may never reap it)
-        with contextlib.suppress(OSError):
-            return Path(f"/proc/{stand_in}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        return False
-
-    time.sleep(0.5)
-    assert running() and parent.poll() is None, "its standard input is closed, its parent is not: it waits"
-    assert parent.wait(timeout=30) == 0
-    deadline = time.monotonic() + 30
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not running(), "it ended with its parent"
 
 
 def test_a_ray_notice_is_silenced_by_one_filter_however_many_sweeps_a_process_runs(caplog):

@@ -172,33 +172,52 @@ def lean_head() -> Iterator[None]:
 
 
 def lean_raylet_command(command: list[str]) -> list[str]:
-    """The raylet's command, with ``lean_agent`` for the dashboard agent where Ray would start that agent
-    minimal (``--minimal``: the dashboard's packages are not installed, so it would serve nothing)."""
+    """The raylet's command, with ``lean_agent`` for the runtime-env agent, and for the dashboard agent where
+    Ray would start that agent minimal (``--minimal``: the dashboard's packages are not installed, so it
+    would serve nothing). An agent's command this cannot read keeps Ray's agent."""
+    lean = []
+    for arg in command:
+        for key, script, needs in AGENTS:
+            if arg.startswith(key):
+                arg = key + _stand_in(arg.removeprefix(key), script, needs)
+        lean.append(arg)
+    return lean
+
+
+# The raylet's options that start its agents: each option, the agent's script, and what the stand-in needs.
+AGENTS = (
+    (
+        "--dashboard_agent_command=",
+        os.path.join("dashboard", "agent.py"),
+        ("session-dir", "node-id", "minimal"),
+    ),
+    (
+        "--runtime_env_agent_command=",
+        os.path.join("runtime_env", "agent", "main.py"),
+        ("session-dir", "node-id", "node-ip-address", "runtime-env-agent-port"),
+    ),
+)
+
+
+def _stand_in(agent_command: str, script: str, needs: tuple[str, ...]) -> str:
+    """``agent_command`` with ``lean_agent`` in place of Ray's ``script``, where it has what the stand-in
+    needs (a Ray that renamed them keeps its own agent)."""
     import shlex
     import subprocess
     import sys
 
     from rnnbench.sweep import lean_agent
 
-    key = "--dashboard_agent_command="
-    lean = []
-    for arg in command:
-        if arg.startswith(key):
-            try:
-                words = shlex.split(arg.removeprefix(key))
-            except ValueError:  # quoted in a way this cannot read: Ray's own agent runs
-                words = []
-            script = os.path.join("dashboard", "agent.py")
-            at = next((i for i, word in enumerate(words) if word.endswith(script)), None)
-            # Only where the stand-in finds what it needs (a Ray that renamed them keeps its own agent).
-            needs = all(any(w.startswith(f"--{n}=") for w in words) for n in ("session-dir", "node-id"))
-            if at is not None and "--minimal" in words and needs:
-                # -S: the stand-in needs the standard library only, not the site-packages' start-up.
-                arg = key + subprocess.list2cmdline(
-                    [sys.executable, "-S", lean_agent.__file__, *words[at + 1 :]]
-                )
-        lean.append(arg)
-    return lean
+    try:
+        words = shlex.split(agent_command)
+    except ValueError:  # quoted in a way this cannot read
+        return agent_command
+    at = next((i for i, word in enumerate(words) if word.endswith(script)), None)
+    given = {word[2:].split("=", 1)[0] for word in words if word.startswith("--")}
+    if at is None or not set(needs) <= given:
+        return agent_command
+    # -S: the stand-in needs the standard library only, not the site-packages' start-up.
+    return subprocess.list2cmdline([sys.executable, "-S", lean_agent.__file__, *words[at + 1 :]])
 
 
 @functools.cache
