@@ -58,8 +58,35 @@ def test_the_lean_raylet_runs_the_stand_ins_where_they_have_what_they_need(tmp_p
     assert lean_raylet_command(unnamed) == unnamed, (
         "without the node's id the stand-ins could not name their files"
     )
-    other = [*command, "--runtime_env_agent_command=/py x.py"]
+    other = [*command, runtime_env.replace("runtime_env/agent/main.py", "runtime_env/agent/other.py")]
     assert lean_raylet_command(other) == other, "another script than Ray's agent is left alone"
+    kept = lean_raylet_command([*command, dashboard, runtime_env], keep_runtime_env_agent=True)
+    assert kept == [*lean[:3], runtime_env], (
+        "Ray's runtime-env agent kept where the job will have a runtime env"
+    )
+
+
+def test_rays_runtime_env_agent_runs_where_the_drivers_job_will_have_a_runtime_env(monkeypatch):
+    """Under ``uv run``, with a runtime-env hook or as a Ray job, ray.init gives the driver's whole job a
+    runtime env (every worker then asks for it) that the stand-in could not set up."""
+    from ray._private import ray_constants
+    from ray._private.runtime_env import uv_runtime_env_hook
+
+    from rnnbench.sweep.cluster import job_runtime_env_expected
+
+    for name in (ray_constants.RAY_RUNTIME_ENV_HOOK, "RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(uv_runtime_env_hook, "_get_uv_run_cmdline", lambda: None)
+    assert job_runtime_env_expected() is False, "a plain command, as the tests run it"
+    monkeypatch.setattr(uv_runtime_env_hook, "_get_uv_run_cmdline", lambda: ["/bin/uv", "run", "rnnbench"])
+    assert job_runtime_env_expected() is True
+    monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", False)
+    assert job_runtime_env_expected() is False, "Ray told not to ship the uv project"
+    monkeypatch.setenv(ray_constants.RAY_RUNTIME_ENV_HOOK, "my.module.hook")
+    assert job_runtime_env_expected() is True
+    monkeypatch.delenv(ray_constants.RAY_RUNTIME_ENV_HOOK)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    assert job_runtime_env_expected() is True
 
 
 def _started(words: list[str], names: list[str], folder: Path) -> subprocess.Popen:
@@ -106,7 +133,7 @@ def test_the_dashboard_stand_in_writes_the_minimal_agents_ports_and_ends_with_th
     assert not running(), "it ended with its parent"
 
 
-def _create_request(runtime_env: dict) -> bytes:
+def _create_request(runtime_env: dict | list) -> bytes:
     """A GetOrCreateRuntimeEnvRequest as the raylet sends it (every field set), by Ray's own message."""
     from ray.core.generated import runtime_env_agent_pb2 as messages
 
@@ -142,10 +169,22 @@ def test_the_runtime_env_stand_in_answers_as_rays_agent_for_env_vars_and_refuses
     )
     assert refused.status == messages.AGENT_RPC_STATUS_FAILED and not refused.serialized_runtime_env_context
     assert "runtime env has pip:" in refused.error_message and "RNNBENCH_LEAN_RAY=0" in refused.error_message
-    empty = messages.GetOrCreateRuntimeEnvReply.FromString(
-        lean_agent.reply("/get_or_create_runtime_env", b"")
-    )
-    assert empty.status == messages.AGENT_RPC_STATUS_OK
+    assert (
+        "has _nsight:"
+        in messages.GetOrCreateRuntimeEnvReply.FromString(
+            lean_agent.reply("/get_or_create_runtime_env", _create_request({"_nsight": "default"}))
+        ).error_message
+    ), "a profiler's command prefix is refused, not ignored"
+    nothing = lean_agent.reply("/get_or_create_runtime_env", _create_request({}))
+    assert messages.GetOrCreateRuntimeEnvReply.FromString(nothing).status == messages.AGENT_RPC_STATUS_OK
+    # What Ray's agent cannot read either is answered FAILED, not dropped (the raylet ends itself when its
+    # agent stops answering): no runtime env, one that is not a JSON object, cut messages.
+    whole = _create_request({"pip": ["x"]})
+    for body in (b"", _create_request([]), whole[:-3], whole[:5], whole[:1]):
+        unread = messages.GetOrCreateRuntimeEnvReply.FromString(
+            lean_agent.reply("/get_or_create_runtime_env", body)
+        )
+        assert unread.status == messages.AGENT_RPC_STATUS_FAILED and "could not read" in unread.error_message
     deleted = messages.DeleteRuntimeEnvIfPossibleReply.FromString(
         lean_agent.reply("/delete_runtime_env_if_possible", b"\n\x02{}\x12\x06raylet")
     )
@@ -187,7 +226,8 @@ def test_the_runtime_env_stand_in_serves_over_http_on_its_written_port_until_the
         assert process.poll() is None
     finally:
         process.stdin.close()
-        assert process.wait(timeout=30) == 0
+        code = process.wait(timeout=30)
+    assert code == 0
 
 
 def test_a_sweeps_own_ray_runs_env_vars_workers_and_refuses_other_runtime_envs_clearly(ray_session):

@@ -671,7 +671,8 @@ def test_resume_of_unknown_sweep(tmp_path):
 # mid-run finds trials running when it acts, without sizing their work for the fastest host.
 PACED = {"RNNBENCH_PLUGINS": str(TEST_PLUGINS / "paced.py")}
 # The same cells without the waits (tests/plugins/unpaced.py), for the resume after the stop: its counts
-# are the point, and its trials, paced, waited 4 s each on the test's Ray.
+# are the point, and its trials, paced, waited 4 s each on the test's Ray. (Its runs name unpaced.py as
+# their plugin: a resume checks the cells' names, not the files that registered them.)
 UNPACED = {"RNNBENCH_PLUGINS": str(TEST_PLUGINS / "unpaced.py")}
 
 

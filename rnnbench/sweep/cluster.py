@@ -136,17 +136,20 @@ def lean_head() -> Iterator[None]:
     own Ray; a Ray started with ``ray start --head`` and joined with ``--address`` always has them). Ray's
     private node methods: where Ray renames or removes them, it starts all three as before.
 
-    A fourth is replaced: where the dashboard's packages are not installed, Ray's dashboard agent serves
-    nothing (it writes "not served" for its ports and watches the raylet), yet the raylet waits for it before
-    the node is up. ``lean_agent`` does the same from the standard library alone: 0.01 s of CPU instead of
-    1.1-1.5 s, and the one-trial sweep's worker entered its trial 1.1 s sooner (medians of six interleaved
-    runs a side, docs/benchmarks.md)."""
+    Two more are replaced by ``lean_agent``, which the raylet waits for as for Ray's node agents: the dashboard
+    agent where the dashboard's packages are not installed (it serves nothing then: it writes "not served"
+    for its ports and watches the raylet; 0.01 s of CPU instead of 1.1-1.5 s, and the one-trial sweep's
+    worker entered its trial 1.1 s sooner, medians of six interleaved runs a side, docs/sweeps.md), and the
+    runtime-env agent, which sets up the runtime envs of workers that have one: the stand-in sets up
+    ``env_vars`` alone (``ray.init`` 0.38 s against 1.37 s, ``benchmarks/ray_start.py``). Where ray.init will
+    give the driver's whole job a runtime env (``job_runtime_env_expected``), Ray's runtime-env agent runs."""
     if os.environ.get(LEAN_ENV, "1") == "0":
         yield
         return
     from ray._private import services
     from ray._private.node import Node
 
+    keep_runtime_env_agent = job_runtime_env_expected()
     saved = {name: Node.__dict__.get(name) for name in LEFT_OUT}
     if None in saved.values():  # Ray moved them: start it whole
         yield
@@ -157,7 +160,7 @@ def lean_head() -> Iterator[None]:
 
     def start_lean(command: list[str], process_type: str, *args: Any, **kwargs: Any) -> Any:
         if process_type == "raylet":
-            command = lean_raylet_command(command)
+            command = lean_raylet_command(command, keep_runtime_env_agent=keep_runtime_env_agent)
         started = start_process(command, process_type, *args, **kwargs)
         _head_processes.append((process_type, started))
         return started
@@ -171,19 +174,40 @@ def lean_head() -> Iterator[None]:
         services.start_ray_process = start_process
 
 
-def lean_raylet_command(command: list[str]) -> list[str]:
-    """The raylet's command, with ``lean_agent`` for the runtime-env agent, and for the dashboard agent where
-    Ray would start that agent minimal (``--minimal``: the dashboard's packages are not installed, so it
-    would serve nothing). An agent's command this cannot read keeps Ray's agent."""
+def lean_raylet_command(command: list[str], keep_runtime_env_agent: bool = False) -> list[str]:
+    """The raylet's command, with ``lean_agent`` for the runtime-env agent (unless kept), and for the
+    dashboard agent where Ray would start that agent minimal (``--minimal``: the dashboard's packages are not
+    installed, so it would serve nothing). An agent's command this cannot read keeps Ray's agent."""
     lean = []
     for arg in command:
         for key, script, needs in AGENTS:
-            if arg.startswith(key):
+            if arg.startswith(key) and not (keep_runtime_env_agent and key == RUNTIME_ENV_AGENT):
                 arg = key + _stand_in(arg.removeprefix(key), script, needs)
         lean.append(arg)
     return lean
 
 
+def job_runtime_env_expected() -> bool:
+    """Whether ``ray.init`` will give this driver's job a runtime env, and so every worker one that the
+    stand-in could not set up: run under ``uv run`` (Ray then ships the driver's uv project to the workers),
+    with a runtime-env hook (``RAY_RUNTIME_ENV_HOOK``), or as a Ray job's entrypoint. True where Ray's
+    private checks moved."""
+    try:
+        from ray._private import ray_constants
+        from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+        if ray_constants.RAY_RUNTIME_ENV_HOOK in os.environ or RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
+            return True
+        if not ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV:
+            return False
+        from ray._private.runtime_env.uv_runtime_env_hook import _get_uv_run_cmdline
+
+        return bool(_get_uv_run_cmdline())
+    except Exception:  # Ray renamed them: keep its agent rather than guess
+        return True
+
+
+RUNTIME_ENV_AGENT = "--runtime_env_agent_command="
 # The raylet's options that start its agents: each option, the agent's script, and what the stand-in needs.
 AGENTS = (
     (
@@ -192,7 +216,7 @@ AGENTS = (
         ("session-dir", "node-id", "minimal"),
     ),
     (
-        "--runtime_env_agent_command=",
+        RUNTIME_ENV_AGENT,
         os.path.join("runtime_env", "agent", "main.py"),
         ("session-dir", "node-id", "node-ip-address", "runtime-env-agent-port"),
     ),

@@ -11,7 +11,9 @@ own beside them on the same cores.
   (``cluster.trial_workers_without_runtime_env``) unless Ray Tune passes on variables from the driver (AWS
   credentials, Ray Train's settings) as the runtime env's ``env_vars``. The stand-in serves exactly that
   field, as Ray's agent does, and refuses any other (a working folder, packages, a container) with a reply
-  that names the way out; a refused worker fails with Ray's ``RuntimeEnvSetupError`` carrying it.
+  that names the way out; a refused worker fails with Ray's ``RuntimeEnvSetupError`` carrying it. Where
+  ``ray.init`` gives the driver's whole job a runtime env (``uv run``, a runtime-env hook), Ray's agent runs
+  instead (``cluster.job_runtime_env_expected``).
 """
 
 import json
@@ -27,8 +29,8 @@ RUNTIME_ENV_PORT = "runtime_env_agent_port"
 # Ray's switch between watching the raylet through a pipe on stdin (its default) and through its pid.
 PIPE_CHECK = "RAY_enable_pipe_based_agent_to_parent_health_check"
 SERVED = ("env_vars",)  # the runtime-env fields the stand-in sets up
-# Fields that set nothing up: how to set it up (its timeouts, its logs) and Ray's own marks ("_ray_commit").
-SETTINGS = ("config",)
+# Fields that set nothing up: how to set it up (its timeouts, its logs) and Ray's own marks of its version.
+SETTINGS = ("config", "_ray_commit", "_ray_release", "_inject_current_ray")
 REFUSED = (
     "rnnbench's lean Ray sets up no runtime env field but env_vars (its runtime-env agent is a stand-in), and "
     "this worker's runtime env has {fields}: start the sweep with RNNBENCH_LEAN_RAY=0, or on a Ray of your own "
@@ -39,6 +41,9 @@ OK, FAILED = 0, 1  # ray.rpc.AgentRpcStatus
 
 def main(argv: list[str]) -> None:
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+    for name, stream in (("stdout-filepath", 1), ("stderr-filepath", 2)):
+        if options.get(name):  # where Ray's agent would write its output (a failed bind's traceback)
+            os.dup2(os.open(options[name], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), stream)
     if "runtime-env-agent-port" in options:
         serve_runtime_envs(options)
     else:
@@ -76,6 +81,7 @@ def serve_runtime_envs(options: dict[str, str]) -> None:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # the raylet keeps its connection open between requests
+        disable_nagle_algorithm = True  # the headers and the body are two writes on a kept connection
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -95,6 +101,7 @@ def serve_runtime_envs(options: dict[str, str]) -> None:
     class Server(http.server.ThreadingHTTPServer):
         address_family = family
         daemon_threads = True
+        request_queue_size = 128  # the raylet may open several connections at once
 
         def server_bind(self) -> None:
             # HTTPServer's own looks the host's name up (socket.getfqdn), which can wait on a resolver.
@@ -108,26 +115,27 @@ def serve_runtime_envs(options: dict[str, str]) -> None:
 def reply(path: str, body: bytes) -> bytes | None:
     """The serialized reply to one request; None for a path Ray's agent does not serve."""
     if path == "/get_or_create_runtime_env":
-        return created(str(fields(body).get(1, b""), "utf-8"))
+        try:
+            serialized = fields(body).get(1, b"")
+            return created(json.loads(serialized.decode() if isinstance(serialized, bytes) else "?"))
+        except (
+            Exception
+        ) as exc:  # answered, not dropped: the raylet ends itself after failing to reach its agent
+            return failed(f"rnnbench's runtime-env stand-in could not read the request: {exc!r}")
     if path in ("/delete_runtime_env_if_possible", "/get_runtime_envs_info"):
         return b""  # status OK; nothing set up, so nothing to delete or list
     return None
 
 
-def created(serialized: str) -> bytes:
-    """A GetOrCreateRuntimeEnvReply for the runtime env ``serialized`` (Ray's JSON)."""
-    try:
-        runtime_env = json.loads(serialized or "{}")
-    except ValueError:
-        runtime_env = {"(unreadable)": serialized}
+def created(runtime_env: dict) -> bytes:
+    """A GetOrCreateRuntimeEnvReply for ``runtime_env`` (Ray's serialized runtime env, read)."""
     used = sorted(
         name
         for name, value in runtime_env.items()
-        if value not in (None, "", {}, []) and name not in SETTINGS and not name.startswith("_")
+        if value not in (None, "", {}, []) and name not in SETTINGS
     )
     if not set(used) <= set(SERVED):
-        message = REFUSED.format(fields=", ".join(name for name in used if name not in SERVED))
-        return field(1, FAILED) + field(2, message.encode())
+        return failed(REFUSED.format(fields=", ".join(name for name in used if name not in SERVED)))
     # ray._private.runtime_env.context.RuntimeEnvContext(env_vars=...).serialize(), as Ray's agent answers.
     context = {
         "command_prefix": [],
@@ -137,6 +145,11 @@ def created(serialized: str) -> bytes:
         "java_jars": [],
     }
     return field(1, OK) + field(3, json.dumps(context).encode())
+
+
+def failed(message: str) -> bytes:
+    """A reply whose status is FAILED, with ``message`` for Ray's RuntimeEnvSetupError."""
+    return field(1, FAILED) + field(2, message.encode())
 
 
 def fields(message: bytes) -> dict[int, bytes | int]:
@@ -150,6 +163,8 @@ def fields(message: bytes) -> dict[int, bytes | int]:
             found[number], at = varint(message, at)
         elif wire == 2:
             size, at = varint(message, at)
+            if at + size > len(message):
+                raise ValueError(f"protobuf field {number} cut short at byte {len(message)}")
             found[number], at = message[at : at + size], at + size
         elif wire in (1, 5):
             at += 8 if wire == 1 else 4
