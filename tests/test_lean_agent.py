@@ -9,8 +9,6 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,11 +64,18 @@ def test_the_lean_raylet_runs_the_stand_ins_where_they_have_what_they_need(tmp_p
     )
 
 
+def a_hook(runtime_env: dict | None) -> dict:
+    """A runtime-env hook (``RAY_RUNTIME_ENV_HOOK``) as a user would set one."""
+    return {**(runtime_env or {}), "env_vars": {"FROM_THE_HOOK": "1"}}
+
+
 def test_rays_runtime_env_agent_runs_where_the_drivers_job_will_have_a_runtime_env(monkeypatch):
-    """Under ``uv run``, with a runtime-env hook or as a Ray job, ray.init gives the driver's whole job a
-    runtime env (every worker then asks for it) that the stand-in could not set up."""
+    """Under ``uv run``, with a runtime-env hook or as a Ray job with a runtime env, ray.init gives the
+    driver's whole job a runtime env (every worker then asks for it) that the stand-in could not set up;
+    where Ray's own decision can run here, it agrees."""
     from ray._private import ray_constants
     from ray._private.runtime_env import uv_runtime_env_hook
+    from ray._private.worker import _maybe_modify_runtime_env
 
     from rnnbench.sweep.cluster import job_runtime_env_expected
 
@@ -78,15 +83,21 @@ def test_rays_runtime_env_agent_runs_where_the_drivers_job_will_have_a_runtime_e
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(uv_runtime_env_hook, "_get_uv_run_cmdline", lambda: None)
     assert job_runtime_env_expected() is False, "a plain command, as the tests run it"
+    assert not _maybe_modify_runtime_env(None, False), "Ray agrees"
     monkeypatch.setattr(uv_runtime_env_hook, "_get_uv_run_cmdline", lambda: ["/bin/uv", "run", "rnnbench"])
     assert job_runtime_env_expected() is True
     monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", False)
     assert job_runtime_env_expected() is False, "Ray told not to ship the uv project"
-    monkeypatch.setenv(ray_constants.RAY_RUNTIME_ENV_HOOK, "my.module.hook")
+    monkeypatch.setenv(ray_constants.RAY_RUNTIME_ENV_HOOK, f"{__name__}.a_hook")
     assert job_runtime_env_expected() is True
+    assert _maybe_modify_runtime_env(None, False) == {"env_vars": {"FROM_THE_HOOK": "1"}}, "Ray agrees"
     monkeypatch.delenv(ray_constants.RAY_RUNTIME_ENV_HOOK)
-    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"working_dir": "/x"}}))
     assert job_runtime_env_expected() is True
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"metadata": {}}))
+    assert job_runtime_env_expected() is False, "a Ray job without a runtime env"
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "not json")
+    assert job_runtime_env_expected() is True, "unreadable: Ray's agent kept"
 
 
 def _started(words: list[str], names: list[str], folder: Path) -> subprocess.Popen:
@@ -200,14 +211,27 @@ def test_the_runtime_env_stand_in_answers_as_rays_agent_for_env_vars_and_refuses
 
 def test_the_runtime_env_stand_in_serves_over_http_on_its_written_port_until_the_raylet_ends(tmp_path):
     """As the raylet reaches it: the port it bound, written to the session's folder, answers POSTs on
-    one kept connection; it ends when its standard input closes."""
+    one kept connection (through no proxy); it ends when its standard input closes."""
     from http.client import HTTPConnection
 
     from ray.core.generated import runtime_env_agent_pb2 as messages
 
-    words = [sys.executable, "-S", lean_agent.__file__, f"--session-dir={tmp_path}", *RUNTIME_ENV[3:]]
+    # Its output where Ray names the agent's files; a file it cannot open leaves that stream as it was.
+    output = [
+        f"--stdout-filepath={tmp_path / 'agent.out'}",
+        f"--stderr-filepath={tmp_path / 'gone' / 'agent.err'}",
+    ]
+    words = [
+        sys.executable,
+        "-S",
+        lean_agent.__file__,
+        f"--session-dir={tmp_path}",
+        *RUNTIME_ENV[3:],
+        *output,
+    ]
     name = f"{lean_agent.RUNTIME_ENV_PORT}_abc"
     process = _started(words, [name], tmp_path)
+    assert (tmp_path / "agent.out").exists() and not (tmp_path / "gone").exists()
     try:
         port = int((tmp_path / name).read_text())
         connection = HTTPConnection("127.0.0.1", port, timeout=30)
@@ -219,10 +243,9 @@ def test_the_runtime_env_stand_in_serves_over_http_on_its_written_port_until_the
                 answer.read()
             ).serialized_runtime_env_context
             assert json.loads(context)["env_vars"] == variables
-        with pytest.raises(urllib.error.HTTPError, match="404"):
-            urllib.request.urlopen(
-                urllib.request.Request(f"http://127.0.0.1:{port}/nope", b"", method="POST")
-            )
+        connection.request("POST", "/nope", b"")
+        answer = connection.getresponse()
+        assert answer.status == 404 and answer.read() == b""
         assert process.poll() is None
     finally:
         process.stdin.close()

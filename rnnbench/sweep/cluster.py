@@ -190,20 +190,26 @@ def lean_raylet_command(command: list[str], keep_runtime_env_agent: bool = False
 def job_runtime_env_expected() -> bool:
     """Whether ``ray.init`` will give this driver's job a runtime env, and so every worker one that the
     stand-in could not set up: run under ``uv run`` (Ray then ships the driver's uv project to the workers),
-    with a runtime-env hook (``RAY_RUNTIME_ENV_HOOK``), or as a Ray job's entrypoint. True where Ray's
-    private checks moved."""
+    with a runtime-env hook (``RAY_RUNTIME_ENV_HOOK``), or as a Ray job's entrypoint whose job has a runtime
+    env. rnnbench's own ``ray.init`` calls pass none. True where Ray's private checks moved."""
+    import json
+
     try:
         from ray._private import ray_constants
         from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
 
-        if ray_constants.RAY_RUNTIME_ENV_HOOK in os.environ or RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
+        if ray_constants.RAY_RUNTIME_ENV_HOOK in os.environ:
             return True
+        if RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
+            # Ray's job supervisor sets it for every job, one without a runtime env too.
+            if json.loads(os.environ[RAY_JOB_CONFIG_JSON_ENV_VAR]).get("runtime_env"):
+                return True
         if not ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV:
             return False
         from ray._private.runtime_env.uv_runtime_env_hook import _get_uv_run_cmdline
 
         return bool(_get_uv_run_cmdline())
-    except Exception:  # Ray renamed them: keep its agent rather than guess
+    except Exception:  # Ray renamed them, or the job's settings are unreadable: keep its agent, not guess
         return True
 
 

@@ -43,7 +43,12 @@ def main(argv: list[str]) -> None:
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
     for name, stream in (("stdout-filepath", 1), ("stderr-filepath", 2)):
         if options.get(name):  # where Ray's agent would write its output (a failed bind's traceback)
-            os.dup2(os.open(options[name], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), stream)
+            try:
+                opened = os.open(options[name], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError:  # the output stays where the raylet sent it; the stand-in still serves
+                continue
+            os.dup2(opened, stream)
+            os.close(opened)
     if "runtime-env-agent-port" in options:
         serve_runtime_envs(options)
     else:
@@ -117,11 +122,12 @@ def reply(path: str, body: bytes) -> bytes | None:
     if path == "/get_or_create_runtime_env":
         try:
             serialized = fields(body).get(1, b"")
-            return created(json.loads(serialized.decode() if isinstance(serialized, bytes) else "?"))
-        except (
-            Exception
-        ) as exc:  # answered, not dropped: the raylet ends itself after failing to reach its agent
+            runtime_env = json.loads(serialized.decode() if isinstance(serialized, bytes) else "?")
+            if not isinstance(runtime_env, dict):
+                raise ValueError(f"the runtime env is a JSON {type(runtime_env).__name__}, not an object")
+        except Exception as exc:  # answered, not dropped: the raylet ends itself when its agent fails
             return failed(f"rnnbench's runtime-env stand-in could not read the request: {exc!r}")
+        return created(runtime_env)
     if path in ("/delete_runtime_env_if_possible", "/get_runtime_envs_info"):
         return b""  # status OK; nothing set up, so nothing to delete or list
     return None
