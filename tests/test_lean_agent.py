@@ -189,9 +189,9 @@ def test_the_runtime_env_stand_in_answers_as_rays_agent_for_env_vars_and_refuses
     nothing = lean_agent.reply("/get_or_create_runtime_env", _create_request({}))
     assert messages.GetOrCreateRuntimeEnvReply.FromString(nothing).status == messages.AGENT_RPC_STATUS_OK
     # What Ray's agent cannot read either is answered FAILED, not dropped (the raylet ends itself when its
-    # agent stops answering): no runtime env, one that is not a JSON object, cut messages.
+    # agent stops answering): no runtime env, one that is not a JSON object, cut messages, a number in its place.
     whole = _create_request({"pip": ["x"]})
-    for body in (b"", _create_request([]), whole[:-3], whole[:5], whole[:1]):
+    for body in (b"", _create_request([]), whole[:-3], whole[:5], whole[:1], b"\x08\x01"):
         unread = messages.GetOrCreateRuntimeEnvReply.FromString(
             lean_agent.reply("/get_or_create_runtime_env", body)
         )

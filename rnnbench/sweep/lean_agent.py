@@ -122,7 +122,9 @@ def reply(path: str, body: bytes) -> bytes | None:
     if path == "/get_or_create_runtime_env":
         try:
             serialized = fields(body).get(1, b"")
-            runtime_env = json.loads(serialized.decode() if isinstance(serialized, bytes) else "?")
+            if not isinstance(serialized, bytes):
+                raise ValueError("its serialized_runtime_env is a number, not a string")
+            runtime_env = json.loads(serialized)
             if not isinstance(runtime_env, dict):
                 raise ValueError(f"the runtime env is a JSON {type(runtime_env).__name__}, not an object")
         except Exception as exc:  # answered, not dropped: the raylet ends itself when its agent fails
@@ -135,13 +137,13 @@ def reply(path: str, body: bytes) -> bytes | None:
 
 def created(runtime_env: dict) -> bytes:
     """A GetOrCreateRuntimeEnvReply for ``runtime_env`` (Ray's serialized runtime env, read)."""
-    used = sorted(
+    refused = sorted(
         name
         for name, value in runtime_env.items()
-        if value not in (None, "", {}, []) and name not in SETTINGS
+        if value not in (None, "", {}, []) and name not in SETTINGS + SERVED
     )
-    if not set(used) <= set(SERVED):
-        return failed(REFUSED.format(fields=", ".join(name for name in used if name not in SERVED)))
+    if refused:
+        return failed(REFUSED.format(fields=", ".join(refused)))
     # ray._private.runtime_env.context.RuntimeEnvContext(env_vars=...).serialize(), as Ray's agent answers.
     context = {
         "command_prefix": [],
