@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from rnnbench.serve.ui import answers
 from rnnbench.sweep import run_sweep
 from rnnbench.sweep.reseed import config_from_params, reseed
 from rnnbench.sweep.settings import SweepSettings
+from rnnbench.training.config import build_task
 from tests.conftest import TINY_TASK
 from tests.pages import chromium, in_a_1280_pixel_browser, incomplete_rows
 
@@ -659,9 +661,14 @@ def test_reseeds_trained_side_by_side_are_the_runs_trained_one_after_another(sto
     apart_uri, here_uri = _copy_of(store, tmp_path / "apart"), _copy_of(store, tmp_path / "here")
     cache = str(tmp_path / "cache")
     monkeypatch.setattr(reseed_pool, "workers_for", lambda configs: 2)
+    built = []
     with monkeypatch.context() as patched:
         patched.setattr(reseed_module, "run_tracked", lambda *a, **k: pytest.fail("trained in this process"))
+        patched.setattr(
+            reseed_module, "build_task", lambda config: built.append(config) or build_task(config)
+        )
         apart = reseed("board", 3, apart_uri, cache_dir=cache)
+    assert len(built) == 1, "the cells' reseeds share their data: one task built and checked for them all"
     monkeypatch.setattr(reseed_pool, "workers_for", lambda configs: 1)
     here = reseed("board", 3, here_uri, cache_dir=cache)
     assert len(apart) == len(here) >= 2
@@ -676,6 +683,37 @@ def test_reseeds_trained_side_by_side_are_the_runs_trained_one_after_another(sto
         history = MlflowClient(apart_uri).get_metric_history(one.run_id, "val_loss")
         assert len(history) == one.result.epochs_run
         assert all(a.info.start_time <= m.timestamp <= a.info.end_time for m in history)
+
+
+def test_a_reseed_worker_keeps_its_last_task_and_data_for_the_next_reseed_on_them(tmp_path, monkeypatch):
+    """A worker loads a task's data once for the reseeds that share them, and anew for other data."""
+    import rnnbench.training.config as config_module
+    from rnnbench.sweep import reseed_pool
+    from rnnbench.training.config import TrainConfig
+
+    loads = []
+
+    class Counted:
+        def __init__(self, task):
+            self.task = task
+
+        def load(self, seed, cache_dir):
+            loads.append(seed)
+            return self.task.load(seed=seed, cache_dir=cache_dir)
+
+    monkeypatch.setattr(config_module, "build_task", lambda config: Counted(build_task(config)))
+    monkeypatch.setattr(reseed_pool, "_LOADED", {})
+    first = TrainConfig(
+        cell="lstm", task="adding", task_options=dict(TINY_TASK), seed=1, cache_dir=str(tmp_path)
+    )
+    task, splits = reseed_pool.loaded_task(first)
+    again = reseed_pool.loaded_task(replace(first, cell="gru", seed=1001))
+    assert again[0] is task and again[1] is splits and loads == [0]
+    other, other_splits = reseed_pool.loaded_task(replace(first, data_seed=5))
+    assert other is not task and loads == [0, 5]
+    assert len(other_splits["train"]) == len(splits["train"]) == TINY_TASK["train_size"]
+    assert reseed_pool.loaded_task(first)[0] is not task, "only the last is kept: the first is loaded again"
+    assert loads == [0, 5, 0]
 
 
 def test_a_reseed_worker_s_failures_reach_the_store_as_in_this_process(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from typing import Any
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.store import Store
 from rnnbench.tracking.tracked_run import TrackedRun, record_trained, run_tracked
-from rnnbench.training.config import TrainConfig, build_task, parse_option, recorded_fields
+from rnnbench.training.config import TrainConfig, build_task, data_identity, parse_option, recorded_fields
 
 SEED_STRIDE = 1000  # re-seeds use seed + 1000 k, far from the search's seed
 
@@ -94,14 +94,17 @@ def train_and_record(jobs: list[Reseed], store: Store, on_run: Any = None) -> li
 
     workers = workers_for([job.config for job in jobs])
     if workers > 1:
-        tasks = []
+        tasks, built = [], {}
         for job in jobs:  # a bad configuration, an unknown cell or bad data fail before any worker starts
             job.config.validate()
             get_cell(job.config.cell)
-            tasks.append(build_task(job.config))
-            # Built here once for all workers (cached data are not read again); a task's load may set what
-            # its run records (hf's encoding).
-            tasks[-1].ensure_cached(seed=job.config.data_seed, cache_dir=job.config.cache_dir)
+            key = data_identity(job.config)
+            if key not in built:  # a sweep's reseeds share their data: built and checked once for all
+                built[key] = build_task(job.config)
+                # Built here once for all workers (cached data are not read again); a task's load may set what
+                # its run records (hf's encoding).
+                built[key].ensure_cached(seed=job.config.data_seed, cache_dir=job.config.cache_dir)
+            tasks.append(built[key])
         # Closed as soon as a record fails: its workers end then, not when the generator is collected.
         with contextlib.closing(trained_side_by_side([job.config for job in jobs], workers)) as outcomes:
             for index, trained, folder in outcomes:
