@@ -75,10 +75,9 @@ def main() -> None:
             found[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"{variant}: " + ", ".join(f"{key} {value:.2f} s" for key, value in found[variant][-1].items()),
                   flush=True)  # fmt: skip
-    from benchmarks.report import cpu_details, cpu_model
+    from benchmarks.report import cpu_details, cpu_label, cpu_model
 
-    details = cpu_details()
-    cpu = f"{cpu_model()} (family {details['cpu_family']}, model {details['cpu_model_number']})"
+    cpu = cpu_label({"cpu": cpu_model(), **cpu_details()})
     print(f"{cpu}, {os.cpu_count()} CPUs; medians of {args.repeats} interleaved starts a variant:")
     whole = {key: statistics.median(row[key] for row in found["whole"]) for key in found["whole"][0]}
     for variant, rows in found.items():

@@ -103,6 +103,13 @@ def cpu_details() -> dict[str, Any]:
     }
 
 
+def cpu_label(machine: dict[str, Any]) -> str:
+    """The CPU as reports name it: its model, family and model number (``machine_info``'s keys)."""
+    return (
+        f"{machine.get('cpu')} (family {machine.get('cpu_family')}, model {machine.get('cpu_model_number')})"
+    )
+
+
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     import torch
 
@@ -161,7 +168,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| date | {report['date']} |",
         f"| command | `{report['command']}` |",
-        f"| CPU | {m.get('cpu')} (family {m.get('cpu_family')}, model {m.get('cpu_model_number')}) |",
+        f"| CPU | {cpu_label(m)} |",
         f"| vector extensions | {', '.join(m.get('vector_extensions') or []) or 'unknown'} |",
         f"| cores | {m.get('cores')} (available to this process: {m.get('cores_available')}) |",
         f"| memory | {m.get('memory_gib')} GiB |",

@@ -53,6 +53,10 @@ def test_report_describes_the_run(cells_report: tuple[dict, Path]) -> None:
     text = (out / "report.md").read_text()
     assert data["command"] in text
     assert machine["torch"] in text
+    assert (
+        f"| CPU | {machine['cpu']} (family {machine['cpu_family']}, model {machine['cpu_model_number']}) |"
+        in text
+    )
     assert "| B x T x I x H | cell |" in text
     # which copy of the kernels ran, and which GEMM their float32 steps ran
     ran = next(n for n in data["benchmarks"]["cells"]["notes"] if n.startswith("compiled kernels ran: "))
