@@ -685,35 +685,30 @@ def test_reseeds_trained_side_by_side_are_the_runs_trained_one_after_another(sto
         assert all(a.info.start_time <= m.timestamp <= a.info.end_time for m in history)
 
 
-def test_a_reseed_worker_keeps_its_last_task_and_data_for_the_next_reseed_on_them(tmp_path, monkeypatch):
-    """A worker loads a task's data once for the reseeds that share them, and anew for other data."""
-    import rnnbench.training.config as config_module
+def test_reseeds_on_other_data_get_their_own_task_checked_and_recorded(tmp_path, monkeypatch):
+    """Side by side, the command builds one task per data identity, and records each run with its own."""
+    import rnnbench.sweep.reseed as reseed_module
     from rnnbench.sweep import reseed_pool
+    from rnnbench.sweep.reseed import Reseed, train_and_record
+    from rnnbench.tracking.store import Store
     from rnnbench.training.config import TrainConfig
 
-    loads = []
-
-    class Counted:
-        def __init__(self, task):
-            self.task = task
-
-        def load(self, seed, cache_dir):
-            loads.append(seed)
-            return self.task.load(seed=seed, cache_dir=cache_dir)
-
-    monkeypatch.setattr(config_module, "build_task", lambda config: Counted(build_task(config)))
-    monkeypatch.setattr(reseed_pool, "_LOADED", {})
-    first = TrainConfig(
-        cell="lstm", task="adding", task_options=dict(TINY_TASK), seed=1, cache_dir=str(tmp_path)
+    monkeypatch.setattr(reseed_pool, "workers_for", lambda configs: 2)
+    built = []
+    monkeypatch.setattr(
+        reseed_module, "build_task", lambda config: built.append(config) or build_task(config)
     )
-    task, splits = reseed_pool.loaded_task(first)
-    again = reseed_pool.loaded_task(replace(first, cell="gru", seed=1001))
-    assert again[0] is task and again[1] is splits and loads == [0]
-    other, other_splits = reseed_pool.loaded_task(replace(first, data_seed=5))
-    assert other is not task and loads == [0, 5]
-    assert len(other_splits["train"]) == len(splits["train"]) == TINY_TASK["train_size"]
-    assert reseed_pool.loaded_task(first)[0] is not task, "only the last is kept: the first is loaded again"
-    assert loads == [0, 5, 0]
+    store = Store.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "rnnbench")
+    jobs = []
+    for length in (16, 12):
+        config = TrainConfig(cell="gru", task="adding", task_options={**TINY_TASK, "length": length}, epochs=1,
+                             threads=1, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+        entry = type("Entry", (), {"cell": "gru"})()
+        jobs += [Reseed(entry, k, replace(config, seed=k), None, {"kind": "reseed"}) for k in (1, 2)]
+    runs = train_and_record(jobs, store)
+    assert [c.task_options["length"] for c in built] == [16, 12]
+    lengths = [MlflowClient(store.uri).get_run(run.run_id).data.params["task.length"] for run in runs]
+    assert lengths == ["16", "16", "12", "12"]
 
 
 def test_a_reseed_worker_s_failures_reach_the_store_as_in_this_process(tmp_path, monkeypatch):

@@ -247,6 +247,7 @@ def test_a_worker_loads_the_task_data_once_for_the_trials_it_runs_in_a_row(tmp_p
     """Tune hands a trial's worker to the next trial: the data are loaded again only when they differ."""
     from rnnbench.sweep import worker
     from rnnbench.tasks.base import Task
+    from rnnbench.training import data
 
     loads = []
     load, load_columns = Task.load, Task.load_columns
@@ -263,7 +264,7 @@ def test_a_worker_loads_the_task_data_once_for_the_trials_it_runs_in_a_row(tmp_p
 
     monkeypatch.setattr(Task, "load", counting)
     monkeypatch.setattr(Task, "load_columns", counting_columns)
-    monkeypatch.setattr(worker, "_loaded", {})
+    monkeypatch.setattr(data, "_loaded", {})
     options = {"length": 8, "train_size": 64, "validation_size": 32, "test_size": 32}
 
     def spec(**changes) -> worker.TrialSpec:
@@ -271,15 +272,55 @@ def test_a_worker_loads_the_task_data_once_for_the_trials_it_runs_in_a_row(tmp_p
                   "task_options": options, "cache_dir": str(tmp_path)}  # fmt: skip
         return worker.TrialSpec(**{**fields, **changes})
 
-    first = worker.task_and_data(worker.trial_config({"lr": 0.01, "width": 8}, spec()))
-    again = worker.task_and_data(worker.trial_config({"lr": 0.1, "width": 16}, spec(cell="lstm", seed=3)))
+    first = data.task_and_data(worker.trial_config({"lr": 0.01, "width": 8}, spec()))
+    again = data.task_and_data(worker.trial_config({"lr": 0.1, "width": 16}, spec(cell="lstm", seed=3)))
     assert again[0] is first[0] and again[1] is first[1], "another trial, cell or seed: the same data"
     assert loads == [("adding", 8, 0)]
-    worker.task_and_data(worker.trial_config({}, spec(train={"data_seed": 1})))
-    worker.task_and_data(worker.trial_config({}, spec(task_options={**options, "length": 12})))
-    worker.task_and_data(worker.trial_config({}, spec()))
+    data.task_and_data(worker.trial_config({}, spec(train={"data_seed": 1})))
+    data.task_and_data(worker.trial_config({}, spec(task_options={**options, "length": 12})))
+    data.task_and_data(worker.trial_config({}, spec()))
     assert loads == [("adding", 8, 0), ("adding", 8, 1), ("adding", 12, 0), ("adding", 8, 0)]
-    assert len(worker._loaded) == 1, "one task's data at a time"
+    assert len(data._loaded) == 1, "one task's data at a time"
+
+
+def test_the_data_identity_is_the_task_its_options_the_data_seed_and_the_cache(tmp_path):
+    """Runs that share it share their data (a worker's kept task, a reseed's checks); nothing else enters."""
+    from dataclasses import replace
+
+    from rnnbench.training.config import TrainConfig
+    from rnnbench.training.data import data_identity
+
+    base = TrainConfig(cell="gru", task="adding", task_options={"length": 8, "train_size": 64}, seed=1,
+                       cache_dir=str(tmp_path))  # fmt: skip
+    same = [replace(base, cell="lstm"), replace(base, seed=1001), replace(base, lr=0.5), replace(base, width=64),
+            replace(base, task_options={"train_size": 64, "length": 8})]  # fmt: skip
+    assert {data_identity(c) for c in same} == {data_identity(base)}
+    other = [replace(base, task="copy"), replace(base, task_options={"length": 9, "train_size": 64}),
+             replace(base, data_seed=1), replace(base, cache_dir=str(tmp_path / "elsewhere"))]  # fmt: skip
+    assert len({data_identity(c) for c in [base, *other]}) == 1 + len(other)
+
+
+def test_a_load_that_fails_keeps_nothing_and_the_next_run_loads_again(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from rnnbench.tasks.base import Task
+    from rnnbench.training import data
+    from rnnbench.training.config import TrainConfig
+
+    def disk_gone(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(data, "_loaded", {})
+    config = TrainConfig(cell="gru", task="adding", task_options={"length": 8, "train_size": 64,
+                         "validation_size": 32, "test_size": 32}, cache_dir=str(tmp_path))  # fmt: skip
+    data.task_and_data(config)
+    with monkeypatch.context() as broken:
+        broken.setattr(Task, "load_columns", disk_gone)
+        with pytest.raises(OSError, match="disk gone"):
+            data.task_and_data(replace(config, data_seed=7))
+    assert data._loaded == {}, "a failed load leaves no task behind, nor the one before"
+    task, splits = data.task_and_data(replace(config, data_seed=7))
+    assert task.name == "adding" and len(splits["train"]["length"]) == 64
 
 
 def test_the_cache_folder_of_the_command_is_the_workers_one(tmp_path, monkeypatch):

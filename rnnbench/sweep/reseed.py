@@ -9,7 +9,8 @@ from typing import Any
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.store import Store
 from rnnbench.tracking.tracked_run import TrackedRun, record_trained, run_tracked
-from rnnbench.training.config import TrainConfig, build_task, data_identity, parse_option, recorded_fields
+from rnnbench.training.config import TrainConfig, build_task, parse_option, recorded_fields
+from rnnbench.training.data import data_identity
 
 SEED_STRIDE = 1000  # re-seeds use seed + 1000 k, far from the search's seed
 

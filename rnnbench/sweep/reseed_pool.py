@@ -84,10 +84,11 @@ def train_apart(config: TrainConfig, folder: str) -> Trained:
     fails its check raises (no run is recorded, as in this process); an error in training is sent back."""
     from rnnbench.core.plugin_manager import get_cell
     from rnnbench.errors import portable
+    from rnnbench.training.data import task_and_data
     from rnnbench.training.loop import train
     from rnnbench.training.recipe import final_checkpoint, input_example, recipe
 
-    task, splits = loaded_task(config)
+    task, splits = task_and_data(config)  # the last reseed's, where they are the same data
     get_cell(config.cell).preflight(task.input_size)
     epochs: list[tuple[Any, float]] = []
     started = time.time()
@@ -104,24 +105,6 @@ def train_apart(config: TrainConfig, folder: str) -> Trained:
             model_error = portable(exc, "a reseed's worker")
     result.best_state = None
     return Trained(result, epochs, started, time.time(), model_error=model_error)
-
-
-def loaded_task(config: TrainConfig) -> tuple[Any, Any]:
-    """``config``'s task and its splits, kept for the worker's next reseed: a sweep's reseeds share their
-    data, and an ``hf`` task's load encodes it anew each time. Only the last is kept, to hold one copy."""
-    from rnnbench.training.config import build_task, data_identity
-
-    key = data_identity(config)
-    if _LOADED.get("key") != key:
-        _LOADED.clear()
-        task = build_task(config)
-        _LOADED.update(
-            key=key, task=task, splits=task.load(seed=config.data_seed, cache_dir=config.cache_dir)
-        )
-    return _LOADED["task"], _LOADED["splits"]
-
-
-_LOADED: dict[str, Any] = {}  # a worker's last task, its splits and their data_identity
 
 
 class WorkerDied(RuntimeError):

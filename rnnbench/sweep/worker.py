@@ -95,6 +95,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune
 
     from rnnbench.sweep.scratch import scratch_root
+    from rnnbench.training.data import task_and_data
     from rnnbench.training.loop import EpochReport, train
     from rnnbench.training.recipe import input_example, keep_final_checkpoint, recipe
     from rnnbench.util.timings import mark
@@ -132,27 +133,6 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
             result.best_state, recipe(train_config, task), input_example(splits), Path(folder)
         )
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-
-
-_loaded: dict[str, tuple[Any, Any]] = {}  # one entry: the task and data of this worker's last trial
-
-
-def task_and_data(config: TrainConfig) -> tuple[Any, Any]:
-    """The trial's task and its data splits, loaded once for the trials a worker runs in a row: Tune hands a
-    trial's worker process to the next trial, and the data depend on the task, its options, the data seed
-    and the cache folder alone. Otherwise every trial loads them again: 23 ms of a tiny trial's 0.2 s (py-spy,
-    the harness's trials), and an ``hf`` task re-splits and re-encodes its dataset at every load. The loaded
-    task is kept with its data: a task's load may set what the model is built from (``hf``'s encoding)."""
-    from rnnbench.training.loop import build_task
-
-    key = json.dumps([config.task, config.task_options, config.data_seed, config.cache_dir], sort_keys=True,
-                     default=str)  # fmt: skip
-    if key not in _loaded:
-        _loaded.clear()  # one task's data at a time: a worker never holds two
-        task = build_task(config)
-        kept = task.load_columns(seed=config.data_seed, cache_dir=config.cache_dir)
-        _loaded[key] = (task, kept or task.load(seed=config.data_seed, cache_dir=config.cache_dir))
-    return _loaded[key]
 
 
 def _resume_state() -> TrainState | None:

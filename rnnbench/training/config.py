@@ -131,12 +131,3 @@ def build_task(config: TrainConfig) -> Task:
     from rnnbench.core.plugin_manager import get_task
 
     return get_task(config.task).build(**config.task_options)
-
-
-def data_identity(config: TrainConfig) -> str:
-    """What decides the configuration's task and data (the task, its options, the data seed, the cache):
-    configurations that share it train on the same data, so one task built and loaded serves them all."""
-    import json
-
-    return json.dumps([config.task, config.task_options, config.data_seed, config.cache_dir], sort_keys=True,
-                      default=str)  # fmt: skip
