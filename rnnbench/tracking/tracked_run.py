@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.recorder import RunRecorder, run_params
 from rnnbench.tracking.store import DEFAULT_EXPERIMENT, Store, TrackingError
-from rnnbench.training.config import TrainConfig, build_task, parse_option
+from rnnbench.training.config import TrainConfig, parse_option
+from rnnbench.training.data import task_and_data
 
 if TYPE_CHECKING:
     from rnnbench.training.loop import EpochReport, TrainResult
@@ -71,8 +72,8 @@ def run_tracked(
 
     config.validate()
     cell = get_cell(config.cell)
-    task = build_task(config)
-    splits = task.load(seed=config.data_seed, cache_dir=config.cache_dir)  # bad files fail here, before a run
+    # Bad files fail here, before a run; reseeds one after another here train on the data the last one loaded.
+    task, splits = task_and_data(config)
     cell.preflight(task.input_size)
     from rnnbench.training.loop import resolve_device, train
 
