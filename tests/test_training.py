@@ -282,6 +282,36 @@ def test_bad_data_are_named_before_torch_or_mlflow_is_imported(tmp_path):
     assert not store.exists(), "no store opened for a run that never started"
 
 
+CACHED_DATA_IN_A_FRESH_PROCESS = """
+import sys
+from rnnbench.tracking.tracked_run import run_tracked
+from rnnbench.training.config import TrainConfig
+config = TrainConfig(cell="gru", task="adding", task_options={"length": 8, "train_size": 64, "validation_size": 32,
+                     "test_size": 32}, epochs=1, width=4, cache_dir=sys.argv[2])
+print(run_tracked(config, sys.argv[1]).result.status, "datasets" in sys.modules)
+"""
+
+
+def test_a_run_on_cached_data_reads_them_without_datasets(tmp_path):
+    """As a trial's worker does: the cached columns, memory-mapped, without importing datasets (0.4 s of
+    ``rnnbench train``); the run's data are the same (its test set's size)."""
+    import subprocess
+    import sys
+
+    from rnnbench.training.config import build_task
+
+    cache = tmp_path / "cache"
+    build_task(TrainConfig(cell="gru", task="adding", task_options={"length": 8, "train_size": 64,
+               "validation_size": 32, "test_size": 32})).ensure_cached(seed=0, cache_dir=cache)  # fmt: skip
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", CACHED_DATA_IN_A_FRESH_PROCESS, store, str(cache)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["completed", "False"], done.stdout
+    (run,) = _client(store).search_runs([_client(store).get_experiment_by_name("rnnbench").experiment_id])
+    assert run.data.params["task.test_size"] == "32"
+
+
 def test_train_command(tmp_path, tracking_uri):
     args = ["train", "--cell", "gru", "--task", "adding", "--width", "8", "--epochs", "1", "--length", "12",
             "--train-size", "64", "--validation-size", "32", "--test-size", "256", "--threads", "1",

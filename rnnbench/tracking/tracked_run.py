@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rnnbench.errors import RnnbenchError
 from rnnbench.tracking.recorder import RunRecorder, run_params
 from rnnbench.tracking.store import DEFAULT_EXPERIMENT, Store, TrackingError
-from rnnbench.training.config import TrainConfig, parse_option
-from rnnbench.training.data import task_and_data
+from rnnbench.training.config import TrainConfig, build_task, parse_option
+from rnnbench.training.data import splits_of
 
 if TYPE_CHECKING:
     from rnnbench.training.loop import EpochReport, TrainResult
@@ -72,8 +72,10 @@ def run_tracked(
 
     config.validate()
     cell = get_cell(config.cell)
-    # Bad files fail here, before a run; reseeds one after another here train on the data the last one loaded.
-    task, splits = task_and_data(config)
+    # Bad files fail here, before a run. Not kept for the next call (task_and_data): in a long-lived process a
+    # data file may change between two runs.
+    task = build_task(config)
+    splits = splits_of(task, config)
     cell.preflight(task.input_size)
     from rnnbench.training.loop import resolve_device, train
 

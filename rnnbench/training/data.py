@@ -28,6 +28,12 @@ def task_and_data(config: TrainConfig) -> tuple[Any, Any]:
     if key not in _loaded:
         _loaded.clear()  # one task's data at a time: a worker never holds two
         task = build_task(config)
-        kept = task.load_columns(seed=config.data_seed, cache_dir=config.cache_dir)
-        _loaded[key] = (task, kept or task.load(seed=config.data_seed, cache_dir=config.cache_dir))
+        _loaded[key] = (task, splits_of(task, config))
     return _loaded[key]
+
+
+def splits_of(task: Any, config: TrainConfig) -> Any:
+    """``task``'s splits for ``config``: the cached columns, read without datasets, where the task keeps its data
+    so (``Task.load_columns``), else its load (which builds and caches them, or runs ``hf``'s encoding)."""
+    kept = task.load_columns(seed=config.data_seed, cache_dir=config.cache_dir)
+    return kept or task.load(seed=config.data_seed, cache_dir=config.cache_dir)
