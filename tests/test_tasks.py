@@ -189,6 +189,20 @@ def test_bad_task_options(name, options, message):
         rnnbench.get_task(name).build(**options)
 
 
+@pytest.mark.parametrize("name", ["adding", "copy", "temporal_order", "digits", "mnist1d", "hf"])
+def test_a_task_built_from_the_options_it_records_is_the_same_task(name):
+    """A run records its task's options (MLflow params ``task.*``) and ``rnnbench reseed`` rebuilds the task
+    from them, strings and all: each option must be one the constructor takes. (hf recorded 0, every example,
+    for its sizes, and refused 0: no hf sweep could be reseeded.)"""
+    from rnnbench.sweep.reseed import config_from_params
+
+    given = {"path": "data.csv"} if name == "hf" else {}
+    task = rnnbench.get_task(name).build(**given)
+    recorded = {f"task.{key}": str(value) for key, value in task.options().items()}  # as MLflow keeps them
+    config = config_from_params({"cell": "gru", "task": name, **recorded})
+    assert rnnbench.get_task(name).build(**config.task_options).options() == task.options()
+
+
 def test_unknown_task_option_names_the_task():
     with pytest.raises(
         TaskOptionError, match="task 'adding' has no option 'lenght'; its options: length, spread"

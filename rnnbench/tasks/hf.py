@@ -72,8 +72,10 @@ class HFSequence(Task):
         limit = max_length if max_length is not None else length
         self.max_length = None if limit is None else self._positive("max_length", limit)
         self.length = self.max_length or 0
+        # 0, as options() records the default, is every example the split has: a run is rebuilt from its
+        # options (rnnbench reseed).
         self.sizes = Sizes(
-            *(0 if v is None else self._positive(k, v) for k, v in
+            *(0 if v is None or (v == 0 and not isinstance(v, bool)) else self._positive(k, v) for k, v in
               (("train_size", train_size), ("validation_size", validation_size), ("test_size", test_size)))
         )  # fmt: skip
         self.encoding = "linear"
