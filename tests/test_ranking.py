@@ -133,6 +133,40 @@ def test_a_group_where_no_cell_beats_chance_is_unsolved_and_unranked(store):
     assert "unsolved at this budget" in text
 
 
+def test_a_reseed_from_another_folder_names_the_data_files_the_sweep_gave_by_a_relative_path(
+    store, tmp_path, monkeypatch
+):
+    """The runs keep a data file's path as given to the sweep: relative to the folder it ran in. From another
+    folder the reseed stops before any work, naming the file and where to run it (it used to say the file
+    "does not exist"); hub names and absolute paths are not files to look for."""
+    store.trial("hs", "gru", 0.9, task="hf", options={"task.path": "data/train.csv", "task.data_files": "none",
+                "task.train_size": "0", "task.validation_size": "0", "task.test_size": "0"})  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(app, ["reseed", "--sweep", "hs", "--seeds", "1", "--tracking-uri", store.uri])
+    assert result.exit_code == 2, result.output
+    assert f"sweep 'hs' names its data as given to it, relative to the folder it ran in, and this folder ({elsewhere})" \
+        f" has no path=data/train.csv: run the reseed from the sweep's folder" in " ".join(result.stderr.split())  # fmt: skip
+    assert not [
+        r for r in store.client.search_runs([store.experiment]) if r.data.tags.get("kind") == "reseed"
+    ]
+
+    from rnnbench.sweep.reseed import files_not_here
+    from rnnbench.training.config import TrainConfig
+
+    def named(**options):
+        return files_not_here(TrainConfig(cell="gru", task="hf", task_options=options))
+
+    assert named(path="imdb") == [] and named(path=str(tmp_path / "gone.csv")) == []
+    assert named(path="csv", data_files="train=a.csv,test=data/b.csv") == [
+        "data_files=a.csv",
+        "data_files=data/b.csv",
+    ]
+    (elsewhere / "a.csv").write_text("sequence,label\n")
+    assert named(path="csv", data_files="train=a.csv,test=data/b.csv") == ["data_files=data/b.csv"]
+
+
 def test_without_reseeds_ranks_are_single_runs_and_equal_values_share_a_rank(store):
     for cell, accuracy in (("peephole", 1.0), ("gru", 1.0), ("lstm", 1.0), ("rnn", 0.6)):
         store.trial("t", cell, accuracy, 1.0 if accuracy == 1.0 else 0.4, task="temporal_order",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from rnnbench.analysis.setups import PATH_OPTIONS
 from rnnbench.errors import RnnbenchError
+from rnnbench.sweep.state import SweepError
 from rnnbench.tracking.store import Store
 from rnnbench.tracking.tracked_run import TrackedRun, record_trained, run_tracked
 from rnnbench.training.config import TrainConfig, build_task, parse_option, recorded_fields
@@ -52,6 +55,11 @@ def reseed(
         # The trial's CPU share is its thread count: oversubscribed threads make small RNN kernels crawl.
         cpus = int(float(best.data.params.get("cpus_per_trial", 0))) or None
         config = replace(config_from_params(best.data.params), cache_dir=cache_dir, threads=cpus)
+        if missing := files_not_here(config):
+            raise SweepError(
+                f"sweep {sweep!r} names its data as given to it, relative to the folder it ran in, and this folder "
+                f"({Path.cwd()}) has no {', '.join(missing)}: run the reseed from the sweep's folder"
+            )
         # Idempotent: a seed already re-trained (a resumed script, a second call) is not trained again.
         done = {r.data.params.get("seed") for r in board.runs.reseed_runs(entry.run_id)
                 if r.data.tags.get("status") in ("completed", "diverged")}  # fmt: skip
@@ -63,6 +71,20 @@ def reseed(
     runs = train_and_record(jobs, store, on_run)
     _log_leaderboard(sweep, store)
     return runs
+
+
+def files_not_here(config: TrainConfig) -> list[str]:
+    """The data files that ``config``'s task options name by a relative path (``path=data.csv``,
+    ``data_files=train=a.csv``) and this folder lacks, as ``option=file``; a name without a suffix is a data
+    set on the hub, not a file."""
+    missing = []
+    for key in sorted(PATH_OPTIONS):
+        value = config.task_options.get(key)
+        for part in value.split(",") if isinstance(value, str) else []:
+            file = Path(part.split("=", 1)[-1].strip()).expanduser()
+            if file.suffix and not file.is_absolute() and not file.exists():
+                missing.append(f"{key}={file}")
+    return missing
 
 
 @dataclass
