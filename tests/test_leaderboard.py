@@ -467,10 +467,12 @@ def test_export_round_trips_a_page_built_from_it_equals_the_page_built_from_mlfl
     import datasets
 
     data = tmp_path / "data" / "board.parquet"
+    datasets.enable_progress_bars()  # as in a fresh command: another test may have turned them off
     exported = CliRunner().invoke(
         app, ["export", "--tracking-uri", store, "--sweep", "board", "--out", str(data)]
     )
     assert exported.exit_code == 0, exported.output
+    assert "Creating parquet" not in exported.stderr, "no progress bar for a one-batch write"
     # The module's reseed test ran first: its reseed runs are exported with the trials they re-train.
     assert re.search(
         r"Exported \d+ runs \(1 sweeps, 10 trials, \d+ reseeds\)", " ".join(exported.stderr.split())

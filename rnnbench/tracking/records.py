@@ -230,6 +230,7 @@ def write(rows: list[dict[str, Any]], path: Path) -> Path:
         raise RecordsError(f"export target {path} is a folder; give a file name ending in .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     table = {k: [r[k] for r in rows] for k in COLUMNS}
+    datasets.disable_progress_bars()  # a bar for one batch, on the command's error stream, says nothing
     datasets.Dataset.from_dict(table).to_parquet(str(path))
     return path
 
