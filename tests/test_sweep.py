@@ -801,8 +801,10 @@ def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tm
     ]
     (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
     # One trial at a time: both run in one Ray worker (Ray's working folder), without a second worker's start.
+    # With a reseed: the best trial's task is rebuilt from what its run recorded (hf's sizes of 0 once failed).
     process = cli(tmp_path, "sweep", "--task", "hf", "-o", "path=data.csv", "--cells", "rnn", "--trials", "2",
-                  "--epochs", "1", "--name", "rel", "--json", "--max-concurrent", "1", "--address", ray_address)  # fmt: skip
+                  "--epochs", "1", "--name", "rel", "--json", "--max-concurrent", "1", "--address", ray_address,
+                  "--reseed", "1")  # fmt: skip
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "rel", "rnn")
@@ -810,6 +812,9 @@ def test_a_relative_data_path_means_the_file_in_the_folder_the_command_ran_in(tm
         r.data.tags.get("error") for r in runs
     ]
     assert {r.data.params["task.path"] for r in runs} == {"data.csv"}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (reseeded,) = client.search_runs([runs[0].info.experiment_id], "tags.kind = 'reseed'")
+    assert reseeded.data.tags["status"] == "completed" and reseeded.data.params["task.path"] == "data.csv"
 
 
 @pytest.mark.parametrize(("before", "during"), [(None, "false"), ("true", "true")])
