@@ -142,13 +142,51 @@ def test_overridden_trial_delegates_everything_else():
     [
         ({"dept": 2}, "has no parameter 'dept'"),
         ({"lr": {"low": -1.0, "high": 1.0, "log": True}}, "key 'space_overrides.lr'"),
-        ({"width": [1, 2]}, "must be a value or a table"),
+        (
+            {"width": [1, 2]},
+            r"must be a value or a table, got \[1, 2\] \(a list of values to choose from is "
+            r"\{ choices = \[1, 2\] \}\)",
+        ),
         ({"clipping": {"choices": []}}, "choices must be a non-empty list"),
+        # Each was dropped without a word, leaving the space's own range: {choices} on an integer among them.
+        (
+            {"width": {"choices": [8, "wide"]}},
+            r"'space_overrides.width': fixed to 'wide', but the space samples it as",
+        ),
+        (
+            {"width": {"choices": [8], "low": 4}},
+            "choices replace the range: give choices, or low and high, not both",
+        ),
+        (
+            {"clipping": {"low": 1}},
+            r"'space_overrides.clipping': low does not apply to a categorical parameter; it "
+            r"takes choices, or a single value",
+        ),
+        ({"lr": {"choice": [0.1]}}, "unknown field"),
+        ({"clipping": {"choices": ["sometimes"]}}, "choice 'sometimes' is not one of the space's choices"),
     ],
 )
 def test_bad_overrides(overrides, message):
     with pytest.raises(SpaceOverrideError, match=message):
         check_overrides(rnnbench.get_search_space("default"), overrides, "sweep file x.toml")
+
+
+def test_choices_narrow_an_integer_or_a_number_to_those_values():
+    """`width = { choices = [8, 16] }` (a user's sweep file on the greff space trained widths 52, 103 and 156)."""
+    import optuna
+
+    from rnnbench.search_spaces.overrides import apply_overrides
+
+    space = rnnbench.get_search_space("greff")
+    overrides = {"width": {"choices": [8, 16]}, "input_noise": {"choices": [0.0, 0.5]}}
+    assert check_overrides(space, overrides, "sweep file x.toml") >= {"width", "input_noise"}
+    suggest = apply_overrides(space, overrides)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [suggest(study.ask()) for _ in range(40)]
+    assert {c["width"] for c in drawn} == {8, 16} and {c["input_noise"] for c in drawn} == {0.0, 0.5}
+    assert all(isinstance(c["width"], int) for c in drawn)
+    plain, other = apply_overrides(space, {"width": {"low": 30, "high": 40}}), optuna.create_study()
+    assert all(30 <= plain(other.ask())["width"] <= 40 for _ in range(20)), "a range still narrows"
 
 
 def test_progress_counts_best_and_eta():

@@ -5,6 +5,7 @@ depth = 2                                  # fixed: not searched
 width = { low = 32, high = 128 }           # narrowed (log scale kept from the space)
 lr = { low = 1e-3, high = 1e-2, log = true }
 clipping = { choices = ["norm"] }
+                                           # width = { choices = [32, 64] }: chosen among values
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def _check_fixed(name: str, value: Any, kind: str, choices: list[Any] | None = N
     return value
 
 
+KINDS = {"int": "an integer", "float": "a number", "categorical": "a categorical"}
+
+
 class OverriddenTrial:
     """An Optuna trial whose suggest_* calls apply the overrides; everything else is delegated."""
 
@@ -49,29 +53,56 @@ class OverriddenTrial:
         self._overrides = overrides
         self.seen: set[str] = set()
 
-    def _range(self, name: str, **defaults: Any) -> tuple[bool, Any]:
+    def _range(self, name: str, kind: str, **defaults: Any) -> tuple[bool, Any]:
+        """(True, the value) where the override fixes it, else (False, the suggest_* arguments, ``choices``
+        among them where an integer or number is to be chosen from a list). A field the parameter's kind does
+        not take is an error: dropped, it left the space as it was without a word."""
         self.seen.add(name)
         override = self._overrides.get(name)
         if override is None:
             return False, defaults
         if not isinstance(override, dict):
             return True, override
-        return False, {**defaults, **{k: v for k, v in override.items() if k in defaults}}
+        takes = set(defaults) | {"choices"}
+        if misplaced := sorted(set(override) - takes):
+            raise FixedValueError(name, f"{', '.join(misplaced)} does not apply to {KINDS[kind]} parameter; it takes "
+                                        f"{', '.join(sorted(takes))}, or a single value")  # fmt: skip
+        if kind != "categorical" and "choices" in override:
+            if len(override) > 1:
+                raise FixedValueError(
+                    name, "choices replace the range: give choices, or low and high, not both"
+                )
+            for value in override["choices"]:
+                _check_fixed(name, value, kind)
+        return False, {**defaults, **override}
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
-        fixed, args = self._range(name, low=low, high=high, step=step, log=log)
-        return _check_fixed(name, args, "int") if fixed else self._trial.suggest_int(name, **args)
+        fixed, args = self._range(name, "int", low=low, high=high, step=step, log=log)
+        if fixed:
+            return _check_fixed(name, args, "int")
+        if "choices" in args:
+            return self._trial.suggest_categorical(name, args["choices"])
+        return self._trial.suggest_int(name, **args)
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
     ) -> Any:
-        fixed, args = self._range(name, low=low, high=high, step=step, log=log)
-        return _check_fixed(name, args, "float") if fixed else self._trial.suggest_float(name, **args)
+        fixed, args = self._range(name, "float", low=low, high=high, step=step, log=log)
+        if fixed:
+            return _check_fixed(name, args, "float")
+        if "choices" in args:
+            return self._trial.suggest_categorical(name, args["choices"])
+        return self._trial.suggest_float(name, **args)
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
-        fixed, args = self._range(name, choices=list(choices))
+        fixed, args = self._range(name, "categorical", choices=list(choices))
         if fixed:
             return _check_fixed(name, args, "categorical", list(choices))
+        for value in args["choices"]:
+            if value not in list(choices):
+                raise FixedValueError(
+                    name, f"choice {value!r} is not one of the space's choices {list(choices)!r}"
+                )
         return self._trial.suggest_categorical(name, args["choices"])
 
     def __getattr__(self, item: str) -> Any:
@@ -132,7 +163,9 @@ def check_overrides(space: SearchSpaceSpec, overrides: dict[str, Any], where: st
         elif not isinstance(override, (int, float, str, bool)):
             raise SpaceOverrideError(
                 f"{where}, key 'space_overrides.{name}': must be a value or a table, got {override!r}"
-            )
+                + (f" (a list of values to choose from is {{ choices = {override!r} }})" if isinstance(override, list)
+                   else "")
+            )  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen: set[str] = set()
