@@ -77,22 +77,21 @@ class OverriddenTrial:
         return False, {**defaults, **override}
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
-        fixed, args = self._range(name, "int", low=low, high=high, step=step, log=log)
-        if fixed:
-            return _check_fixed(name, args, "int")
-        if "choices" in args:
-            return self._trial.suggest_categorical(name, args["choices"])
-        return self._trial.suggest_int(name, **args)
+        return self._number(name, "int", self._trial.suggest_int, low=low, high=high, step=step, log=log)
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
     ) -> Any:
-        fixed, args = self._range(name, "float", low=low, high=high, step=step, log=log)
+        return self._number(name, "float", self._trial.suggest_float, low=low, high=high, step=step, log=log)
+
+    def _number(self, name: str, kind: str, suggest: Any, **defaults: Any) -> Any:
+        """An integer or a number: fixed, chosen among values, or drawn from its (narrowed) range."""
+        fixed, args = self._range(name, kind, **defaults)
         if fixed:
-            return _check_fixed(name, args, "float")
+            return _check_fixed(name, args, kind)
         if "choices" in args:
             return self._trial.suggest_categorical(name, args["choices"])
-        return self._trial.suggest_float(name, **args)
+        return suggest(name, **args)
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         fixed, args = self._range(name, "categorical", choices=list(choices))
